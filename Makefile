@@ -1,0 +1,101 @@
+# craft: top-level entry points. `make test` and `make demo` install what is missing, build,
+# and run; see README.md. CMake does the real build in cbuild/ (setuptools owns build/).
+
+SHELL := /bin/bash
+
+# Debian packages the project needs. `make deps` installs the missing ones and does nothing when
+# all are present. OPTIONAL_PACKAGES are installed only when the archive has them.
+PACKAGES := build-essential cmake pkg-config clang libuv1-dev libmsgpack-dev \
+	lua5.4 liblua5.4-dev lua-busted luarocks luajit libluajit-5.1-dev \
+	python3-dev iproute2 iptables
+# libFuzzer and the sanitizer runtimes for clang (Debian 12 splits them out of clang-14).
+OPTIONAL_PACKAGES := libclang-rt-14-dev
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
+
+JOBS ?= 2
+# cmake --build runs make again; without make's own variables it does not print "Entering
+# directory" around every step.
+CMAKE_BUILD := env -u MAKEFLAGS -u MAKELEVEL cmake --build
+SEEDS ?= 10000
+BUILD_DIR := cbuild
+# `make build KEEP_GOING=1` builds every target it can even after an error (run-tests.sh uses it:
+# one broken test program should not hide the results of the others).
+keep_going = $(if $(KEEP_GOING),-- $$(grep -qs '^CMAKE_GENERATOR:INTERNAL=Ninja' $(1)/CMakeCache.txt && echo '-k 0' || echo -k))
+CMAKE_DEFAULT := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRAFT_WERROR=ON
+CMAKE_ASAN := -DCMAKE_BUILD_TYPE=Debug -DCRAFT_SANITIZE=ON
+
+.PHONY: all deps build build-default build-asan test demo soak bench fuzz format clean
+
+all: build
+
+# A package counts as present only when dpkg says "installed" (not "config-files").
+installed = [ "$$(dpkg-query -W -f='$${db:Status-Status}' $(1) 2>/dev/null)" = installed ]
+has_candidate = apt-cache policy $(1) 2>/dev/null | grep -q 'Candidate: [^(]'
+
+deps:
+	@missing=""; optional=""; \
+	for p in $(PACKAGES); do $(call installed,$$p) || missing="$$missing $$p"; done; \
+	for p in $(OPTIONAL_PACKAGES); do $(call installed,$$p) || optional="$$optional $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$missing"; \
+		$(APT_GET) update -q && \
+		$(APT_GET) install -y -q $$missing || exit 1; \
+	fi; \
+	for p in $$optional; do \
+		$(call has_candidate,$$p) || continue; \
+		echo "deps: installing optional $$p"; \
+		$(APT_GET) install -y -q $$p || echo "deps: could not install $$p (optional)" >&2; \
+	done
+
+build: build-default build-asan
+
+build-default:
+	cmake -S . -B $(BUILD_DIR)/default $(CMAKE_DEFAULT)
+	$(CMAKE_BUILD) $(BUILD_DIR)/default -j$(JOBS) $(call keep_going,$(BUILD_DIR)/default)
+
+build-asan:
+	cmake -S . -B $(BUILD_DIR)/asan $(CMAKE_ASAN)
+	$(CMAKE_BUILD) $(BUILD_DIR)/asan -j$(JOBS) $(call keep_going,$(BUILD_DIR)/asan)
+
+# The builds happen inside run-tests.sh so that a failed build is counted and reported in the
+# closing "N passed, N failed" line instead of stopping make before it is printed.
+test: deps
+	@MAKE="$(MAKE)" BUILD_DIR="$(BUILD_DIR)" bash scripts/run-tests.sh
+
+demo: deps build-default
+	@if [ ! -x $(BUILD_DIR)/default/craft-demo ]; then \
+		echo "demo: $(BUILD_DIR)/default/craft-demo was not built (is c/tools/craft_demo.c there?)" >&2; \
+		exit 1; \
+	fi
+	$(BUILD_DIR)/default/craft-demo
+
+# Long hand-run soak: make soak SEEDS=100000
+soak: deps build-default
+	@if [ ! -x $(BUILD_DIR)/default/craft-soak ]; then \
+		echo "soak: $(BUILD_DIR)/default/craft-soak was not built (is c/tools/craft_soak.c there?)" >&2; \
+		exit 1; \
+	fi
+	$(BUILD_DIR)/default/craft-soak $(SEEDS)
+
+bench: deps build-default
+	@set -e; shopt -s nullglob; benches=($(BUILD_DIR)/default/bench-*); \
+	if [ $${#benches[@]} -eq 0 ]; then echo "bench: no benchmarks yet (bench/*.c)"; exit 0; fi; \
+	for b in "$${benches[@]}"; do \
+		[ -x "$$b" ] && [ -f "$$b" ] || continue; \
+		echo "== $$b"; "$$b"; echo; \
+	done
+
+# libFuzzer targets (c/fuzz/fuzz_*.c) need clang. Run one with e.g.
+#   cbuild/fuzz/fuzz_frame -max_total_time=60 -malloc_limit_mb=256
+fuzz: deps
+	CC=clang cmake -S . -B $(BUILD_DIR)/fuzz -DCMAKE_BUILD_TYPE=Debug -DCRAFT_FUZZ=ON -DBUILD_TESTING=OFF
+	$(CMAKE_BUILD) $(BUILD_DIR)/fuzz -j$(JOBS)
+
+format:
+	@command -v clang-format >/dev/null || { echo "format: clang-format is not installed (apt-get install clang-format)" >&2; exit 1; }
+	find c -name '*.[ch]' -print0 | xargs -0 -r clang-format -i
+
+clean:
+	rm -rf $(BUILD_DIR)

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Builds both CMake trees and runs every test suite of craft, whatever fails along the way:
+#   ctest in cbuild/default (RelWithDebInfo, -Werror) and cbuild/asan (ASan + UBSan),
+#   pytest over python/tests and busted over spec/ once they hold tests.
+# Its last line sums all suites: "N passed, N failed" (", N skipped" when some were). A build
+# that fails counts as one failed test; it keeps going, so every target that compiles is built
+# and its tree's tests still run (a test whose program did not build fails as "Not Run").
+# Exits 1 if anything failed.
+#
+# Called by `make test` (which passes MAKE and BUILD_DIR). Environment knobs:
+#   CTEST_PARALLEL_LEVEL       ctest's own: run that many tests at once (default 1)
+#   CRAFT_ASAN_SOAK_SEEDS      CRAFT_SOAK_SEEDS for the sanitizer tree (default 200)
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+MAKE=${MAKE:-make}
+BUILD_DIR=${BUILD_DIR:-cbuild}
+
+total_passed=0
+total_failed=0
+total_skipped=0
+recap=()
+log=$(mktemp "${TMPDIR:-/tmp}/craft-tests.XXXXXX") || exit 2
+trap 'rm -f "$log"' EXIT
+
+# record SUITE PASSED FAILED SKIPPED [NOTE]
+record() {
+    total_passed=$((total_passed + $2))
+    total_failed=$((total_failed + $3))
+    total_skipped=$((total_skipped + $4))
+    # Deliberately not in the "N passed, N failed" shape: only the last line is the summary.
+    local line
+    line=$(printf '  %-24s pass %-5d fail %-5d skip %-5d %s' "$1" "$2" "$3" "$4" "${5:-}")
+    recap+=("${line%"${line##*[! ]}"}")
+}
+
+banner() {
+    printf '\n==== %s\n' "$*"
+}
+
+# Strips colours and carriage returns from a captured log.
+plain() {
+    sed -e 's/\x1b\[[0-9;]*[A-Za-z]//g' -e 's/\r//g' "$log"
+}
+
+# --- C: build both trees, then ctest in each --------------------------------------------------
+
+declare -A built
+for tree in default asan; do
+    banner "build $BUILD_DIR/$tree"
+    if "$MAKE" --no-print-directory "build-$tree" KEEP_GOING=1; then
+        built[$tree]=1
+    elif [ -f "$BUILD_DIR/$tree/CTestTestfile.cmake" ]; then
+        built[$tree]=1
+        record "build $tree" 0 1 0 "build failed: see the errors above"
+    else
+        built[$tree]=0
+        record "build $tree" 0 1 0 "configure failed: its tests were not run"
+    fi
+done
+
+# run_ctest TREE [VAR=value...]
+run_ctest() {
+    local tree=$1
+    shift
+    local suite="ctest $tree"
+    [ "${built[$tree]}" = 1 ] || return 0
+
+    banner "$suite ($BUILD_DIR/$tree)"
+    (cd "$BUILD_DIR/$tree" && env "$@" ctest --output-on-failure) 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+
+    # "83% tests passed, 1 tests failed out of 6": the total counts skipped tests (SKIP_RETURN_CODE)
+    # as passed; they are listed as "(Skipped)" under "The following tests did not run:".
+    local line total failed skipped note=""
+    line=$(plain | grep -E '^[0-9]+% tests? passed, [0-9]+ tests? failed out of [0-9]+' | tail -n 1)
+    if [ -n "$line" ]; then
+        failed=$(sed -E 's/.* ([0-9]+) tests? failed.*/\1/' <<<"$line")
+        total=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$line")
+        skipped=$(plain | awk '/^The following tests did not run:/ { s = 1; next }
+                               s && /^[ \t]+[0-9]+ - .*\(Skipped\)$/ { n++; next }
+                               s && !/^[ \t]/ { s = 0 }
+                               END { print n + 0 }')
+    elif plain | grep -q '^No tests were found'; then
+        total=0 failed=0 skipped=0 note="no tests"
+    else
+        total=0 failed=1 skipped=0 note="ctest printed no summary"
+    fi
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+        failed=1
+        note="ctest exited $rc"
+    fi
+    record "$suite" $((total - failed - skipped)) "$failed" "$skipped" "$note"
+}
+
+run_ctest default
+run_ctest asan \
+    CRAFT_SOAK_SEEDS="${CRAFT_ASAN_SOAK_SEEDS:-200}" \
+    ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
+    UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
+
+# --- Python: pytest over python/tests ---------------------------------------------------------
+
+# pytest exits 5 when it collects nothing. A folder without test files is 0 tests; a folder with
+# test files from which nothing was collected is a failure, never a pass by accident.
+run_pytest() {
+    local files
+    files=$(find python/tests \( -name 'test_*.py' -o -name '*_test.py' \) 2>/dev/null | head -n 1)
+    if [ -z "$files" ]; then
+        banner "pytest: no tests in python/tests yet"
+        return 0
+    fi
+
+    local py=python3
+    [ -x .venv/bin/python ] && py=.venv/bin/python
+    banner "pytest python/tests ($py)"
+    if ! "$py" -c 'import pytest' 2>/dev/null; then
+        echo "pytest is not installed for $py"
+        record pytest 0 1 0 "pytest missing for $py"
+        return 0
+    fi
+    "$py" -m pytest python/tests 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+
+    # Final line, e.g. "==== 3 failed, 40 passed, 2 skipped, 1 error in 1.23s ====".
+    local line passed=0 failed=0 skipped=0 note="" n word
+    line=$(plain | grep -E '(passed|failed|error|skipped|xfailed|xpassed|no tests ran).* in [0-9.]+s' | tail -n 1)
+    while read -r n word; do
+        case $word in
+            passed | xpassed) passed=$((passed + n)) ;;
+            failed | error | errors) failed=$((failed + n)) ;;
+            skipped | xfailed) skipped=$((skipped + n)) ;;
+        esac
+    done < <(grep -oE '[0-9]+ [a-z]+' <<<"$line")
+    case $rc in
+        0 | 1) ;;
+        5) note="collected no tests from python/tests" ;;
+        *) note="pytest exited $rc" ;;
+    esac
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+        failed=1
+        [ -n "$note" ] || note="pytest exited $rc"
+    fi
+    record pytest "$passed" "$failed" "$skipped" "$note"
+}
+
+run_pytest
+
+# --- Lua: busted over spec/ -------------------------------------------------------------------
+
+run_busted() {
+    if [ -z "$(find spec -name '*_spec.lua' 2>/dev/null | head -n 1)" ]; then
+        banner "busted: no specs in spec/ yet"
+        return 0
+    fi
+    banner "busted (lua5.4)"
+    if ! command -v busted >/dev/null; then
+        echo "busted is not installed"
+        record "busted lua5.4" 0 1 0 "busted missing"
+        return 0
+    fi
+    # /usr/bin/busted starts under Lua 5.1: ask for 5.4 (TOOLCHAIN.md).
+    busted --lua=lua5.4 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+
+    # "12 successes / 1 failure / 0 errors / 2 pending : 0.01 seconds"
+    local line passed=0 failed=0 skipped=0 note="" f e
+    line=$(plain | grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' | tail -n 1)
+    if [ -n "$line" ]; then
+        read -r passed _ _ f _ _ e _ _ skipped _ <<<"$line"
+        failed=$((f + e))
+    else
+        note="busted printed no summary"
+    fi
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+        failed=1
+        [ -n "$note" ] || note="busted exited $rc"
+    fi
+    record "busted lua5.4" "$passed" "$failed" "$skipped" "$note"
+}
+
+run_busted
+
+# --- Summary ----------------------------------------------------------------------------------
+
+banner "summary"
+for line in "${recap[@]}"; do
+    echo "$line"
+done
+if [ "$total_skipped" -gt 0 ]; then
+    echo "$total_passed passed, $total_failed failed, $total_skipped skipped"
+else
+    echo "$total_passed passed, $total_failed failed"
+fi
+[ "$total_failed" -eq 0 ]
