@@ -137,9 +137,13 @@ enum craft_server_role {
 
 #define CRAFT_ADDRESS_MAX 128 /* bytes, including the terminating NUL */
 
+/* Server flags. */
+#define CRAFT_SERVER_AUTO_PROMOTE 0x01 /* a learner the leader promotes once caught up */
+
 struct craft_server {
     craft_id id;
-    uint8_t role; /* enum craft_server_role */
+    uint8_t role;  /* enum craft_server_role */
+    uint8_t flags; /* CRAFT_SERVER_* */
     char address[CRAFT_ADDRESS_MAX];
 };
 
@@ -295,6 +299,24 @@ struct craft_config {
     /* Seeds the node's own PRNG (randomized timeouts): no call to rand(). */
     uint64_t seed;
     const struct craft_allocator *alloc; /* NULL: the C library's */
+    /* Snapshots (paper section 7). The core asks for a snapshot when the log holds more than
+     * snapshot_entries applied entries or snapshot_bytes of them (0 disables either test); after
+     * one, it keeps snapshot_trailing entries so that slightly lagging followers still catch up
+     * from the log. */
+    uint64_t snapshot_entries;   /* default 16384 */
+    uint64_t snapshot_bytes;     /* default 64 MiB */
+    uint64_t snapshot_trailing;  /* default 1024 */
+    size_t snapshot_chunk_bytes; /* InstallSnapshot chunk size, default 1 MiB */
+    /* Membership: a learner is promotable (by craft_promote or automatically) once its match
+     * index is within promote_distance of the leader's last index for promote_rounds
+     * consecutive heartbeat rounds. */
+    uint64_t promote_distance; /* default 64 */
+    unsigned promote_rounds;   /* default 3 */
+    /* Lease reads (off by default): a leader serves CRAFT_READ_LEASE reads without a heartbeat
+     * round while a majority acknowledged a heartbeat sent less than election_ticks -
+     * lease_drift_ticks ago. Requires check_quorum. */
+    bool lease_reads;
+    unsigned lease_drift_ticks; /* default 2 */
 };
 
 /* Fills c with the defaults above for server id. */
@@ -341,6 +363,48 @@ struct craft_buf {
 CRAFT_API int craft_propose_batch(struct craft_node *n, const struct craft_buf *cmds, size_t count,
                                   craft_index *first_index, craft_term *term);
 
+/* Snapshots (paper section 7). */
+
+/* The driver finished the snapshot asked for in an update (see craft_update.snapshot_wanted):
+ * the state machine at meta.index is durable in the store, size bytes. The core compacts its
+ * log, keeping snapshot_trailing entries, and sets *compact_upto to the index up to which the
+ * driver may now compact the store (0: nothing). index 0 means the snapshot failed: the core
+ * will ask again later. */
+CRAFT_API int craft_snapshot_taken(struct craft_node *n, craft_index index, uint64_t size,
+                                   craft_index *compact_upto);
+
+/* Membership (thesis chapter 4): one server at a time, leader only. Each returns the index of
+ * the configuration entry it appended (NULL allowed). CRAFT_ENOTLEADER on a follower;
+ * CRAFT_EBUSY while another change is uncommitted, before the leader has committed an entry
+ * of its own term (Ongaro's 2015 correction), or during a leadership transfer; CRAFT_EEXISTS /
+ * CRAFT_ENOTFOUND for a server that is / is not there; CRAFT_ESTATE to promote a learner that
+ * has not caught up. */
+CRAFT_API int craft_add_server(struct craft_node *n, craft_id id, const char *address,
+                               bool auto_promote, craft_index *index);
+CRAFT_API int craft_promote(struct craft_node *n, craft_id id, craft_index *index);
+CRAFT_API int craft_remove_server(struct craft_node *n, craft_id id, craft_index *index);
+
+/* Leadership transfer (thesis 3.10): the leader stops accepting proposals, brings target up to
+ * date and tells it to start an election at once. target 0 picks the most up-to-date voter.
+ * The transfer is abandoned after an election timeout. */
+CRAFT_API int craft_transfer_leadership(struct craft_node *n, craft_id target);
+/* The server a transfer in progress targets, 0 if none. */
+CRAFT_API craft_id craft_node_transfer_target(const struct craft_node *n);
+
+/* Linearizable reads (thesis 6.4). The leader records its commit index and confirms with a
+ * heartbeat round that it still leads; the result arrives in an update's reads: the read may be
+ * served once the state machine has applied up to its index. A leader loses pending reads when
+ * it steps down (status CRAFT_ENOTLEADER). CRAFT_READ_LEASE skips the round while the lease of
+ * craft_config.lease_reads holds (falls back to a round otherwise). */
+enum craft_read_mode { CRAFT_READ_INDEX = 1, CRAFT_READ_LEASE = 2 };
+CRAFT_API int craft_read_index(struct craft_node *n, uint64_t id, int mode);
+
+struct craft_read_state {
+    uint64_t id;
+    craft_index index; /* serve once applied >= index */
+    int status;        /* 0, or CRAFT_ENOTLEADER when leadership was lost */
+};
+
 /* Outputs. */
 
 struct craft_update {
@@ -363,6 +427,20 @@ struct craft_update {
     /* Proposals in the log from this index on were discarded (overwritten by a new leader's
      * log): any proposal waiting at or after it has failed with CRAFT_EDROPPED. 0 if none. */
     craft_index dropped_from;
+    /* A chunk of a snapshot sent by the leader, to store before anything else of this update
+     * (paper section 7). offset 0 starts a new snapshot (abandon any partial one). When done:
+     * make it durable as the store's latest snapshot; then, if snapshot_discard_log, remove
+     * every entry from the store's log, otherwise compact the store up to meta.index; restore
+     * the state machine from it; only then apply u->committed and persist u->entries. */
+    const struct craft_install_snapshot *snapshot_chunk;
+    bool snapshot_discard_log;
+    /* The log has grown past the snapshot thresholds: after applying u->committed, snapshot
+     * the state machine (it is then at snapshot_wanted->index), store it with this metadata,
+     * and call craft_snapshot_taken(). Not asked again until then. */
+    const struct craft_snapshot_meta *snapshot_wanted;
+    /* Reads that became safe (or failed). */
+    const struct craft_read_state *reads;
+    size_t n_reads;
     /* Role or leader changed in this update. */
     bool role_changed;
     int role;

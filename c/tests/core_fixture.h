@@ -17,6 +17,17 @@
 struct fx_msg {
     struct craft_message m;
     struct craft_entry *entries; /* owned copies */
+    void *chunk;                 /* InstallSnapshot data, filled from the sender's snapshot */
+    struct craft_server *servers;
+};
+
+/* The toy state machine: a hash chain of applied commands, and its snapshots, padded so that a
+ * snapshot takes several chunks. */
+#define FX_SNAP_SIZE 5000
+struct fx_fsm {
+    uint64_t count;
+    uint64_t hash;
+    craft_index index;
 };
 
 struct fx {
@@ -34,12 +45,40 @@ struct fx {
     craft_index n_applied[FX_MAX + 1];
     craft_index dropped_from[FX_MAX + 1];
     unsigned role_changes[FX_MAX + 1];
+    struct fx_fsm fsm[FX_MAX + 1];
+    /* The latest snapshot of each node (FX_SNAP_SIZE bytes) and the one being received. */
+    uint8_t snap[FX_MAX + 1][FX_SNAP_SIZE];
+    craft_index snap_index[FX_MAX + 1];
+    uint8_t recv[FX_MAX + 1][FX_SNAP_SIZE];
+    unsigned snapshots_taken[FX_MAX + 1];
+    unsigned snapshots_installed[FX_MAX + 1];
+    unsigned chunks_received[FX_MAX + 1];
+    craft_index compacted[FX_MAX + 1];
+    bool no_snapshots[FX_MAX + 1]; /* ignore snapshot_wanted */
+    struct craft_read_state reads[FX_MAX + 1][64];
+    unsigned n_reads[FX_MAX + 1];
 };
 
-static inline void fx_copy_msg(struct fx_msg *dst, const struct craft_message *m)
+static inline void fx_copy_msg(struct fx *f, struct fx_msg *dst, const struct craft_message *m)
 {
     dst->m = *m;
     dst->entries = NULL;
+    dst->chunk = NULL;
+    dst->servers = NULL;
+    if (m->type == CRAFT_MSG_INSTALL_SNAPSHOT) {
+        const struct craft_install_snapshot *is = &m->u.install_snapshot;
+        dst->chunk = malloc(is->size ? is->size : 1);
+        if (is->data == NULL) {
+            memcpy(dst->chunk, &f->snap[m->from][is->offset], is->size);
+        } else {
+            memcpy(dst->chunk, is->data, is->size);
+        }
+        dst->m.u.install_snapshot.data = dst->chunk;
+        unsigned k = is->meta.conf.n;
+        dst->servers = calloc(k ? k : 1, sizeof *dst->servers);
+        memcpy(dst->servers, is->meta.conf.servers, k * sizeof *dst->servers);
+        dst->m.u.install_snapshot.meta.conf.servers = dst->servers;
+    }
     if (m->type == CRAFT_MSG_APPEND_ENTRIES && m->u.append_entries.n_entries > 0) {
         size_t k = m->u.append_entries.n_entries;
         dst->entries = calloc(k, sizeof *dst->entries);
@@ -57,6 +96,10 @@ static inline void fx_copy_msg(struct fx_msg *dst, const struct craft_message *m
 
 static inline void fx_free_msg(struct fx_msg *f)
 {
+    free(f->chunk);
+    free(f->servers);
+    f->chunk = NULL;
+    f->servers = NULL;
     if (f->entries != NULL) {
         for (size_t i = 0; i < f->m.u.append_entries.n_entries; i++) {
             free((void *)f->entries[i].data);
@@ -80,11 +123,49 @@ static inline void fx_drain(struct fx *f, craft_id id)
             if (f->tail - f->head >= FX_QUEUE) {
                 abort();
             }
-            fx_copy_msg(&f->queue[f->tail++ % FX_QUEUE], &u.messages[i]);
+            fx_copy_msg(f, &f->queue[f->tail++ % FX_QUEUE], &u.messages[i]);
+        }
+        if (u.snapshot_chunk != NULL) {
+            const struct craft_install_snapshot *is = u.snapshot_chunk;
+            memcpy(&f->recv[id][is->offset], is->data, is->size);
+            f->chunks_received[id]++;
+            if (is->done) {
+                memcpy(f->snap[id], f->recv[id], FX_SNAP_SIZE);
+                f->snap_index[id] = is->meta.index;
+                memcpy(&f->fsm[id], f->snap[id], sizeof f->fsm[id]);
+                f->applied_index[id] = is->meta.index;
+                f->snapshots_installed[id]++;
+            }
         }
         for (size_t i = 0; i < u.n_committed; i++) {
-            f->applied_index[id] = u.committed[i].index;
+            const struct craft_entry *e = &u.committed[i];
+            f->applied_index[id] = e->index;
             f->n_applied[id]++;
+            struct fx_fsm *s = &f->fsm[id];
+            s->index = e->index;
+            if (e->type == CRAFT_ENTRY_COMMAND) {
+                s->count++;
+                s->hash = s->hash * 1000003u + e->index * 31u + e->term;
+                for (size_t b = 0; b < e->size; b++) {
+                    s->hash = s->hash * 131u + ((const uint8_t *)e->data)[b];
+                }
+            }
+        }
+        if (u.snapshot_wanted != NULL && !f->no_snapshots[id]) {
+            memset(f->snap[id], 0xab, FX_SNAP_SIZE);
+            memcpy(f->snap[id], &f->fsm[id], sizeof f->fsm[id]);
+            f->snap_index[id] = u.snapshot_wanted->index;
+            f->snapshots_taken[id]++;
+            craft_index upto = 0;
+            if (craft_snapshot_taken(nd, u.snapshot_wanted->index, FX_SNAP_SIZE, &upto) != 0) {
+                abort();
+            }
+            if (upto > f->compacted[id]) {
+                f->compacted[id] = upto;
+            }
+        }
+        for (size_t i = 0; i < u.n_reads && f->n_reads[id] < 64; i++) {
+            f->reads[id][f->n_reads[id]++] = u.reads[i];
         }
         if (u.dropped_from != 0) {
             f->dropped_from[id] = u.dropped_from;
@@ -117,6 +198,9 @@ static inline struct craft_configuration fx_conf(int n, int voters)
     return c;
 }
 
+/* Set by a test before fx_init to adjust every node's configuration. */
+static void (*fx_tweak)(struct craft_config *c) __attribute__((unused));
+
 /* A new cluster of n servers (the first `voters` voting), all bootstrapped. */
 static inline void fx_init_with(struct fx *f, int n, int voters, bool pre_vote, bool check_quorum)
 {
@@ -128,6 +212,9 @@ static inline void fx_init_with(struct fx *f, int n, int voters, bool pre_vote, 
         craft_config_init(&f->cfg[i], (craft_id)i);
         f->cfg[i].pre_vote = pre_vote;
         f->cfg[i].check_quorum = check_quorum;
+        if (fx_tweak != NULL) {
+            fx_tweak(&f->cfg[i]);
+        }
         struct craft_boot b = {0};
         b.bootstrap = &c;
         if (craft_node_new(&f->cfg[i], &b, &f->node[i]) != 0) {
@@ -143,11 +230,12 @@ static inline void fx_init(struct fx *f, int n)
     fx_init_with(f, n, n, true, true);
 }
 
-/* Replaces node id with one booted from explicit state (for log-shape tests). */
+/* Replaces node id with one booted from explicit state (for log-shape tests): entry 1 is a
+ * configuration of servers 1..n_voters, all voting; entries 2.. have the given terms. */
 static inline void fx_boot(struct fx *f, craft_id id, craft_term term, const craft_term *terms,
                            size_t count, int n_voters)
 {
-    struct craft_configuration c = fx_conf(f->n, n_voters);
+    struct craft_configuration c = fx_conf(n_voters, n_voters);
     void *buf;
     size_t size;
     craft_configuration_encode(&c, NULL, &buf, &size);
@@ -175,6 +263,15 @@ static inline void fx_boot(struct fx *f, craft_id id, craft_term term, const cra
     free(e);
     free(buf);
     craft_configuration_close(&c, NULL);
+}
+
+/* Replaces node id with an empty one that has no bootstrap configuration: it waits to be added. */
+static inline void fx_empty(struct fx *f, craft_id id)
+{
+    craft_node_free(f->node[id]);
+    if (craft_node_new(&f->cfg[id], NULL, &f->node[id]) != 0) {
+        abort();
+    }
 }
 
 static inline bool fx_link_ok(const struct fx *f, craft_id from, craft_id to)

@@ -5,7 +5,7 @@
  *
  *   u8  version (1)
  *   u32 number of servers                      little-endian
- *   per server: u64 id, u8 role, u16 address length, address bytes (no NUL)
+ *   per server: u64 id, u8 role | flags << 4, u16 address length, address bytes (no NUL)
  *
  * Decoding is total: every byte string either decodes or yields CRAFT_EMALFORMED, because the
  * bytes may come from the network or a damaged disk. */
@@ -115,7 +115,7 @@ int craft_configuration_encode(const struct craft_configuration *c,
         for (int k = 0; k < 8; k++) {
             *w++ = (uint8_t)(s->id >> (8 * k));
         }
-        *w++ = s->role;
+        *w++ = (uint8_t)(s->role | (s->flags << 4));
         size_t len = strnlen(s->address, CRAFT_ADDRESS_MAX - 1);
         *w++ = (uint8_t)len;
         *w++ = (uint8_t)(len >> 8);
@@ -159,7 +159,8 @@ int craft_configuration_decode(const void *buf, size_t size, const struct craft_
         for (int k = 0; k < 8; k++) {
             id |= (craft_id)p[k] << (8 * k);
         }
-        uint8_t role = p[8];
+        uint8_t role = p[8] & 0x0f;
+        uint8_t flags = p[8] >> 4;
         size_t len = (size_t)p[9] | ((size_t)p[10] << 8);
         p += 11;
         if (len >= CRAFT_ADDRESS_MAX || (size_t)(end - p) < len) {
@@ -181,6 +182,7 @@ int craft_configuration_decode(const void *buf, size_t size, const struct craft_
             }
             break;
         }
+        out->servers[out->n - 1].flags = flags;
     }
     if (rc == 0 && p != end) {
         rc = CRAFT_EMALFORMED; /* trailing bytes */

@@ -44,6 +44,10 @@ static void set_term(struct craft_node *n, craft_term term)
 
 void craft__become_follower(struct craft_node *n, craft_term term, craft_id leader)
 {
+    if (n->role == CRAFT_LEADER) {
+        craft__reads_fail_all(n);
+        craft__transfer_clear(n);
+    }
     set_term(n, term);
     set_role(n, CRAFT_FOLLOWER);
     if (leader != n->leader) {
@@ -93,5 +97,14 @@ int craft__become_leader(struct craft_node *n)
     if (rc != 0) {
         return rc;
     }
-    return craft__broadcast_append(n);
+    n->term_start = craft__log_last(&n->log);
+    for (unsigned i = 0; i < n->n_progress; i++) {
+        n->progress[i].ack_ctx = 0;
+    }
+    craft__transfer_clear(n);
+    rc = craft__broadcast_append(n);
+    if (rc != 0) {
+        return rc;
+    }
+    return craft__maybe_commit(n); /* a single voter commits its barrier alone */
 }

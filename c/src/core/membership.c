@@ -46,3 +46,187 @@ int craft__conf_reload(struct craft_node *n)
     }
     return adopt(n, &c, n->snap_conf_index);
 }
+
+/* ------------------------------------------------------------------------------------------
+ * Changes, one server at a time (thesis 4.2, 4.3).
+ *
+ * Adding or removing one server keeps every majority of the old configuration overlapping every
+ * majority of the new one, so no two leaders can be elected in one term across the change. That
+ * argument needs one more rule (Ongaro's 2015 correction to the dissertation): a leader may start
+ * a change only once it has committed an entry of its own term, or a change appended by a
+ * previous leader and never committed could combine with this one into two disjoint majorities.
+ * And only one change may be uncommitted at a time.
+ * ---------------------------------------------------------------------------------------- */
+
+static int change_allowed(const struct craft_node *n)
+{
+    if (n->role != CRAFT_LEADER) {
+        return CRAFT_ENOTLEADER;
+    }
+    if (n->transfer_target != 0 || n->conf_index > n->commit || n->commit < n->term_start) {
+        return CRAFT_EBUSY;
+    }
+    return 0;
+}
+
+static int propose_conf(struct craft_node *n, struct craft_configuration *c, craft_index *index)
+{
+    void *buf;
+    size_t size;
+    int rc = craft_configuration_encode(c, n->alloc, &buf, &size);
+    craft_configuration_close(c, n->alloc);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = craft__append_local(n, CRAFT_ENTRY_CONFIG, buf, size);
+    craft_free(n->alloc, buf);
+    if (rc != 0) {
+        return rc;
+    }
+    if (index != NULL) {
+        *index = craft__log_last(&n->log);
+    }
+    rc = craft__broadcast_append(n);
+    if (rc != 0) {
+        return rc;
+    }
+    /* A configuration with a single voter left (this leader) commits on its own. */
+    return craft__maybe_commit(n);
+}
+
+int craft_add_server(struct craft_node *n, craft_id id, const char *address, bool auto_promote,
+                     craft_index *index)
+{
+    if (n == NULL || id == 0) {
+        return CRAFT_EINVAL;
+    }
+    int rc = change_allowed(n);
+    if (rc != 0) {
+        return rc;
+    }
+    if (craft_configuration_get(&n->conf, id) != NULL) {
+        return CRAFT_EEXISTS;
+    }
+    struct craft_configuration c;
+    rc = craft_configuration_copy(&c, &n->conf, n->alloc);
+    if (rc != 0) {
+        return rc;
+    }
+    /* New servers join as learners and catch up before they vote (thesis 4.2.1), so that
+     * adding one cannot stall commits while its log is empty. */
+    rc = craft_configuration_add(&c, n->alloc, id, address, CRAFT_LEARNER);
+    if (rc != 0) {
+        craft_configuration_close(&c, n->alloc);
+        return rc;
+    }
+    if (auto_promote) {
+        c.servers[c.n - 1].flags |= CRAFT_SERVER_AUTO_PROMOTE;
+    }
+    return propose_conf(n, &c, index);
+}
+
+static bool caught_up(const struct craft_node *n, const struct craft__progress *p)
+{
+    return p->match + n->cfg.promote_distance >= craft__log_last(&n->log);
+}
+
+int craft_promote(struct craft_node *n, craft_id id, craft_index *index)
+{
+    if (n == NULL) {
+        return CRAFT_EINVAL;
+    }
+    int rc = change_allowed(n);
+    if (rc != 0) {
+        return rc;
+    }
+    const struct craft_server *s = craft_configuration_get(&n->conf, id);
+    if (s == NULL) {
+        return CRAFT_ENOTFOUND;
+    }
+    if (s->role != CRAFT_LEARNER) {
+        return CRAFT_EINVAL;
+    }
+    struct craft__progress *p = craft__progress_get(n, id);
+    if (p == NULL || !caught_up(n, p)) {
+        return CRAFT_ESTATE;
+    }
+    struct craft_configuration c;
+    rc = craft_configuration_copy(&c, &n->conf, n->alloc);
+    if (rc != 0) {
+        return rc;
+    }
+    for (unsigned i = 0; i < c.n; i++) {
+        if (c.servers[i].id == id) {
+            c.servers[i].role = CRAFT_VOTER;
+            c.servers[i].flags &= (uint8_t)~CRAFT_SERVER_AUTO_PROMOTE;
+        }
+    }
+    return propose_conf(n, &c, index);
+}
+
+int craft_remove_server(struct craft_node *n, craft_id id, craft_index *index)
+{
+    if (n == NULL) {
+        return CRAFT_EINVAL;
+    }
+    int rc = change_allowed(n);
+    if (rc != 0) {
+        return rc;
+    }
+    const struct craft_server *s = craft_configuration_get(&n->conf, id);
+    if (s == NULL) {
+        return CRAFT_ENOTFOUND;
+    }
+    if (s->role == CRAFT_VOTER && craft_configuration_voters(&n->conf) == 1) {
+        return CRAFT_EINVAL; /* a cluster without voters could never elect a leader again */
+    }
+    struct craft_configuration c;
+    craft_configuration_init(&c);
+    for (unsigned i = 0; i < n->conf.n && rc == 0; i++) {
+        const struct craft_server *o = &n->conf.servers[i];
+        if (o->id != id) {
+            rc = craft_configuration_add(&c, n->alloc, o->id, o->address, o->role);
+            if (rc == 0) {
+                c.servers[c.n - 1].flags = o->flags;
+            }
+        }
+    }
+    if (rc != 0) {
+        craft_configuration_close(&c, n->alloc);
+        return rc;
+    }
+    return propose_conf(n, &c, index);
+}
+
+/* Heartbeat tick on the leader: promote a learner added with auto-promote once it has stayed
+ * within promote_distance for promote_rounds rounds. */
+int craft__auto_promote_tick(struct craft_node *n)
+{
+    for (unsigned i = 0; i < n->n_progress; i++) {
+        struct craft__progress *p = &n->progress[i];
+        const struct craft_server *s = &n->conf.servers[i];
+        if (p->role != CRAFT_LEARNER || !(s->flags & CRAFT_SERVER_AUTO_PROMOTE)) {
+            continue;
+        }
+        p->caught_up = caught_up(n, p) ? p->caught_up + 1 : 0;
+        if (p->caught_up >= n->cfg.promote_rounds && change_allowed(n) == 0) {
+            p->caught_up = 0;
+            int rc = craft_promote(n, p->id, NULL);
+            if (rc != 0 && rc != CRAFT_ESTATE) {
+                return rc;
+            }
+            return 0; /* one change at a time */
+        }
+    }
+    return 0;
+}
+
+/* Thesis 4.2.2: a leader removed from the configuration keeps managing the cluster until the
+ * change is committed (without counting itself), then steps down. */
+void craft__maybe_step_down_removed(struct craft_node *n)
+{
+    if (n->role == CRAFT_LEADER && n->conf_index <= n->commit &&
+        !craft__is_voter(n, n->id)) {
+        craft__become_follower(n, n->term, 0);
+    }
+}

@@ -15,13 +15,22 @@ void craft_config_init(struct craft_config *c, craft_id id)
     c->max_batch_bytes = 1024 * 1024;
     c->max_inflight = 64;
     c->seed = id;
+    c->snapshot_entries = 16384;
+    c->snapshot_bytes = 64 * 1024 * 1024;
+    c->snapshot_trailing = 1024;
+    c->snapshot_chunk_bytes = 1024 * 1024;
+    c->promote_distance = 64;
+    c->promote_rounds = 3;
+    c->lease_reads = false;
+    c->lease_drift_ticks = 2;
 }
 
 static int validate_config(const struct craft_config *c)
 {
     if (c->id == 0 || c->election_ticks < 2 || c->heartbeat_ticks == 0 ||
         c->heartbeat_ticks >= c->election_ticks || c->max_batch_entries == 0 ||
-        c->max_batch_bytes == 0 || c->max_inflight == 0 || c->max_inflight > 1u << 20) {
+        c->max_batch_bytes == 0 || c->max_inflight == 0 || c->max_inflight > 1u << 20 ||
+        c->snapshot_chunk_bytes == 0 || c->promote_rounds == 0) {
         return CRAFT_EINVAL;
     }
     return 0;
@@ -41,6 +50,9 @@ static int load(struct craft_node *n, const struct craft_boot *b)
             return rc;
         }
         n->snap_conf_index = s->conf_index;
+        n->snap_index = s->index;
+        n->snap_term = s->term;
+        n->snap_size = s->size;
         n->commit = n->applied = s->index;
     }
     if (b->n_entries > 0 && b->entries == NULL) {
@@ -144,6 +156,12 @@ void craft_node_free(struct craft_node *n)
     craft_free(n->alloc, n->writes);
     craft_free(n->alloc, n->u_messages);
     craft_free(n->alloc, n->u_entries);
+    craft_free(n->alloc, n->chunk_buf);
+    craft_configuration_close(&n->chunk_conf, n->alloc);
+    craft_configuration_close(&n->want.conf, n->alloc);
+    craft_free(n->alloc, n->reads);
+    craft_free(n->alloc, n->ready);
+    craft_free(n->alloc, n->u_ready);
     craft_free(n->alloc, n);
 }
 
@@ -155,6 +173,9 @@ int craft_propose_batch(struct craft_node *n, const struct craft_buf *cmds, size
     }
     if (n->role != CRAFT_LEADER) {
         return CRAFT_ENOTLEADER;
+    }
+    if (n->transfer_target != 0) {
+        return CRAFT_EBUSY; /* thesis 3.10: no new entries while handing over */
     }
     craft_index first = craft__log_last(&n->log) + 1;
     for (size_t k = 0; k < count; k++) {

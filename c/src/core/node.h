@@ -5,7 +5,11 @@
  *   replication.c  AppendEntries, its results and the commit rule (paper 5.3, 5.4)
  *   step.c         the term rules every message passes first (paper Figure 2, "All servers")
  *   progress.c     the leader's view of each follower (match, next, probe/replicate, window)
- *   membership.c   the configuration in effect, tracked from the log (thesis 4.1)
+ *   membership.c   the configuration in effect, tracked from the log (thesis 4.1), and
+ *                  one-server changes (thesis 4.2, 4.3)
+ *   snapshot.c     asking for snapshots, compaction, InstallSnapshot (paper section 7)
+ *   transfer.c     leadership transfer (thesis 3.10)
+ *   read.c         ReadIndex and lease reads (thesis 6.4)
  *   update.c       collecting outputs, persistence tickets, deferred acknowledgements
  *   log.c          the in-memory log */
 #ifndef CRAFT_CORE_NODE_H
@@ -33,7 +37,26 @@ struct craft__progress {
      * that an AppendEntries was lost and the pipeline must restart from match. */
     unsigned stalls;
     int8_t vote; /* while campaigning: 1 granted, -1 rejected, 0 unknown */
+    uint64_t ack_ctx;       /* highest heartbeat round this server acknowledged (reads) */
+    unsigned caught_up;     /* consecutive rounds a learner was within promote_distance */
+    /* Snapshot mode: which snapshot is being sent, how much was acknowledged, and whether a
+     * chunk is out (with the ticks it has been waiting, to resend a lost one). */
+    craft_index snap_index;
+    uint64_t snap_offset;
+    bool snap_inflight;
+    unsigned snap_wait;
 };
+
+/* A read waiting for its heartbeat round (thesis 6.4). ctx 0: no round sent yet. index 0: the
+ * leader has not yet committed an entry of its term, so its commit index is not yet known to
+ * be the cluster's. */
+struct craft__read {
+    uint64_t id;
+    craft_index index;
+    uint64_t ctx;
+};
+
+#define CRAFT__LEASE_RING 256
 
 /* A message waiting in the outbox. An AppendEntries names its entries as a log range, turned
  * into pointers only when the update is taken: the log may move in between, and a range whose
@@ -91,8 +114,45 @@ struct craft_node {
     unsigned heartbeat_elapsed;
     unsigned randomized_timeout;
     unsigned quorum_elapsed; /* leader: ticks in the current check-quorum window */
+    uint64_t ticks;          /* every tick ever seen: the lease clock */
     uint64_t rng;
     uint64_t hb_ctx; /* heartbeat round counter, echoed by followers */
+    uint64_t hb_tick[CRAFT__LEASE_RING]; /* tick at which round ctx was sent, by ctx % ring */
+    craft_index term_start; /* leader: index of its term's first entry (the barrier) */
+
+    /* Snapshots. snap is the latest snapshot (its conf is snap_conf above); snap_asked: a
+     * snapshot was requested and craft_snapshot_taken() has not answered yet. */
+    craft_index snap_index;
+    craft_term snap_term;
+    uint64_t snap_size;
+    bool snap_asked;
+    /* Receiving a snapshot from the leader: which one, and how many bytes were stored. */
+    craft_index recv_index;
+    craft_term recv_term;
+    uint64_t recv_offset;
+    /* A received chunk waiting to be taken (its data and configuration copied). */
+    bool chunk_pending;
+    bool chunk_discard;
+    struct craft_install_snapshot chunk;
+    void *chunk_buf;
+    size_t cap_chunk_buf;
+    struct craft_configuration chunk_conf;
+    /* The snapshot_wanted output, and the configuration it names. */
+    bool want_pending;
+    struct craft_snapshot_meta want;
+
+    /* Leadership transfer. */
+    craft_id transfer_target;
+    unsigned transfer_elapsed;
+    bool transfer_sent;
+
+    /* Reads. */
+    struct craft__read *reads;
+    size_t n_reads, cap_reads;
+    struct craft_read_state *ready;
+    size_t n_ready, cap_ready;
+    struct craft_read_state *u_ready;
+    size_t cap_u_ready;
 
     /* Outputs waiting for craft_take_update(). */
     struct craft__outmsg *outbox;
@@ -163,7 +223,32 @@ craft_index craft__quorum_match(struct craft_node *n);
 int craft__conf_reload(struct craft_node *n);
 int craft__conf_from_entry(struct craft_node *n, const struct craft_entry *e);
 
+/* snapshot.c */
+int craft__send_snapshot(struct craft_node *n, struct craft__progress *p);
+int craft__recv_install_snapshot(struct craft_node *n, const struct craft_message *m);
+int craft__recv_install_snapshot_result(struct craft_node *n, const struct craft_message *m);
+void craft__snapshot_tick(struct craft_node *n, struct craft__progress *p);
+int craft__snapshot_check(struct craft_node *n);
+int craft__conf_at(struct craft_node *n, craft_index index, struct craft_configuration *out,
+                   craft_index *conf_index);
+
+/* membership.c (changes) */
+int craft__auto_promote_tick(struct craft_node *n);
+void craft__maybe_step_down_removed(struct craft_node *n);
+
+/* transfer.c */
+void craft__transfer_tick(struct craft_node *n);
+int craft__transfer_progress(struct craft_node *n, struct craft__progress *p);
+void craft__transfer_clear(struct craft_node *n);
+
+/* read.c */
+int craft__reads_flush(struct craft_node *n);
+int craft__reads_check(struct craft_node *n);
+void craft__reads_fail_all(struct craft_node *n);
+
 /* update.c */
+int craft__reserve(const struct craft_allocator *a, void **arr, size_t *cap, size_t want,
+                   size_t elem);
 int craft__send(struct craft_node *n, const struct craft_message *m, craft_index lo, size_t count);
 int craft__send_after_persist(struct craft_node *n, const struct craft_message *m);
 void craft__mark_unstable(struct craft_node *n, craft_index from);

@@ -58,10 +58,9 @@ static int send_append(struct craft_node *n, struct craft__progress *p, bool hea
     }
     craft_index prev = p->next - 1;
     craft_index last = craft__log_last(&n->log);
-    if (prev < n->log.offset) {
-        /* The entries p needs are compacted: it needs a snapshot, which is sent by the
-         * snapshot machinery once it exists. Until then there is nothing to send. */
-        return 0;
+    if (prev < n->log.offset || p->mode == CRAFT__SNAPSHOT) {
+        /* The entries p needs are compacted: it needs the snapshot (paper section 7). */
+        return craft__send_snapshot(n, p);
     }
     size_t count = 0;
     size_t bytes = 0;
@@ -106,6 +105,7 @@ int craft__broadcast_append(struct craft_node *n)
 int craft__broadcast_heartbeat(struct craft_node *n)
 {
     n->hb_ctx++;
+    n->hb_tick[n->hb_ctx % CRAFT__LEASE_RING] = n->ticks;
     for (unsigned i = 0; i < n->n_progress; i++) {
         int rc = send_append(n, &n->progress[i], true, false);
         if (rc != 0) {
@@ -139,6 +139,10 @@ int craft__heartbeat_tick(struct craft_node *n)
 {
     n->heartbeat_elapsed++;
     n->quorum_elapsed++;
+    craft__transfer_tick(n);
+    for (unsigned i = 0; i < n->n_progress; i++) {
+        craft__snapshot_tick(n, &n->progress[i]);
+    }
     if (n->quorum_elapsed >= n->cfg.election_ticks) {
         n->quorum_elapsed = 0;
         if (n->cfg.check_quorum) {
@@ -150,7 +154,24 @@ int craft__heartbeat_tick(struct craft_node *n)
     }
     if (n->heartbeat_elapsed >= n->cfg.heartbeat_ticks) {
         n->heartbeat_elapsed = 0;
-        return craft__broadcast_heartbeat(n);
+        int rc = craft__auto_promote_tick(n);
+        if (rc != 0) {
+            return rc;
+        }
+        rc = craft__broadcast_heartbeat(n);
+        if (rc != 0) {
+            return rc;
+        }
+        /* Followers waiting for a snapshot chunk that was lost get it again. */
+        for (unsigned i = 0; i < n->n_progress; i++) {
+            struct craft__progress *p = &n->progress[i];
+            if (p->mode == CRAFT__SNAPSHOT && !p->snap_inflight && p->id != n->id) {
+                rc = craft__send_snapshot(n, p);
+                if (rc != 0) {
+                    return rc;
+                }
+            }
+        }
     }
     return 0;
 }
@@ -173,6 +194,11 @@ int craft__maybe_commit(struct craft_node *n)
             return rc;
         }
     }
+    int rc = craft__reads_check(n);
+    if (rc != 0) {
+        return rc;
+    }
+    craft__maybe_step_down_removed(n);
     return 0;
 }
 
@@ -327,6 +353,13 @@ int craft__recv_append_entries_result(struct craft_node *n, const struct craft_m
         return 0;
     }
     p->recent_active = true;
+    if (res->ctx > p->ack_ctx && res->ctx <= n->hb_ctx) {
+        p->ack_ctx = res->ctx;
+        int rc = craft__reads_check(n);
+        if (rc != 0) {
+            return rc;
+        }
+    }
 
     if (res->rejected) {
         bool stale = p->mode == CRAFT__REPLICATE ? res->index <= p->match
@@ -370,6 +403,9 @@ int craft__recv_append_entries_result(struct craft_node *n, const struct craft_m
     }
     if (p->mode == CRAFT__PROBE && (res->ctx != 0 || res->index >= p->next - 1)) {
         p->probe_sent = false; /* the probe (or a heartbeat) was answered */
+    }
+    if (p->id == n->transfer_target) {
+        return craft__transfer_progress(n, p);
     }
     if (p->match < craft__log_last(&n->log)) {
         return send_append(n, p, false, false);

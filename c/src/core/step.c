@@ -26,7 +26,7 @@ static int answer_stale(struct craft_node *n, const struct craft_message *m)
     struct craft_message r = {0};
     r.to = m->from;
     r.term = n->term;
-    if (m->type == CRAFT_MSG_APPEND_ENTRIES) {
+    if (m->type == CRAFT_MSG_APPEND_ENTRIES || m->type == CRAFT_MSG_INSTALL_SNAPSHOT) {
         r.type = CRAFT_MSG_APPEND_ENTRIES_RESULT;
         r.u.append_entries_result.rejected = true;
         r.u.append_entries_result.index = m->u.append_entries.prev_index;
@@ -93,8 +93,17 @@ int craft_step(struct craft_node *n, const struct craft_message *m)
             return 0;
         }
         return craft__campaign(n, true);
+    case CRAFT_MSG_INSTALL_SNAPSHOT:
+        if (n->role == CRAFT_LEADER) {
+            return 0;
+        }
+        return craft__recv_install_snapshot(n, m);
+    case CRAFT_MSG_INSTALL_SNAPSHOT_RESULT:
+        if (n->role != CRAFT_LEADER) {
+            return 0;
+        }
+        return craft__recv_install_snapshot_result(n, m);
     default:
-        /* InstallSnapshot arrives with the snapshot machinery (core issue 3). */
         return 0;
     }
 }
@@ -104,6 +113,7 @@ int craft_tick(struct craft_node *n)
     if (n == NULL) {
         return CRAFT_EINVAL;
     }
+    n->ticks++;
     if (n->role == CRAFT_LEADER) {
         return craft__heartbeat_tick(n);
     }

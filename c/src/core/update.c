@@ -12,7 +12,7 @@
 
 #include "core/node.h"
 
-static int reserve(const struct craft_allocator *a, void **arr, size_t *cap, size_t want,
+int craft__reserve(const struct craft_allocator *a, void **arr, size_t *cap, size_t want,
                    size_t elem)
 {
     if (want <= *cap) {
@@ -34,7 +34,7 @@ static int reserve(const struct craft_allocator *a, void **arr, size_t *cap, siz
 int craft__send(struct craft_node *n, const struct craft_message *m, craft_index lo,
                 size_t count)
 {
-    int rc = reserve(n->alloc, (void **)&n->outbox, &n->cap_outbox, n->n_outbox + 1,
+    int rc = craft__reserve(n->alloc, (void **)&n->outbox, &n->cap_outbox, n->n_outbox + 1,
                      sizeof *n->outbox);
     if (rc != 0) {
         return rc;
@@ -48,9 +48,10 @@ int craft__send(struct craft_node *n, const struct craft_message *m, craft_index
     return 0;
 }
 
+/* Something must be made durable: the hard state, log entries, or a snapshot chunk. */
 static bool dirty(const struct craft_node *n)
 {
-    return n->hs_dirty || n->unstable_from != 0;
+    return n->hs_dirty || n->unstable_from != 0 || n->chunk_pending;
 }
 
 int craft__send_after_persist(struct craft_node *n, const struct craft_message *m)
@@ -59,7 +60,7 @@ int craft__send_after_persist(struct craft_node *n, const struct craft_message *
     if (need <= n->persisted_seq) {
         return craft__send(n, m, 0, 0);
     }
-    int rc = reserve(n->alloc, (void **)&n->deferred, &n->cap_deferred, n->n_deferred + 1,
+    int rc = craft__reserve(n->alloc, (void **)&n->deferred, &n->cap_deferred, n->n_deferred + 1,
                      sizeof *n->deferred);
     if (rc != 0) {
         return rc;
@@ -113,8 +114,14 @@ bool craft_has_update(const struct craft_node *n)
     if (n == NULL) {
         return false;
     }
-    if (dirty(n) || n->n_outbox > 0 || n->role_changed || n->dropped_from != 0) {
+    if (dirty(n) || n->n_outbox > 0 || n->role_changed || n->dropped_from != 0 ||
+        n->want_pending || n->n_ready > 0) {
         return true;
+    }
+    for (size_t i = 0; i < n->n_reads; i++) {
+        if (n->reads[i].ctx == 0 && n->role == CRAFT_LEADER) {
+            return true; /* a heartbeat round to send */
+        }
     }
     for (size_t i = 0; i < n->n_deferred; i++) {
         if (n->deferred[i].seq <= n->persisted_seq) {
@@ -131,7 +138,14 @@ int craft_take_update(struct craft_node *n, struct craft_update *u)
         return CRAFT_EINVAL;
     }
     memset(u, 0, sizeof *u);
-    int rc = release_deferred(n);
+    int rc = craft__reads_flush(n);
+    if (rc == 0) {
+        rc = release_deferred(n);
+    }
+    if (rc == 0) {
+        rc = craft__reserve(n->alloc, (void **)&n->u_ready, &n->cap_u_ready, n->n_ready,
+                            sizeof *n->u_ready);
+    }
     if (rc != 0) {
         return rc;
     }
@@ -151,14 +165,14 @@ int craft_take_update(struct craft_node *n, struct craft_update *u)
         applicable = n->applied;
     }
     size_t n_commit = (size_t)(applicable - n->applied);
-    rc = reserve(n->alloc, (void **)&n->u_entries, &n->cap_u_entries,
+    rc = craft__reserve(n->alloc, (void **)&n->u_entries, &n->cap_u_entries,
                  n_persist + n_msg_entries + n_commit, sizeof *n->u_entries);
     if (rc == 0) {
-        rc = reserve(n->alloc, (void **)&n->u_messages, &n->cap_u_messages, n->n_outbox,
+        rc = craft__reserve(n->alloc, (void **)&n->u_messages, &n->cap_u_messages, n->n_outbox,
                      sizeof *n->u_messages);
     }
     if (rc == 0 && dirty(n)) {
-        rc = reserve(n->alloc, (void **)&n->writes, &n->cap_writes, n->n_writes + 1,
+        rc = craft__reserve(n->alloc, (void **)&n->writes, &n->cap_writes, n->n_writes + 1,
                      sizeof *n->writes);
     }
     if (rc != 0) {
@@ -180,6 +194,11 @@ int craft_take_update(struct craft_node *n, struct craft_update *u)
         u->entries = ents;
         u->n_entries = n_persist;
         ents += n_persist;
+        if (n->chunk_pending) {
+            u->snapshot_chunk = &n->chunk;
+            u->snapshot_discard_log = n->chunk.done && n->chunk_discard;
+            n->chunk_pending = false;
+        }
         n->hs_dirty = false;
         n->unstable_from = 0;
     }
@@ -218,6 +237,24 @@ int craft_take_update(struct craft_node *n, struct craft_update *u)
     u->committed = ents;
     u->n_committed = n_commit;
     n->applied = applicable;
+
+    /* 4. A snapshot, once the applied log is big enough. */
+    rc = craft__snapshot_check(n);
+    if (rc != 0) {
+        return rc;
+    }
+    if (n->want_pending) {
+        u->snapshot_wanted = &n->want;
+        n->want_pending = false;
+    }
+
+    /* 5. Reads that became safe or failed. */
+    for (size_t i = 0; i < n->n_ready; i++) {
+        n->u_ready[i] = n->ready[i];
+    }
+    u->reads = n->u_ready;
+    u->n_reads = n->n_ready;
+    n->n_ready = 0;
 
     u->dropped_from = n->dropped_from;
     n->dropped_from = 0;
