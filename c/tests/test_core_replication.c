@@ -286,6 +286,28 @@ TEST(lost_append_entries_recovered_by_heartbeats)
     fx_close(&f);
 }
 
+/* Regression (soak seed 88): in replicate mode the follower receives an AppendEntries but its
+ * acknowledgement is lost. Its log is then as long as what was sent, so only the window that
+ * stays unacknowledged can reveal the loss; the leader must still recover. */
+TEST(lost_acknowledgement_recovered_in_replicate_mode)
+{
+    struct fx f;
+    fx_init(&f, 3);
+    fx_elect(&f, 1);
+    fx_rounds(&f, 2);
+    CHECK_OK(fx_propose(&f, 1, "a"));
+    f.cut[3][1] = true; /* 3 stores the entry; its answer is lost */
+    fx_deliver_all(&f);
+    f.cut[3][1] = false;
+    CHECK_EQ(craft_node_last_index(f.node[3]), craft_node_last_index(f.node[1]));
+    fx_rounds(&f, 6);
+    struct craft_progress_info pi[3];
+    CHECK_EQ(craft_node_progress(f.node[1], pi, 3), 3);
+    CHECK_EQ(pi[2].match, craft_node_last_index(f.node[1]));
+    CHECK_EQ(craft_node_commit(f.node[3]), craft_node_last_index(f.node[1]));
+    fx_close(&f);
+}
+
 /* Heartbeats carry the commit index only up to what the follower is known to hold. */
 TEST(heartbeat_commit_bounded_by_match)
 {

@@ -33,8 +33,8 @@ struct craft__progress {
     craft_index *inflight;
     unsigned inflight_head;
     unsigned inflight_count;
-    /* Heartbeat answers seen while the follower's log stayed short of what was sent: a sign
-     * that an AppendEntries was lost and the pipeline must restart from match. */
+    /* Heartbeat answers seen while an AppendEntries stayed unacknowledged: a sign that it was
+     * lost and the pipeline must restart from match. */
     unsigned stalls;
     int8_t vote; /* while campaigning: 1 granted, -1 rejected, 0 unknown */
     uint64_t ack_ctx;       /* highest heartbeat round this server acknowledged (reads) */

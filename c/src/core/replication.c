@@ -394,10 +394,11 @@ int craft__recv_append_entries_result(struct craft_node *n, const struct craft_m
         if (rc != 0 || n->role != CRAFT_LEADER) {
             return rc;
         }
-    } else if (res->ctx != 0 && p->mode == CRAFT__REPLICATE && res->last_index + 1 < p->next) {
-        /* A heartbeat answer from a follower whose log is short of what we sent: if that
-         * persists over two rounds, an AppendEntries was lost; restart from match. */
-        if (++p->stalls >= 2) {
+    } else if (res->ctx != 0 && p->mode == CRAFT__REPLICATE && p->inflight_count > 0) {
+        /* Heartbeats keep coming back but an AppendEntries stays unacknowledged: after three
+         * rounds it was lost (a merely slow one costs only a probe); restart from match. The
+         * follower's last index cannot tell, as stale entries of an older term may pad it. */
+        if (++p->stalls >= 3) {
             craft__progress_become_probe(p);
         }
     }

@@ -71,11 +71,11 @@ int craft_snapshot_taken(struct craft_node *n, craft_index index, uint64_t size,
     if (index == 0) {
         return 0; /* the driver failed to take it; ask again later */
     }
-    if (index > n->applied || index < n->log.offset) {
-        return CRAFT_EINVAL;
-    }
     if (index <= n->snap_index) {
         return 0; /* never backwards: a newer one was installed meanwhile */
+    }
+    if (index > n->applied || index < n->log.offset) {
+        return CRAFT_EINVAL;
     }
     struct craft_configuration conf;
     craft_index conf_index;
