@@ -431,7 +431,9 @@ struct craft_update {
      * (paper section 7). offset 0 starts a new snapshot (abandon any partial one). When done:
      * make it durable as the store's latest snapshot; then, if snapshot_discard_log, remove
      * every entry from the store's log, otherwise compact the store up to meta.index; restore
-     * the state machine from it; only then apply u->committed and persist u->entries. */
+     * the state machine from it; only then apply u->committed and persist u->entries.
+     * A partial chunk of a snapshot at or below the store's latest snapshot (the node took a
+     * newer one of its own meanwhile) is to be skipped: the core will not install it. */
     const struct craft_install_snapshot *snapshot_chunk;
     bool snapshot_discard_log;
     /* The log has grown past the snapshot thresholds: after applying u->committed, snapshot
