@@ -64,7 +64,9 @@ extern "C" {
     X(EXISTS, -17, "already exists")                                                           \
     X(NOCONN, -18, "no connection")                                                            \
     X(CANCELED, -19, "canceled")                                                               \
-    X(STATE, -20, "the call is not valid in the node's current state")
+    X(STATE, -20, "the call is not valid in the node's current state")                         \
+    X(VIOLATION, -21, "a Raft safety invariant was violated")                                  \
+    X(APPLY, -22, "the state machine failed the command")
 
 enum {
 #define CRAFT__ERRNO_ENUM(name, code, msg) CRAFT_E##name = (code),

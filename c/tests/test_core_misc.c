@@ -8,7 +8,7 @@ TEST(strerror_and_names_cover_every_code)
     CHECK_STR_EQ(craft_err_name(CRAFT_ENOTLEADER), "CRAFT_ENOTLEADER");
     CHECK_STR_EQ(craft_strerror(CRAFT_ENOMEM), "out of memory");
     CHECK_STR_EQ(craft_strerror(12345), "unknown error");
-    for (int rc = -1; rc >= CRAFT_ESTATE; rc--) {
+    for (int rc = -1; rc >= CRAFT_EAPPLY; rc--) {
         CHECK(strcmp(craft_strerror(rc), "unknown error") != 0);
         CHECK(strncmp(craft_err_name(rc), "CRAFT_E", 7) == 0);
     }

@@ -106,8 +106,7 @@ void craft__session_set_clear(struct craft__session_set *set, const struct craft
     craft__session_set_init(set);
 }
 
-struct craft__session *craft__session_find(const struct craft__session_set *set,
-                                           uint64_t client)
+struct craft__session *craft__session_find(const struct craft__session_set *set, uint64_t client)
 {
     if (set->cap == 0) {
         return NULL;
@@ -272,8 +271,7 @@ void craft__session_raise_floor(const struct craft_allocator *a, struct craft__s
     s->n_results -= k;
 }
 
-static int results_reserve(const struct craft_allocator *a, struct craft__session *s,
-                           uint32_t want)
+static int results_reserve(const struct craft_allocator *a, struct craft__session *s, uint32_t want)
 {
     if (want <= s->cap_results) {
         return 0;
@@ -296,8 +294,7 @@ static int results_reserve(const struct craft_allocator *a, struct craft__sessio
  * ---------------------------------------------------------------------------------------- */
 
 int craft_sessions_new(const struct craft_allocator *a,
-                       const struct craft_sessions_options *options,
-                       struct craft_sessions **out)
+                       const struct craft_sessions_options *options, struct craft_sessions **out)
 {
     if (out == NULL) {
         return CRAFT_EINVAL;

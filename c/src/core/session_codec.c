@@ -15,11 +15,11 @@
 
 #include "session_internal.h"
 
-#define TABLE_MAGIC "\xC1" "cst"
+#define TABLE_MAGIC "\xC1\x63\x73\x74" /* 0xC1 "cst" */
 #define TABLE_VERSION 1
-#define TABLE_HEADER_SIZE (4 + 1 + 8 + 4)     /* magic, version, last index, n sessions */
-#define SESSION_RECORD_SIZE (8 + 8 + 8 + 4)   /* client, last active, floor, n results */
-#define RESULT_RECORD_SIZE (8 + 4)            /* seq, len; then len bytes */
+#define TABLE_HEADER_SIZE (4 + 1 + 8 + 4)   /* magic, version, last index, n sessions */
+#define SESSION_RECORD_SIZE (8 + 8 + 8 + 4) /* client, last active, floor, n results */
+#define RESULT_RECORD_SIZE (8 + 4)          /* seq, len; then len bytes */
 
 static void put_u32(uint8_t *p, uint32_t v)
 {
@@ -133,15 +133,14 @@ static int envelope(const struct craft_allocator *a, uint8_t kind, size_t header
 
 int craft_session_encode_register(const struct craft_allocator *a, void **buf, size_t *size)
 {
-    return envelope(a, CRAFT_SESSION_CMD_REGISTER, CRAFT_SESSION_REGISTER_SIZE, NULL, 0, buf,
-                    size);
+    return envelope(a, CRAFT_SESSION_CMD_REGISTER, CRAFT_SESSION_REGISTER_SIZE, NULL, 0, buf, size);
 }
 
 int craft_session_encode_plain(const struct craft_allocator *a, const void *payload, size_t len,
                                void **buf, size_t *size)
 {
-    return envelope(a, CRAFT_SESSION_CMD_PLAIN, CRAFT_SESSION_PLAIN_HEADER_SIZE, payload, len,
-                    buf, size);
+    return envelope(a, CRAFT_SESSION_CMD_PLAIN, CRAFT_SESSION_PLAIN_HEADER_SIZE, payload, len, buf,
+                    size);
 }
 
 int craft_session_encode_command(const struct craft_allocator *a, uint64_t client, uint64_t seq,
@@ -151,8 +150,8 @@ int craft_session_encode_command(const struct craft_allocator *a, uint64_t clien
     if (client == 0 || seq == 0 || ack >= seq) {
         return CRAFT_EINVAL;
     }
-    int rc = envelope(a, CRAFT_SESSION_CMD_COMMAND, CRAFT_SESSION_COMMAND_HEADER_SIZE, payload,
-                      len, buf, size);
+    int rc = envelope(a, CRAFT_SESSION_CMD_COMMAND, CRAFT_SESSION_COMMAND_HEADER_SIZE, payload, len,
+                      buf, size);
     if (rc == 0) {
         uint8_t *p = *buf;
         put_u64(p + 6, client);
@@ -168,8 +167,8 @@ int craft_session_encode_unregister(const struct craft_allocator *a, uint64_t cl
     if (client == 0) {
         return CRAFT_EINVAL;
     }
-    int rc = envelope(a, CRAFT_SESSION_CMD_UNREGISTER, CRAFT_SESSION_UNREGISTER_SIZE, NULL, 0,
-                      buf, size);
+    int rc = envelope(a, CRAFT_SESSION_CMD_UNREGISTER, CRAFT_SESSION_UNREGISTER_SIZE, NULL, 0, buf,
+                      size);
     if (rc == 0) {
         put_u64((uint8_t *)*buf + 6, client);
     }
@@ -235,9 +234,8 @@ int craft_sessions_encode(const struct craft_sessions *s, void **buf, size_t *si
 }
 
 /* Decodes one session record and its results at *pp into a new session. */
-static int decode_session(const struct craft_allocator *a, const uint8_t **pp,
-                          const uint8_t *end, craft_index last_index, uint64_t prev_active,
-                          struct craft__session **out)
+static int decode_session(const struct craft_allocator *a, const uint8_t **pp, const uint8_t *end,
+                          craft_index last_index, uint64_t prev_active, struct craft__session **out)
 {
     const uint8_t *p = *pp;
     if ((size_t)(end - p) < SESSION_RECORD_SIZE) {

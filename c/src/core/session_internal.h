@@ -57,8 +57,7 @@ struct craft_sessions {
 /* Set operations (session.c). */
 void craft__session_set_init(struct craft__session_set *set);
 void craft__session_set_clear(struct craft__session_set *set, const struct craft_allocator *a);
-struct craft__session *craft__session_find(const struct craft__session_set *set,
-                                           uint64_t client);
+struct craft__session *craft__session_find(const struct craft__session_set *set, uint64_t client);
 /* Makes room in the hash for one more session. */
 int craft__session_reserve(struct craft__session_set *set, const struct craft_allocator *a);
 /* Inserts s (allocated with a) at the tail of the activity list; room must be reserved. */

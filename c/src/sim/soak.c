@@ -1,0 +1,386 @@
+/*
+ * The randomized soak (see soak.h). Everything, including the cluster's shape, comes from the
+ * seed through a PRNG stream of its own, so `craft-soak --seed S` replays a run exactly.
+ */
+#include "soak.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "prng.h"
+
+#define FINAL_BOUND_MS 30000 /* virtual time allowed for recovery after healing */
+
+struct soak {
+    const struct craft__sim_soak_options *o;
+    struct craft__sim_soak_result *r;
+    struct craft__sim_prng p;
+    struct craft_sim *sim;
+    unsigned n;
+    uint64_t counter;
+};
+
+static void say(struct soak *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct soak *k, const char *fmt, ...)
+{
+    if (k->o->line == NULL) {
+        return;
+    }
+    char buf[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    k->o->line(k->o->ud, buf);
+}
+
+static void trace_line(void *ud, const char *line)
+{
+    struct soak *k = ud;
+    k->o->line(k->o->ud, line);
+}
+
+static unsigned pick_size(struct craft__sim_prng *p)
+{
+    uint64_t r = craft__sim_prng_range(p, 0, 19);
+    if (r == 0) {
+        return 1;
+    }
+    if (r == 1) {
+        return 2;
+    }
+    if (r == 2) {
+        return 4;
+    }
+    return r < 11 ? 3 : 5;
+}
+
+static void configure(struct soak *k, struct craft_sim_options *so)
+{
+    struct craft__sim_prng *p = &k->p;
+    craft_sim_options_init(so);
+    so->seed = k->o->seed;
+    so->n_nodes = k->n = pick_size(p);
+    so->node.pre_vote = craft__sim_prng_chance(p, 0.7);
+    so->node.check_quorum = craft__sim_prng_chance(p, 0.7);
+    so->node.election_ticks = 10;
+    so->node.heartbeat_ticks = (unsigned)craft__sim_prng_range(p, 1, 3);
+    static const unsigned batch[] = {1, 4, 64};
+    so->node.max_batch_entries = batch[craft__sim_prng_range(p, 0, 2)];
+    so->node.max_inflight = batch[craft__sim_prng_range(p, 0, 2)];
+    /* Snapshots: often small and frequent, in small chunks, so that followers that fall
+     * behind catch up by InstallSnapshot. */
+    static const uint64_t every[] = {0, 8, 32};
+    static const uint64_t trailing[] = {0, 2, 16};
+    static const size_t chunk[] = {16, 64, 4096};
+    so->node.snapshot_entries = every[craft__sim_prng_range(p, 0, 2)];
+    so->node.snapshot_trailing = trailing[craft__sim_prng_range(p, 0, 2)];
+    so->node.snapshot_chunk_bytes = chunk[craft__sim_prng_range(p, 0, 2)];
+    so->tick_ms = 10;
+    so->tick_jitter_ms = (unsigned)craft__sim_prng_range(p, 0, 3);
+    so->min_delay_ms = (unsigned)craft__sim_prng_range(p, 0, 5);
+    so->max_delay_ms = so->min_delay_ms + (unsigned)craft__sim_prng_range(p, 0, 40);
+    so->drop_rate = craft__sim_prng_unit(p) * 0.2;
+    so->dup_rate = craft__sim_prng_unit(p) * 0.1;
+    so->disk_min_ms = 0;
+    so->disk_max_ms = (unsigned)craft__sim_prng_range(p, 0, 15);
+    so->trace_depth = k->o->trace_depth ? k->o->trace_depth : 60;
+    if (k->o->verbose && k->o->line != NULL) {
+        so->trace = trace_line;
+        so->ud = k;
+    }
+}
+
+static craft_id random_node(struct soak *k, bool up)
+{
+    craft_id ids[CRAFT_SIM_MAX_NODES];
+    unsigned m = 0;
+    for (craft_id id = 1; id <= k->n; id++) {
+        if (craft_sim_is_up(k->sim, id) == up) {
+            ids[m++] = id;
+        }
+    }
+    return m ? ids[craft__sim_prng_range(&k->p, 0, m - 1)] : 0;
+}
+
+/* A command with a recognisable, seed-specific payload of random length. */
+static int propose(struct soak *k, craft_id at, craft_index *index, craft_term *term)
+{
+    char data[96];
+    int len = snprintf(data, sizeof(data), "s%" PRIu64 "-c%" PRIu64 "-", k->o->seed,
+                       k->counter++);
+    size_t size = (size_t)len + craft__sim_prng_range(&k->p, 0, 48);
+    memset(data + len, 'x', size - (size_t)len);
+    int rc = craft_sim_propose(k->sim, at, data, size, index, term);
+    if (rc == 0) {
+        k->r->proposals++;
+    }
+    return rc;
+}
+
+/* Errors a proposal may legitimately meet in a faulty cluster. */
+static bool benign(int rc)
+{
+    return rc == 0 || rc == CRAFT_ENOTLEADER || rc == CRAFT_EBUSY || rc == CRAFT_ESTATE ||
+           rc == CRAFT_EDROPPED;
+}
+
+static int fault_step(struct soak *k)
+{
+    struct craft__sim_prng *p = &k->p;
+    struct craft_sim *sim = k->sim;
+    uint64_t a = craft__sim_prng_range(p, 0, 99);
+    int rc = 0;
+    if (a < 40) {
+        unsigned count = (unsigned)craft__sim_prng_range(p, 1, 5);
+        /* Mostly at the leader, sometimes at a random node (which refuses unless leader). */
+        craft_id at = craft__sim_prng_chance(p, 0.8) ? 0 : random_node(k, true);
+        for (unsigned c = 0; c < count && rc == 0; c++) {
+            rc = propose(k, at, NULL, NULL);
+            rc = benign(rc) ? 0 : rc;
+        }
+    } else if (a < 50) {
+        craft_id id = random_node(k, true);
+        if (id != 0) {
+            rc = craft_sim_crash(sim, id);
+        }
+    } else if (a < 60) {
+        craft_id id = random_node(k, false);
+        if (id != 0) {
+            rc = craft_sim_restart(sim, id);
+        }
+    } else if (a < 68) {
+        unsigned groups[CRAFT_SIM_MAX_NODES];
+        for (unsigned i = 0; i < k->n; i++) {
+            groups[i] = (unsigned)craft__sim_prng_range(p, 0, 2);
+        }
+        rc = craft_sim_partition(sim, groups);
+    } else if (a < 75) {
+        if (k->n > 1) {
+            craft_id from = craft__sim_prng_range(p, 1, k->n);
+            craft_id to = craft__sim_prng_range(p, 1, k->n - 1);
+            to += to >= from;
+            rc = craft_sim_cut(sim, from, to);
+        }
+    } else if (a < 83) {
+        rc = craft_sim_heal(sim);
+    } else if (a < 88) {
+        unsigned lo = (unsigned)craft__sim_prng_range(p, 0, 5);
+        rc = craft_sim_set_network(sim, craft__sim_prng_unit(p) * 0.3,
+                                   craft__sim_prng_unit(p) * 0.1, lo,
+                                   lo + (unsigned)craft__sim_prng_range(p, 0, 60));
+    } else if (a < 90) {
+        rc = craft_sim_set_disk(sim, 0, (unsigned)craft__sim_prng_range(p, 0, 30));
+    }
+    if (rc == CRAFT_ESTATE) {
+        rc = 0;
+    }
+    if (rc == 0) {
+        rc = craft_sim_run_for(sim, craft__sim_prng_range(p, 5, 60));
+    }
+    return rc;
+}
+
+struct applied_probe {
+    craft_index index;
+    craft_term term;
+    unsigned n;
+    bool lost; /* some node applied another entry at index: propose again */
+};
+
+static bool applied_everywhere(struct craft_sim *sim, void *ud)
+{
+    struct applied_probe *pr = ud;
+    /* A leader of a later term without the entry means it can never commit. */
+    const struct craft_node *leader = craft_sim_node(sim, craft_sim_leader(sim));
+    if (leader != NULL && craft_node_term(leader) > pr->term &&
+        craft_node_term_at(leader, pr->index) != pr->term) {
+        pr->lost = true;
+        return true;
+    }
+    for (craft_id id = 1; id <= pr->n; id++) {
+        const struct craft_sim_applied *a;
+        size_t n;
+        craft_sim_applied(sim, id, &a, &n);
+        if (craft_sim_applied_index(sim, id) < pr->index) {
+            return false;
+        }
+        if (n == 0 || pr->index < a[0].index) {
+            continue; /* covered by the snapshot the state machine was restored from */
+        }
+        const struct craft_sim_applied *e = &a[pr->index - a[0].index];
+        if (e->term != pr->term) {
+            pr->lost = true;
+            return true;
+        }
+    }
+    return true;
+}
+
+static bool has_leader(struct craft_sim *sim, void *ud)
+{
+    (void)ud;
+    return craft_sim_leader(sim) != 0;
+}
+
+/* For a liveness failure: where every node stands, and the leader's view of its followers. */
+static void describe_cluster(struct soak *k)
+{
+    static const char *const modes[] = {"?", "probe", "replicate", "snapshot"};
+    for (craft_id id = 1; id <= k->n; id++) {
+        const struct craft_node *n = craft_sim_node(k->sim, id);
+        if (n == NULL) {
+            continue;
+        }
+        say(k,
+            "n%" PRIu64 ": %s term=%" PRIu64 " leader=n%" PRIu64 " last=%" PRIu64
+            " commit=%" PRIu64 " applied=%" PRIu64,
+            id, craft_role_name(craft_node_role(n)), craft_node_term(n), craft_node_leader(n),
+            craft_node_last_index(n), craft_node_commit(n), craft_node_applied(n));
+        struct craft_progress_info pi[CRAFT_SIM_MAX_NODES];
+        unsigned m = craft_node_progress(n, pi, CRAFT_SIM_MAX_NODES);
+        for (unsigned j = 0; j < m && j < CRAFT_SIM_MAX_NODES; j++) {
+            say(k,
+                "    progress n%" PRIu64 ": mode=%s match=%" PRIu64 " next=%" PRIu64
+                " inflight=%u recent_active=%d",
+                pi[j].id, modes[pi[j].mode <= 3 ? pi[j].mode : 0], pi[j].match, pi[j].next,
+                pi[j].inflight, pi[j].recent_active);
+        }
+    }
+}
+
+/* After healing: a leader must emerge and a proposal must be applied on every node. */
+static int final_phase(struct soak *k)
+{
+    struct craft_sim *sim = k->sim;
+    int rc = craft_sim_heal(sim);
+    for (craft_id id = 1; rc == 0 && id <= k->n; id++) {
+        if (!craft_sim_is_up(sim, id)) {
+            rc = craft_sim_restart(sim, id);
+        }
+    }
+    if (rc == 0) {
+        rc = craft_sim_set_network(sim, 0.0, 0.0, 1, 10);
+    }
+    if (rc == 0) {
+        rc = craft_sim_set_disk(sim, 0, 2);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    craft_sim_note(sim, "final phase: healed and restarted; a leader must commit everywhere");
+    uint64_t deadline = craft_sim_now(sim) + FINAL_BOUND_MS;
+    while (craft_sim_now(sim) < deadline) {
+        rc = craft_sim_run_until(sim, has_leader, NULL, deadline - craft_sim_now(sim));
+        if (rc != 0) {
+            break;
+        }
+        struct applied_probe pr = {.n = k->n};
+        rc = propose(k, 0, &pr.index, &pr.term);
+        if (rc == CRAFT_ENOTLEADER || rc == CRAFT_EBUSY) {
+            rc = craft_sim_run_for(sim, 10);
+            if (rc != 0) {
+                return rc;
+            }
+            continue;
+        }
+        if (rc != 0) {
+            return rc;
+        }
+        /* Bounded by the remaining time: a re-election can lose the entry, then try again. */
+        rc = craft_sim_run_until(sim, applied_everywhere, &pr, deadline - craft_sim_now(sim));
+        if (rc == 0 && !pr.lost) {
+            return 0;
+        }
+        if (rc != 0) {
+            break;
+        }
+    }
+    if (rc == CRAFT_ETIMEDOUT || rc == 0) {
+        char msg[160];
+        craft_id leader = craft_sim_leader(sim);
+        snprintf(msg, sizeof(msg),
+                 "liveness: %s within %ums of virtual time after healing (leader n%" PRIu64 ")",
+                 leader ? "the final proposal was not applied on every node"
+                        : "no leader emerged",
+                 FINAL_BOUND_MS, leader);
+        snprintf(k->r->error, sizeof(k->r->error), "%s", msg);
+        craft_sim_note(sim, msg);
+        return CRAFT_ETIMEDOUT;
+    }
+    return rc;
+}
+
+static void dump_line(void *ud, const char *line)
+{
+    struct soak *k = ud;
+    say(k, "  %s", line);
+}
+
+int craft__sim_soak_run(const struct craft__sim_soak_options *o,
+                        struct craft__sim_soak_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    struct soak k = {.o = o, .r = r};
+    craft__sim_prng_seed(&k.p, craft__sim_derive(o->seed, 0x50a4, 1));
+    struct craft_sim_options so;
+    configure(&k, &so);
+    r->n_nodes = k.n;
+    int rc = craft_sim_new(&so, &k.sim);
+    if (rc != 0) {
+        r->rc = rc;
+        snprintf(r->error, sizeof(r->error), "craft_sim_new: %s", craft_err_name(rc));
+        say(&k, "seed %" PRIu64 ": %s", o->seed, r->error);
+        return rc;
+    }
+    if (o->verbose) {
+        say(&k,
+            "seed %" PRIu64 ": %u nodes, pre_vote=%d check_quorum=%d heartbeat=%u batch=%u "
+            "inflight=%u snapshot_entries=%" PRIu64 " trailing=%" PRIu64 " chunk=%zu "
+            "drop=%.3f dup=%.3f delay=%u..%ums disk<=%ums",
+            o->seed, k.n, so.node.pre_vote, so.node.check_quorum, so.node.heartbeat_ticks,
+            so.node.max_batch_entries, so.node.max_inflight, so.node.snapshot_entries,
+            so.node.snapshot_trailing, so.node.snapshot_chunk_bytes, so.drop_rate, so.dup_rate,
+            so.min_delay_ms, so.max_delay_ms, so.disk_max_ms);
+    }
+    uint64_t fault_ms = craft__sim_prng_range(&k.p, 2000, 5000);
+    /* Let the first election happen on a quiet network most of the time. */
+    rc = craft_sim_run_for(k.sim, craft__sim_prng_range(&k.p, 0, 500));
+    while (rc == 0 && craft_sim_now(k.sim) < fault_ms) {
+        rc = fault_step(&k);
+    }
+    if (rc == 0) {
+        rc = final_phase(&k);
+    }
+    if (rc == 0) {
+        rc = craft_sim_check(k.sim);
+    }
+    if (rc != 0 && rc != CRAFT_ETIMEDOUT) {
+        const char *err = craft_sim_error(k.sim);
+        snprintf(r->error, sizeof(r->error), "%s", err ? err : craft_err_name(rc));
+    }
+    struct craft_sim_stats st;
+    craft_sim_stats(k.sim, &st);
+    r->rc = rc;
+    r->virtual_ms = craft_sim_now(k.sim);
+    r->events = st.events;
+    r->crashes = st.crashes;
+    for (int t = 0; t <= CRAFT_MSG_TYPE_MAX; t++) {
+        r->messages += st.sent[t];
+    }
+    r->committed = craft_sim_committed(k.sim);
+    if (rc != 0) {
+        say(&k, "FAILED seed %" PRIu64 " (%u nodes, t=%" PRIu64 "ms): %s", o->seed, k.n,
+            r->virtual_ms, r->error);
+        if (rc == CRAFT_ETIMEDOUT) {
+            describe_cluster(&k);
+        }
+        say(&k, "last events:");
+        craft_sim_dump_trace(k.sim, dump_line, &k);
+        say(&k, "replay: craft-soak --seed %" PRIu64 " --verbose", o->seed);
+    }
+    craft_sim_free(k.sim);
+    return rc;
+}
