@@ -1,0 +1,224 @@
+/*
+ * craft/uv.h: the libuv runtime. Real nodes on real sockets and real files: a tick timer feeds the
+ * protocol core, peers are TCP connections (wire format: craft/wire.h), the log is written on
+ * libuv's thread pool with group commit, committed commands go to the user's state machine in
+ * batches, proposals and reads made on a follower are forwarded to the leader.
+ *
+ * Threads. A node lives on the thread that runs its loop; one loop may drive several nodes.
+ * Every function here must be called on that thread, except craft_uv_submit() and
+ * craft_uv_status(), which any thread may call. Every callback runs on the loop's thread,
+ * except the state machine's snapshot and restore, which run on a worker thread while no apply
+ * is in progress (the loop keeps serving the network meanwhile).
+ */
+#ifndef CRAFT_UV_H
+#define CRAFT_UV_H
+
+#include <uv.h>
+
+#include "craft.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct craft_uv_node;
+
+/* ------------------------------------------------------------------------------------------
+ * The state machine
+ * ---------------------------------------------------------------------------------------- */
+
+/* One committed command handed to apply. */
+struct craft_uv_apply {
+    craft_index index;
+    craft_term term;
+    const void *data;
+    size_t size;
+    /* Filled by apply: the result returned to the proposer (allocated with craft_malloc(NULL,
+     * ...); the runtime frees it), and error != 0 when the command failed in the state machine.
+     * A failure is deterministic state-machine behaviour: the entry still counts as applied
+     * everywhere, and the proposer gets CRAFT_EAPPLY with the result bytes as the message. */
+    void *result;
+    size_t result_size;
+    int error;
+};
+
+/* Writes snapshot bytes; returns 0 or a CRAFT_E* code (then stop and return it). */
+typedef int (*craft_uv_write_fn)(void *ctx, const void *buf, size_t len);
+/* Reads up to cap bytes; *n is 0 at the end. */
+typedef int (*craft_uv_read_fn)(void *ctx, void *buf, size_t cap, size_t *n);
+
+struct craft_uv_fsm {
+    void *data;
+    /* Applies a batch of commands, in log order (loop thread). A non-zero return means the
+     * state machine cannot go on: the node stops, loudly. */
+    int (*apply)(void *data, struct craft_uv_apply *cmds, size_t n);
+    /* Writes the whole state (worker thread; no apply runs meanwhile). */
+    int (*snapshot)(void *data, craft_uv_write_fn write, void *ctx);
+    /* Replaces the whole state with a snapshot's (worker thread; no apply runs meanwhile). */
+    int (*restore)(void *data, craft_uv_read_fn read, void *ctx);
+};
+
+/* ------------------------------------------------------------------------------------------
+ * Configuration
+ * ---------------------------------------------------------------------------------------- */
+enum craft_uv_log_level {
+    CRAFT_UV_DEBUG = 0,
+    CRAFT_UV_INFO = 1,
+    CRAFT_UV_WARN = 2,
+    CRAFT_UV_ERROR = 3
+};
+
+enum craft_uv_event_type {
+    CRAFT_UV_EVENT_ROLE = 1,       /* role or leader changed: role, term, leader */
+    CRAFT_UV_EVENT_MEMBERSHIP = 2, /* a configuration entry was applied: index */
+    CRAFT_UV_EVENT_SNAPSHOT = 3,   /* a snapshot was taken (installed = false) or installed */
+    CRAFT_UV_EVENT_STOPPED = 4     /* the node stopped on a fatal error: error, message */
+};
+
+struct craft_uv_event {
+    int type;
+    int role;
+    craft_term term;
+    craft_id leader;
+    craft_index index;
+    bool installed;
+    int error;
+    const char *message;
+};
+
+struct craft_uv_config {
+    craft_id id;
+    const char *address;  /* "host:port" to listen on; port 0 picks one */
+    const char *data_dir; /* for the default durable store */
+    uint64_t cluster_id;  /* peers of another cluster are refused */
+    /* A new cluster: the initial configuration, this node included, used only when the store
+     * is empty. NULL: join mode, the node waits until a leader adds it. */
+    const struct craft_configuration *bootstrap;
+    unsigned heartbeat_ms;        /* default 50: the tick */
+    unsigned election_timeout_ms; /* default 500: random in [t, 2t) */
+    bool pre_vote;                /* default true */
+    bool check_quorum;            /* default true */
+    uint64_t snapshot_entries;    /* default 16384 */
+    uint64_t snapshot_trailing;   /* default 1024 */
+    bool fsync;                   /* default true: acknowledged writes survive a crash */
+    bool forward;                 /* default true: followers forward proposals and reads */
+    uint32_t max_frame;           /* default 64 MiB */
+    unsigned default_timeout_ms;  /* requests without their own timeout; default 10000 */
+    struct craft_uv_fsm fsm;
+    /* Optional store (e.g. a binding's); the node takes ownership. NULL: the durable store in
+     * data_dir. */
+    struct craft_store *store;
+    void (*log)(void *data, int level, const char *line);
+    void *log_data;
+    int log_level; /* default CRAFT_UV_INFO */
+    void (*event)(void *data, const struct craft_uv_event *e);
+    void *event_data;
+    uint64_t seed; /* 0: derived from the id and the clock */
+    const struct craft_allocator *alloc;
+};
+
+CRAFT_API void craft_uv_config_init(struct craft_uv_config *c, craft_id id);
+
+/* ------------------------------------------------------------------------------------------
+ * Lifecycle
+ * ---------------------------------------------------------------------------------------- */
+
+/* Opens the store (the data directory is locked), restores the state machine from the latest
+ * snapshot, binds the address. On failure nothing is left open; *errmsg (if given) points to
+ * a static or node-owned description valid until the next call. */
+CRAFT_API int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
+                                struct craft_uv_node **out);
+/* A description of the last error of craft_uv_node_new on this thread. */
+CRAFT_API const char *craft_uv_last_error(void);
+/* Starts ticking and connecting. */
+CRAFT_API int craft_uv_node_start(struct craft_uv_node *n);
+/* Stops gracefully: pending requests fail with CRAFT_ESHUTDOWN, what is being written is
+ * flushed, connections and the store are closed; then the node is freed and cb is called. */
+CRAFT_API void craft_uv_node_stop(struct craft_uv_node *n, void (*cb)(void *data), void *data);
+/* The address actually bound. */
+CRAFT_API const char *craft_uv_node_address(const struct craft_uv_node *n);
+CRAFT_API craft_id craft_uv_node_id(const struct craft_uv_node *n);
+
+/* ------------------------------------------------------------------------------------------
+ * Requests
+ *
+ * A request is owned by the caller and must stay valid and untouched until its callback has
+ * run. craft_uv_submit() may be called from any thread; it copies the payload. If it returns
+ * an error the callback is never called; otherwise it is called exactly once, on the loop
+ * thread.
+ * ---------------------------------------------------------------------------------------- */
+enum craft_uv_op {
+    CRAFT_UV_PROPOSE = 1,  /* commit and apply a command; result: the state machine's */
+    CRAFT_UV_READ = 2,     /* linearizable read barrier: the callback runs once the local state
+                              machine reflects every write committed before the request */
+    CRAFT_UV_READ_LEASE = 3, /* the same with a lease when configured (else a barrier) */
+    CRAFT_UV_ADD = 4,      /* add server id at address as a learner (auto_promote optional) */
+    CRAFT_UV_PROMOTE = 5,  /* learner id becomes a voter */
+    CRAFT_UV_REMOVE = 6,   /* remove server id */
+    CRAFT_UV_TRANSFER = 7  /* hand leadership to id (0: the most up-to-date voter) */
+};
+
+struct craft_uv_result {
+    int status;        /* 0, or CRAFT_E*: ENOTLEADER, ETIMEDOUT, ESHUTDOWN, EDROPPED (lost to a
+                          leader change, not applied), EAPPLY (the state machine failed the
+                          command; data holds its message), ENOCONN (forwarded, outcome
+                          unknown), EBUSY, ... */
+    craft_index index; /* where the command was applied / the read index */
+    const void *data;  /* the state machine's result; valid during the callback */
+    size_t size;
+    craft_id leader_id;         /* with CRAFT_ENOTLEADER, when known */
+    const char *leader_address; /* "" when unknown */
+};
+
+struct craft_uv_request {
+    int op;
+    const void *payload; /* PROPOSE: the command (copied by craft_uv_submit) */
+    size_t size;
+    craft_id server;     /* ADD, PROMOTE, REMOVE, TRANSFER */
+    const char *address; /* ADD (copied) */
+    bool auto_promote;   /* ADD */
+    unsigned timeout_ms; /* 0: the node's default */
+    void (*cb)(struct craft_uv_request *req, const struct craft_uv_result *r);
+    void *data; /* for the caller */
+    /* Private. */
+    void *internal[8];
+};
+
+CRAFT_API int craft_uv_submit(struct craft_uv_node *n, struct craft_uv_request *req);
+
+/* ------------------------------------------------------------------------------------------
+ * Status (any thread): a consistent copy taken after the node's last step.
+ * ---------------------------------------------------------------------------------------- */
+#define CRAFT_UV_STATUS_PEERS 32
+
+struct craft_uv_peer_status {
+    craft_id id;
+    uint8_t role; /* CRAFT_VOTER / CRAFT_LEARNER */
+    char address[CRAFT_ADDRESS_MAX];
+    craft_index match; /* leader only */
+    bool connected;
+};
+
+struct craft_uv_status {
+    craft_id id;
+    int role;
+    craft_term term;
+    craft_id leader;
+    char leader_address[CRAFT_ADDRESS_MAX];
+    craft_index commit, applied, first_index, last_index, snapshot_index;
+    unsigned n_peers;
+    struct craft_uv_peer_status peers[CRAFT_UV_STATUS_PEERS];
+    /* Counters. */
+    uint64_t msgs_sent, msgs_received, bytes_sent, bytes_received;
+    uint64_t entries_appended, entries_applied, fsyncs, elections, snapshots;
+    uint64_t bad_frames, refused_handshakes, forwarded;
+    bool stopped; /* a fatal error stopped the node */
+};
+
+CRAFT_API int craft_uv_status(struct craft_uv_node *n, struct craft_uv_status *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

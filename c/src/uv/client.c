@@ -1,0 +1,367 @@
+/* The blocking client (craft/client.h). One TCP connection at a time; on CRAFT_ENOTLEADER it
+ * reconnects to the hinted leader, otherwise to the next known server, until the deadline. */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "craft/client.h"
+#include "craft/wire.h"
+
+#define MAX_SERVERS 64
+
+struct craft_client {
+    char servers[MAX_SERVERS][CRAFT_ADDRESS_MAX];
+    unsigned n_servers;
+    unsigned next;
+    uint64_t cluster_id;
+    unsigned timeout_ms;
+    int fd;
+    char current[CRAFT_ADDRESS_MAX];
+    uint64_t next_id;
+    struct craft_wire_buf out;
+    struct craft_wire_decoder dec;
+    unsigned char *in;
+    size_t in_len, in_cap;
+    size_t consumed; /* bytes of the last message, dropped at the next receive */
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int split(const char *addr, char *host, size_t hcap, char *port, size_t pcap)
+{
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || colon == addr || (size_t)(colon - addr) >= hcap || strlen(colon + 1) >= pcap) {
+        return CRAFT_EINVAL;
+    }
+    const char *h = addr;
+    size_t hl = (size_t)(colon - addr);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    strcpy(port, colon + 1);
+    return 0;
+}
+
+static void disconnect(struct craft_client *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    c->fd = -1;
+    c->current[0] = '\0';
+    c->in_len = 0;
+    c->consumed = 0;
+}
+
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = now_ms();
+        if (now >= deadline) {
+            return CRAFT_ETIMEDOUT;
+        }
+        struct pollfd p = {fd, events, 0};
+        int r = poll(&p, 1, (int)(deadline - now));
+        if (r > 0) {
+            return 0;
+        }
+        if (r < 0 && errno != EINTR) {
+            return CRAFT_EIO;
+        }
+    }
+}
+
+static int send_all(struct craft_client *c, const void *buf, size_t len, uint64_t deadline)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t k = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0) {
+            p += k;
+            len -= (size_t)k;
+            continue;
+        }
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            int rc = wait_fd(c->fd, POLLOUT, deadline);
+            if (rc != 0) {
+                return rc;
+            }
+            continue;
+        }
+        return CRAFT_ENOCONN;
+    }
+    return 0;
+}
+
+/* Receives one message. The codec decodes without copying, so the message points into c->in:
+ * it stays valid until the next receive, which is when its bytes are dropped. */
+static int recv_msg(struct craft_client *c, struct craft_wire_message *m, uint64_t deadline)
+{
+    if (c->consumed > 0) {
+        memmove(c->in, c->in + c->consumed, c->in_len - c->consumed);
+        c->in_len -= c->consumed;
+        c->consumed = 0;
+    }
+    for (;;) {
+        size_t need = 0;
+        int rc = craft_wire_frame_length(c->in, c->in_len, CRAFT_WIRE_MAX_FRAME_DEFAULT, &need);
+        if (rc == 0) {
+            rc = craft_wire_decode_frame(&c->dec, c->in, c->in_len, &c->consumed, m);
+            return rc == 0 ? 0 : CRAFT_EMALFORMED;
+        }
+        if (rc != CRAFT_WIRE_NEED_MORE) {
+            return CRAFT_EMALFORMED;
+        }
+        if (c->in_cap < c->in_len + 65536) {
+            size_t cap = c->in_cap ? c->in_cap * 2 : 131072;
+            while (cap < c->in_len + 65536) {
+                cap *= 2;
+            }
+            unsigned char *p = craft_realloc(NULL, c->in, cap);
+            if (p == NULL) {
+                return CRAFT_ENOMEM;
+            }
+            c->in = p;
+            c->in_cap = cap;
+        }
+        ssize_t k = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+        if (k > 0) {
+            c->in_len += (size_t)k;
+            continue;
+        }
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            rc = wait_fd(c->fd, POLLIN, deadline);
+            if (rc != 0) {
+                return rc;
+            }
+            continue;
+        }
+        return CRAFT_ENOCONN;
+    }
+}
+
+static int connect_to(struct craft_client *c, const char *addr, uint64_t deadline)
+{
+    disconnect(c);
+    char host[CRAFT_ADDRESS_MAX], port[16];
+    if (split(addr, host, sizeof host, port, sizeof port) != 0) {
+        return CRAFT_EINVAL;
+    }
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL) {
+        return CRAFT_EINVAL;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(res);
+        return CRAFT_EIO;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int r = connect(fd, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    c->fd = fd;
+    if (r != 0 && errno != EINPROGRESS) {
+        disconnect(c);
+        return CRAFT_ENOCONN;
+    }
+    int rc = wait_fd(fd, POLLOUT, deadline);
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (rc == 0 && (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)) {
+        rc = CRAFT_ENOCONN;
+    }
+    if (rc == 0) {
+        struct craft_wire_message hs;
+        memset(&hs, 0, sizeof hs);
+        hs.type = CRAFT_WIRE_HANDSHAKE;
+        hs.u.handshake.cluster_id = c->cluster_id;
+        craft_wire_buf_reset(&c->out);
+        rc = craft_wire_encode_message(&c->out, &hs);
+        if (rc == 0) {
+            rc = send_all(c, c->out.base, c->out.len, deadline);
+        }
+    }
+    struct craft_wire_message m;
+    if (rc == 0) {
+        rc = recv_msg(c, &m, deadline);
+        if (rc == 0 && (m.type != CRAFT_WIRE_HANDSHAKE || m.u.handshake.cluster_id != c->cluster_id)) {
+            rc = CRAFT_ENOCONN;
+        }
+    }
+    if (rc != 0) {
+        disconnect(c);
+        return rc;
+    }
+    snprintf(c->current, sizeof c->current, "%s", addr);
+    return 0;
+}
+
+int craft_client_open(const char *const *servers, unsigned n_servers, uint64_t cluster_id,
+                      unsigned timeout_ms, struct craft_client **out)
+{
+    if (servers == NULL || n_servers == 0 || n_servers > MAX_SERVERS || out == NULL) {
+        return CRAFT_EINVAL;
+    }
+    struct craft_client *c = craft_calloc(NULL, 1, sizeof *c);
+    if (c == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    for (unsigned i = 0; i < n_servers; i++) {
+        if (servers[i] == NULL || strlen(servers[i]) >= CRAFT_ADDRESS_MAX) {
+            craft_free(NULL, c);
+            return CRAFT_EINVAL;
+        }
+        strcpy(c->servers[i], servers[i]);
+    }
+    c->n_servers = n_servers;
+    c->cluster_id = cluster_id;
+    c->timeout_ms = timeout_ms ? timeout_ms : 10000;
+    c->fd = -1;
+    craft_wire_buf_init(&c->out, NULL);
+    craft_wire_decoder_init(&c->dec, NULL);
+    *out = c;
+    return 0;
+}
+
+void craft_client_close(struct craft_client *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    disconnect(c);
+    craft_wire_buf_close(&c->out);
+    craft_wire_decoder_close(&c->dec);
+    craft_free(NULL, c->in);
+    craft_free(NULL, c);
+}
+
+const char *craft_client_server(const struct craft_client *c)
+{
+    return c->current;
+}
+
+static void remember(struct craft_client *c, const char *addr)
+{
+    for (unsigned i = 0; i < c->n_servers; i++) {
+        if (strcmp(c->servers[i], addr) == 0) {
+            return;
+        }
+    }
+    if (c->n_servers < MAX_SERVERS) {
+        strcpy(c->servers[c->n_servers++], addr);
+    }
+}
+
+static int request(struct craft_client *c, uint8_t kind, const void *cmd, size_t len,
+                   void **result, size_t *size, craft_index *index)
+{
+    uint64_t deadline = now_ms() + c->timeout_ms;
+    char hint[CRAFT_ADDRESS_MAX] = "";
+    int last = CRAFT_ENOTLEADER;
+    while (now_ms() < deadline) {
+        int rc = 0;
+        if (c->fd < 0) {
+            const char *to = hint[0] != '\0' ? hint : c->servers[c->next++ % c->n_servers];
+            rc = connect_to(c, to, deadline);
+            hint[0] = '\0';
+            if (rc != 0) {
+                last = rc == CRAFT_ETIMEDOUT ? rc : CRAFT_ENOCONN;
+                struct timespec ts = {0, 20 * 1000000};
+                nanosleep(&ts, NULL);
+                continue;
+            }
+        }
+        struct craft_wire_message m;
+        memset(&m, 0, sizeof m);
+        m.type = CRAFT_WIRE_REQUEST;
+        m.u.request.id = ++c->next_id;
+        m.u.request.kind = kind;
+        m.u.request.payload = cmd;
+        m.u.request.size = len;
+        craft_wire_buf_reset(&c->out);
+        rc = craft_wire_encode_message(&c->out, &m);
+        if (rc != 0) {
+            return rc;
+        }
+        bool sent = false;
+        rc = send_all(c, c->out.base, c->out.len, deadline);
+        sent = rc == 0;
+        while (rc == 0) {
+            rc = recv_msg(c, &m, deadline);
+            if (rc == 0 && m.type == CRAFT_WIRE_RESPONSE && m.u.response.id == c->next_id) {
+                break;
+            }
+        }
+        if (rc != 0) {
+            disconnect(c);
+            /* Sent and no answer: it may have been applied. Never resend it blindly. */
+            return sent ? (rc == CRAFT_ETIMEDOUT ? rc : CRAFT_ENOCONN) : rc;
+        }
+        const struct craft_wire_response *rs = &m.u.response;
+        if (rs->error == CRAFT_ENOTLEADER) {
+            last = CRAFT_ENOTLEADER;
+            if (rs->leader_address[0] != '\0') {
+                snprintf(hint, sizeof hint, "%s", rs->leader_address);
+                remember(c, hint);
+            } else {
+                struct timespec ts = {0, 50 * 1000000};
+                nanosleep(&ts, NULL); /* no leader yet: an election is under way */
+            }
+            disconnect(c);
+            continue;
+        }
+        if (index != NULL) {
+            *index = rs->index;
+        }
+        if (result != NULL) {
+            *result = NULL;
+            if (size != NULL) {
+                *size = rs->size;
+            }
+            if (rs->size > 0) {
+                *result = craft_malloc(NULL, rs->size);
+                if (*result == NULL) {
+                    return CRAFT_ENOMEM;
+                }
+                memcpy(*result, rs->payload, rs->size);
+            }
+        }
+        return rs->error;
+    }
+    return last;
+}
+
+int craft_client_propose(struct craft_client *c, const void *cmd, size_t len, void **result,
+                         size_t *size, craft_index *index)
+{
+    if (c == NULL || (len > 0 && cmd == NULL)) {
+        return CRAFT_EINVAL;
+    }
+    return request(c, CRAFT_WIRE_PROPOSE, cmd, len, result, size, index);
+}
+
+int craft_client_read(struct craft_client *c, craft_index *index)
+{
+    if (c == NULL) {
+        return CRAFT_EINVAL;
+    }
+    return request(c, CRAFT_WIRE_READ, NULL, 0, NULL, NULL, index);
+}

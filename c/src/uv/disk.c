@@ -1,0 +1,370 @@
+/* The disk queue. Every store call of a running node happens here, on libuv's thread pool, one
+ * job at a time (the storage interface allows no concurrent calls), in FIFO order:
+ *
+ *   JOB_WRITE          a snapshot chunk, entries and hard state of one or more updates, then
+ *                      craft_persisted(seq) on the loop. Updates taken while a write runs are
+ *                      merged into the job waiting behind it: one append and one fdatasync for
+ *                      all of them (group commit). A chunk is never merged with what follows it,
+ *                      because installing a snapshot must come before the entries after it.
+ *   JOB_READ_CHUNK     reads a chunk of our snapshot for an InstallSnapshot to send.
+ *   JOB_TAKE_SNAPSHOT  runs the state machine's snapshot callback into a new snapshot file.
+ *   JOB_RESTORE        runs the state machine's restore callback from the latest snapshot.
+ *   JOB_COMPACT        compacts the store after a snapshot.
+ *
+ * While the disk works the loop keeps serving the network; the leader's own write of new
+ * entries proceeds in parallel with sending them (thesis 10.2.1). */
+#include <stdio.h>
+#include <string.h>
+
+#include "uv/node.h"
+
+void craft__uv_job_free(struct craft_uv_node *n, struct craft__job *j)
+{
+    if (j == NULL) {
+        return;
+    }
+    for (size_t k = 0; k < j->n_entries; k++) {
+        craft_free(n->alloc, (void *)j->entries[k].data);
+    }
+    craft_free(n->alloc, j->entries);
+    craft_free(n->alloc, (void *)j->chunk.data);
+    craft_configuration_close(&j->chunk.meta.conf, n->alloc);
+    craft_free(n->alloc, (void *)j->msg.u.install_snapshot.data);
+    if (j->kind == JOB_READ_CHUNK) {
+        craft_configuration_close(&j->msg.u.install_snapshot.meta.conf, n->alloc);
+    }
+    craft_configuration_close(&j->meta.conf, n->alloc);
+    craft_free(n->alloc, j);
+}
+
+void craft__uv_job_push(struct craft_uv_node *n, struct craft__job *j)
+{
+    j->next = NULL;
+    if (n->jobs_tail != NULL) {
+        n->jobs_tail->next = j;
+    } else {
+        n->jobs = j;
+    }
+    n->jobs_tail = j;
+}
+
+/* The write job that new updates may still be merged into, or a new one. */
+struct craft__job *craft__uv_job_tail_write(struct craft_uv_node *n)
+{
+    struct craft__job *t = n->jobs_tail;
+    if (t != NULL && t->kind == JOB_WRITE && !t->started && !t->has_chunk) {
+        return t;
+    }
+    t = craft_calloc(n->alloc, 1, sizeof *t);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->kind = JOB_WRITE;
+    craft_configuration_init(&t->chunk.meta.conf);
+    craft_configuration_init(&t->meta.conf);
+    craft__uv_job_push(n, t);
+    return t;
+}
+
+static void fail(struct craft__job *j, int rc, const char *what, struct craft_store *s)
+{
+    (void)s;
+    j->rc = rc;
+    snprintf(j->err, sizeof j->err, "%s: %s", what, craft_strerror(rc));
+}
+
+static void do_write(struct craft_uv_node *n, struct craft__job *j)
+{
+    struct craft_store *s = n->store;
+    int rc;
+    if (j->has_chunk) {
+        const struct craft_install_snapshot *c = &j->chunk;
+        if (c->offset == 0 || n->writer_index != c->meta.index) {
+            if (n->writer != NULL) {
+                s->snapshot_abort(s->impl, n->writer);
+                n->writer = NULL;
+            }
+            n->writer_index = c->meta.index;
+            n->skip_index = 0;
+            struct craft_snapshot_meta latest;
+            if (s->snapshot_meta(s->impl, n->alloc, &latest) == 0) {
+                craft_configuration_close(&latest.conf, n->alloc);
+                if (latest.index >= c->meta.index) {
+                    n->skip_index = c->meta.index; /* we took a newer one: craft.h says skip */
+                }
+            }
+            if (n->skip_index == 0) {
+                struct craft_snapshot_meta m = c->meta;
+                m.size = 0;
+                rc = s->snapshot_begin(s->impl, &m, &n->writer);
+                if (rc != 0) {
+                    fail(j, rc, "storing a received snapshot", s);
+                    return;
+                }
+            }
+        }
+        if (n->skip_index != c->meta.index) {
+            rc = c->size > 0 ? s->snapshot_write(s->impl, n->writer, c->data, c->size) : 0;
+            if (rc == 0 && c->done) {
+                rc = s->snapshot_commit(s->impl, n->writer);
+                n->writer = NULL;
+                /* The follower held the snapshot's last entry: keep what follows it. */
+                if (rc == 0 && !j->discard_log) {
+                    rc = s->compact(s->impl, c->meta.index);
+                }
+            }
+            if (rc != 0) {
+                fail(j, rc, "storing a received snapshot", s);
+                return;
+            }
+        }
+    }
+    if (j->n_entries > 0) {
+        craft_index first, last;
+        rc = s->bounds(s->impl, &first, &last);
+        if (rc == 0 && j->entries[0].index <= last) {
+            rc = s->truncate(s->impl, j->entries[0].index);
+        }
+        if (rc == 0) {
+            rc = s->append(s->impl, j->entries, j->n_entries);
+        }
+        if (rc != 0) {
+            fail(j, rc, "appending to the log", s);
+            return;
+        }
+    }
+    if (j->has_hs) {
+        rc = s->save_hard_state(s->impl, &j->hs);
+        if (rc != 0) {
+            fail(j, rc, "saving the hard state", s);
+            return;
+        }
+    }
+}
+
+static void do_read_chunk(struct craft_uv_node *n, struct craft__job *j)
+{
+    struct craft_store *s = n->store;
+    struct craft_install_snapshot *is = &j->msg.u.install_snapshot;
+    void *reader = NULL;
+    int rc = s->snapshot_open(s->impl, &reader);
+    if (rc != 0) {
+        fail(j, rc, "opening the snapshot to send", s);
+        return;
+    }
+    struct craft_snapshot_meta m;
+    rc = s->snapshot_meta(s->impl, n->alloc, &m);
+    if (rc == 0) {
+        craft_configuration_close(&m.conf, n->alloc);
+        if (m.index != is->meta.index) {
+            rc = CRAFT_ENOTFOUND; /* replaced meanwhile: the core will send the new one */
+        }
+    }
+    void *buf = rc == 0 ? craft_malloc(n->alloc, is->size ? is->size : 1) : NULL;
+    if (rc == 0 && buf == NULL) {
+        rc = CRAFT_ENOMEM;
+    }
+    size_t got = 0;
+    while (rc == 0 && got < is->size) {
+        size_t k = 0;
+        rc = s->snapshot_read(s->impl, reader, is->offset + got, (char *)buf + got,
+                              is->size - got, &k);
+        if (rc == 0 && k == 0) {
+            rc = CRAFT_ECORRUPT; /* shorter than its metadata says */
+        }
+        got += k;
+    }
+    s->snapshot_close(s->impl, reader);
+    if (rc != 0) {
+        craft_free(n->alloc, buf);
+        j->rc = rc;
+        return;
+    }
+    is->data = buf;
+}
+
+struct snap_writer {
+    struct craft_store *s;
+    void *w;
+    uint64_t size;
+};
+
+static int snap_write(void *ctx, const void *buf, size_t len)
+{
+    struct snap_writer *sw = ctx;
+    int rc = len > 0 ? sw->s->snapshot_write(sw->s->impl, sw->w, buf, len) : 0;
+    if (rc == 0) {
+        sw->size += len;
+    }
+    return rc;
+}
+
+static void do_take_snapshot(struct craft_uv_node *n, struct craft__job *j)
+{
+    struct craft_store *s = n->store;
+    struct snap_writer sw = {s, NULL, 0};
+    struct craft_snapshot_meta m = j->meta;
+    m.size = 0;
+    int rc = s->snapshot_begin(s->impl, &m, &sw.w);
+    if (rc != 0) {
+        fail(j, rc, "starting a snapshot", s);
+        return;
+    }
+    rc = n->cfg.fsm.snapshot != NULL ? n->cfg.fsm.snapshot(n->cfg.fsm.data, snap_write, &sw)
+                                     : CRAFT_EINVAL;
+    if (rc != 0) {
+        s->snapshot_abort(s->impl, sw.w);
+        j->rc = rc;
+        snprintf(j->err, sizeof j->err, "the state machine's snapshot failed: %s",
+                 craft_strerror(rc));
+        return;
+    }
+    rc = s->snapshot_commit(s->impl, sw.w);
+    if (rc != 0) {
+        fail(j, rc, "committing a snapshot", s);
+        return;
+    }
+    j->size = sw.size;
+}
+
+struct snap_reader {
+    struct craft_store *s;
+    void *r;
+    uint64_t offset;
+};
+
+static int snap_read(void *ctx, void *buf, size_t cap, size_t *got)
+{
+    struct snap_reader *sr = ctx;
+    int rc = sr->s->snapshot_read(sr->s->impl, sr->r, sr->offset, buf, cap, got);
+    if (rc == 0) {
+        sr->offset += *got;
+    }
+    return rc;
+}
+
+/* Also used at start (node.c) on the caller's thread. */
+int craft__uv_restore_fsm(struct craft_uv_node *n);
+int craft__uv_restore_fsm(struct craft_uv_node *n)
+{
+    struct craft_store *s = n->store;
+    struct snap_reader sr = {s, NULL, 0};
+    int rc = s->snapshot_open(s->impl, &sr.r);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = n->cfg.fsm.restore != NULL ? n->cfg.fsm.restore(n->cfg.fsm.data, snap_read, &sr)
+                                    : CRAFT_EINVAL;
+    s->snapshot_close(s->impl, sr.r);
+    return rc;
+}
+
+static void work_cb(uv_work_t *w)
+{
+    struct craft_uv_node *n = w->data;
+    struct craft__job *j = n->jobs;
+    switch (j->kind) {
+    case JOB_WRITE:
+        do_write(n, j);
+        break;
+    case JOB_READ_CHUNK:
+        do_read_chunk(n, j);
+        break;
+    case JOB_TAKE_SNAPSHOT:
+        do_take_snapshot(n, j);
+        break;
+    case JOB_RESTORE:
+        j->rc = craft__uv_restore_fsm(n);
+        if (j->rc != 0) {
+            snprintf(j->err, sizeof j->err, "restoring the state machine: %s",
+                     craft_strerror(j->rc));
+        }
+        break;
+    case JOB_COMPACT:
+        j->rc = n->store->compact(n->store->impl, j->upto);
+        if (j->rc != 0) {
+            snprintf(j->err, sizeof j->err, "compacting the log: %s", craft_strerror(j->rc));
+        }
+        break;
+    }
+}
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+    struct craft_uv_node *n = w->data;
+    struct craft__job *j = n->jobs;
+    (void)status;
+    n->jobs = j->next;
+    if (n->jobs == NULL) {
+        n->jobs_tail = NULL;
+    }
+    n->job_running = false;
+
+    if (j->rc != 0 && j->kind != JOB_READ_CHUNK && !n->dead) {
+        /* A store that lost a write cannot be trusted (DESIGN.md): stop, loudly. */
+        craft__uv_fatal(n, j->rc, "%s", j->err);
+    } else if (!n->dead) {
+        switch (j->kind) {
+        case JOB_WRITE:
+            n->fsyncs += (j->n_entries > 0) + j->has_hs;
+            n->entries_appended += j->n_entries;
+            if (j->seq != 0) {
+                int rc = craft_persisted(n->core, j->seq);
+                if (rc != 0) {
+                    craft__uv_fatal(n, rc, "craft_persisted(%llu) failed",
+                                    (unsigned long long)j->seq);
+                }
+            }
+            break;
+        case JOB_READ_CHUNK:
+            if (j->rc == 0 && !n->stopping) {
+                struct craft_wire_message wm;
+                memset(&wm, 0, sizeof wm);
+                wm.type = j->msg.type;
+                wm.u.raft = j->msg;
+                craft__transport_send(n->transport, j->msg.to, &wm);
+            }
+            break;
+        case JOB_TAKE_SNAPSHOT:
+            craft__uv_snapshot_done(n, j);
+            break;
+        case JOB_RESTORE:
+            craft__uv_restore_done(n, j);
+            break;
+        default:
+            break;
+        }
+    }
+    craft__uv_job_free(n, j);
+    if (!n->dead) {
+        craft__uv_drive(n);
+    }
+    craft__uv_disk_kick(n);
+    craft__uv_maybe_finish_stop(n);
+}
+
+/* Starts the next job if none runs. While stopping, only writes are still carried out (what
+ * was promised durable is flushed); the rest is dropped. */
+void craft__uv_disk_kick(struct craft_uv_node *n)
+{
+    while (!n->job_running && n->jobs != NULL) {
+        struct craft__job *j = n->jobs;
+        if ((n->stopping && j->kind != JOB_WRITE) || n->dead) {
+            n->jobs = j->next;
+            if (n->jobs == NULL) {
+                n->jobs_tail = NULL;
+            }
+            craft__uv_job_free(n, j);
+            continue;
+        }
+        j->started = true;
+        n->job_running = true;
+        n->work.data = n;
+        int rc = uv_queue_work(n->loop, &n->work, work_cb, after_work_cb);
+        if (rc != 0) {
+            n->job_running = false;
+            craft__uv_fatal(n, CRAFT_EIO, "uv_queue_work: %s", uv_strerror(rc));
+        }
+        return;
+    }
+}

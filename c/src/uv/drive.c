@@ -1,0 +1,225 @@
+/* Driving the core: every input (tick, message, proposal) is followed by craft__uv_drive(),
+ * which takes the core's updates and carries them out in the order docs/core.md gives:
+ * what to persist goes to the disk queue (merged with what already waits there), messages go
+ * to the transport at once, committed entries go to the apply queue, and reads, role changes
+ * and dropped proposals go to the request tables. */
+#include <string.h>
+
+#include "uv/node.h"
+
+static int copy_entries_into(struct craft_uv_node *n, struct craft__job *j,
+                             const struct craft_entry *es, size_t count)
+{
+    if (count == 0) {
+        return 0;
+    }
+    /* A later update may rewrite the tail of what is waiting (a follower's truncation). */
+    if (j->n_entries > 0 && es[0].index <= j->entries[j->n_entries - 1].index) {
+        while (j->n_entries > 0 && j->entries[j->n_entries - 1].index >= es[0].index) {
+            j->n_entries--;
+            craft_free(n->alloc, (void *)j->entries[j->n_entries].data);
+        }
+    }
+    if (j->n_entries + count > j->cap_entries) {
+        size_t cap = j->cap_entries ? j->cap_entries : 64;
+        while (cap < j->n_entries + count) {
+            cap *= 2;
+        }
+        struct craft_entry *p = craft_realloc(n->alloc, j->entries, cap * sizeof *p);
+        if (p == NULL) {
+            return CRAFT_ENOMEM;
+        }
+        j->entries = p;
+        j->cap_entries = cap;
+    }
+    for (size_t k = 0; k < count; k++) {
+        struct craft_entry *e = &j->entries[j->n_entries];
+        *e = es[k];
+        void *p = craft_malloc(n->alloc, es[k].size ? es[k].size : 1);
+        if (p == NULL) {
+            return CRAFT_ENOMEM;
+        }
+        if (es[k].size > 0) {
+            memcpy(p, es[k].data, es[k].size);
+        }
+        e->data = p;
+        j->n_entries++;
+    }
+    return 0;
+}
+
+static int queue_write(struct craft_uv_node *n, const struct craft_update *u)
+{
+    struct craft__job *j;
+    if (u->snapshot_chunk != NULL) {
+        /* A chunk starts a job of its own, after everything already queued. */
+        j = craft_calloc(n->alloc, 1, sizeof *j);
+        if (j == NULL) {
+            return CRAFT_ENOMEM;
+        }
+        j->kind = JOB_WRITE;
+        craft_configuration_init(&j->meta.conf);
+        const struct craft_install_snapshot *c = u->snapshot_chunk;
+        j->has_chunk = true;
+        j->discard_log = u->snapshot_discard_log;
+        j->chunk = *c;
+        j->chunk.data = NULL;
+        int rc = craft_configuration_copy(&j->chunk.meta.conf, &c->meta.conf, n->alloc);
+        void *p = craft_malloc(n->alloc, c->size ? c->size : 1);
+        if (rc != 0 || p == NULL) {
+            craft_free(n->alloc, p);
+            craft__uv_job_free(n, j);
+            return CRAFT_ENOMEM;
+        }
+        if (c->size > 0) {
+            memcpy(p, c->data, c->size);
+        }
+        j->chunk.data = p;
+        craft__uv_job_push(n, j);
+    } else {
+        j = craft__uv_job_tail_write(n);
+        if (j == NULL) {
+            return CRAFT_ENOMEM;
+        }
+    }
+    j->seq = u->seq;
+    if (u->hard_state_changed) {
+        j->has_hs = true;
+        j->hs = u->hard_state;
+    }
+    return copy_entries_into(n, j, u->entries, u->n_entries);
+}
+
+static void send_messages(struct craft_uv_node *n, const struct craft_update *u)
+{
+    for (size_t k = 0; k < u->n_messages; k++) {
+        const struct craft_message *m = &u->messages[k];
+        if (m->type == CRAFT_MSG_INSTALL_SNAPSHOT && m->u.install_snapshot.data == NULL) {
+            /* The chunk's bytes come from our snapshot file: read on the disk queue. */
+            struct craft__job *j = craft_calloc(n->alloc, 1, sizeof *j);
+            if (j == NULL) {
+                continue; /* dropped: the core resends a lost chunk */
+            }
+            j->kind = JOB_READ_CHUNK;
+            craft_configuration_init(&j->chunk.meta.conf);
+            craft_configuration_init(&j->meta.conf);
+            j->msg = *m;
+            if (craft_configuration_copy(&j->msg.u.install_snapshot.meta.conf,
+                                         &m->u.install_snapshot.meta.conf, n->alloc) != 0) {
+                craft_free(n->alloc, j);
+                continue;
+            }
+            craft__uv_job_push(n, j);
+            continue;
+        }
+        struct craft_wire_message wm;
+        memset(&wm, 0, sizeof wm);
+        wm.type = m->type;
+        wm.u.raft = *m;
+        craft__transport_send(n->transport, m->to, &wm);
+    }
+}
+
+static void note_role(struct craft_uv_node *n, const struct craft_update *u)
+{
+    if (u->role == CRAFT_CANDIDATE && n->role != CRAFT_CANDIDATE) {
+        n->elections++;
+    }
+    bool changed = u->role != n->role || u->leader != n->leader || u->term != n->term;
+    n->role = u->role;
+    n->term = u->term;
+    n->leader = u->leader;
+    if (!changed) {
+        return;
+    }
+    craft__uv_log(n, CRAFT_UV_INFO, "event=role role=%s term=%llu leader=%llu",
+                  craft_role_name(u->role), (unsigned long long)u->term,
+                  (unsigned long long)u->leader);
+    struct craft_uv_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = CRAFT_UV_EVENT_ROLE;
+    ev.role = u->role;
+    ev.term = u->term;
+    ev.leader = u->leader;
+    craft__uv_event(n, &ev);
+    craft__uv_requests_on_role(n);
+}
+
+void craft__uv_drive(struct craft_uv_node *n)
+{
+    if (n->dead || n->core == NULL) {
+        return;
+    }
+    int guard = 0;
+    while (craft_has_update(n->core) && guard++ < 1000) {
+        struct craft_update u;
+        int rc = craft_take_update(n->core, &u);
+        if (rc == 0 && (u.seq != 0 || u.snapshot_chunk != NULL)) {
+            rc = queue_write(n, &u);
+        }
+        if (rc != 0) {
+            craft__uv_fatal(n, rc, "taking the core's update");
+            return;
+        }
+        send_messages(n, &u);
+        if (u.role_changed) {
+            note_role(n, &u);
+        }
+        if (u.snapshot_chunk != NULL && u.snapshot_chunk->done) {
+            /* Restore the state machine after the chunk's write, before what follows. */
+            rc = craft__uv_queue_item(n, ITEM_RESTORE, &u.snapshot_chunk->meta);
+        }
+        for (size_t k = 0; rc == 0 && k < u.n_committed; k++) {
+            rc = craft__uv_queue_entry(n, &u.committed[k]);
+        }
+        if (rc == 0 && u.snapshot_wanted != NULL) {
+            rc = craft__uv_queue_item(n, ITEM_SNAPSHOT, u.snapshot_wanted);
+        }
+        if (rc != 0) {
+            craft__uv_fatal(n, rc, "queueing committed entries");
+            return;
+        }
+        if (u.dropped_from != 0) {
+            craft__uv_requests_on_dropped(n, u.dropped_from);
+        }
+        for (size_t k = 0; k < u.n_reads; k++) {
+            craft__uv_requests_on_read(n, &u.reads[k]);
+        }
+    }
+    craft__uv_disk_kick(n);
+    craft__uv_apply_pump(n);
+    craft__uv_publish_status(n);
+}
+
+/* A message from the transport. */
+void craft__uv_recv(void *data, struct craft__conn *conn, craft_id from,
+                    const struct craft_wire_message *m)
+{
+    struct craft_uv_node *n = data;
+    if (n->dead || n->stopping) {
+        return;
+    }
+    if (m->type >= 1 && m->type <= CRAFT_MSG_TYPE_MAX) {
+        if (from == 0 || m->u.raft.from != from) {
+            craft__uv_log(n, CRAFT_UV_WARN,
+                          "event=bad_message reason=sender_mismatch conn_id=%llu msg_from=%llu",
+                          (unsigned long long)from, (unsigned long long)m->u.raft.from);
+            return;
+        }
+        int rc = craft_step(n->core, &m->u.raft);
+        if (rc != 0) {
+            craft__uv_log(n, CRAFT_UV_WARN, "event=bad_message from=%llu type=%s rc=%s",
+                          (unsigned long long)from, craft_message_type_name(m->type),
+                          craft_err_name(rc));
+            if (rc == CRAFT_ENOMEM) {
+                craft__uv_fatal(n, rc, "out of memory stepping a message");
+                return;
+            }
+        }
+    } else if (m->type == CRAFT_WIRE_REQUEST) {
+        craft__uv_on_request(n, conn, &m->u.request);
+    } else if (m->type == CRAFT_WIRE_RESPONSE) {
+        craft__uv_on_response(n, &m->u.response);
+    }
+    craft__uv_drive(n);
+}

@@ -1,0 +1,452 @@
+/* A node's life: created from its store (state machine restored from the latest snapshot),
+ * started (ticking, connecting), stopped gracefully (what was being written is flushed), or
+ * stopped by a fatal error (a store or state machine failure: the node refuses everything,
+ * loudly, rather than go on with a log it cannot trust). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "craft/store.h"
+#include "uv/node.h"
+
+int craft__uv_restore_fsm(struct craft_uv_node *n); /* disk.c */
+
+static __thread char last_error[512];
+
+const char *craft_uv_last_error(void)
+{
+    return last_error;
+}
+
+static void set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void set_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+}
+
+void craft_uv_config_init(struct craft_uv_config *c, craft_id id)
+{
+    memset(c, 0, sizeof *c);
+    c->id = id;
+    c->heartbeat_ms = 50;
+    c->election_timeout_ms = 500;
+    c->pre_vote = true;
+    c->check_quorum = true;
+    c->snapshot_entries = 16384;
+    c->snapshot_trailing = 1024;
+    c->fsync = true;
+    c->forward = true;
+    c->max_frame = CRAFT_WIRE_MAX_FRAME_DEFAULT;
+    c->default_timeout_ms = 10000;
+    c->log_level = CRAFT_UV_INFO;
+}
+
+void craft__uv_log(struct craft_uv_node *n, int level, const char *fmt, ...)
+{
+    if (n->cfg.log == NULL || level < n->cfg.log_level) {
+        return;
+    }
+    char line[1024];
+    int k = snprintf(line, sizeof line, "node=%llu ", (unsigned long long)n->id);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + k, sizeof line - (size_t)k, fmt, ap);
+    va_end(ap);
+    n->cfg.log(n->cfg.log_data, level, line);
+}
+
+void craft__uv_event(struct craft_uv_node *n, const struct craft_uv_event *e)
+{
+    if (n->cfg.event != NULL) {
+        n->cfg.event(n->cfg.event_data, e);
+    }
+}
+
+void craft__uv_fatal(struct craft_uv_node *n, int rc, const char *fmt, ...)
+{
+    if (n->dead) {
+        return;
+    }
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    n->dead = true;
+    n->dead_rc = rc == CRAFT_ENOMEM ? rc : CRAFT_EIO;
+    craft__uv_log(n, CRAFT_UV_ERROR, "event=fatal rc=%s reason=\"%s\" (the node has stopped)",
+                  craft_err_name(rc), msg);
+    struct craft_uv_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = CRAFT_UV_EVENT_STOPPED;
+    ev.error = rc;
+    ev.message = msg;
+    craft__uv_event(n, &ev);
+    uv_timer_stop(&n->tick);
+    craft__uv_requests_fail_all(n, n->dead_rc);
+    craft__uv_publish_status(n);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct craft_uv_node *n = t->data;
+    if (n->dead || n->stopping) {
+        return;
+    }
+    int rc = craft_tick(n->core);
+    if (rc != 0) {
+        craft__uv_fatal(n, rc, "craft_tick failed");
+        return;
+    }
+    craft__uv_requests_tick(n);
+    craft__uv_drive(n);
+}
+
+static void transport_log(void *data, int level, const char *line)
+{
+    struct craft_uv_node *n = data;
+    craft__uv_log(n, level, "%s", line);
+}
+
+static void store_log(void *data, int level, const char *line)
+{
+    struct craft_uv_node *n = data;
+    craft__uv_log(n, level == CRAFT_STORE_LOG_ERROR  ? CRAFT_UV_ERROR
+                     : level == CRAFT_STORE_LOG_WARN ? CRAFT_UV_WARN
+                                                     : CRAFT_UV_INFO,
+                  "%s", line);
+}
+
+/* Builds the core from what the store holds. */
+static int boot_core(struct craft_uv_node *n)
+{
+    struct craft_store *s = n->store;
+    struct craft_boot b;
+    memset(&b, 0, sizeof b);
+    struct craft_snapshot_meta meta;
+    memset(&meta, 0, sizeof meta);
+    craft_configuration_init(&meta.conf);
+    struct craft_entry *entries = NULL;
+    size_t count = 0;
+    int rc = s->load_hard_state(s->impl, &b.hard_state);
+    if (rc != 0) {
+        set_error("reading the hard state: %s", craft_strerror(rc));
+        return rc;
+    }
+    rc = s->snapshot_meta(s->impl, n->alloc, &meta);
+    if (rc == 0) {
+        b.snapshot = &meta;
+    } else if (rc != CRAFT_ENOTFOUND) {
+        set_error("reading the snapshot metadata: %s", craft_strerror(rc));
+        return rc;
+    }
+    craft_index first, last;
+    rc = s->bounds(s->impl, &first, &last);
+    if (rc == 0 && last >= first) {
+        rc = s->entries(s->impl, first, last, n->alloc, &entries, &count);
+    }
+    if (rc != 0) {
+        set_error("reading the log: %s", craft_strerror(rc));
+        craft_configuration_close(&meta.conf, n->alloc);
+        return rc;
+    }
+    b.entries = entries;
+    b.n_entries = count;
+    b.bootstrap = n->cfg.bootstrap;
+
+    struct craft_config cc;
+    craft_config_init(&cc, n->id);
+    cc.election_ticks = n->cfg.election_timeout_ms / n->cfg.heartbeat_ms;
+    if (cc.election_ticks < 3) {
+        cc.election_ticks = 3;
+    }
+    cc.heartbeat_ticks = 1;
+    cc.pre_vote = n->cfg.pre_vote;
+    cc.check_quorum = n->cfg.check_quorum;
+    cc.snapshot_entries = n->cfg.snapshot_entries;
+    cc.snapshot_trailing = n->cfg.snapshot_trailing;
+    cc.seed = n->cfg.seed != 0 ? n->cfg.seed : (n->id * 0x9E3779B97F4A7C15ull) ^ uv_hrtime();
+    cc.alloc = n->alloc;
+    rc = craft_node_new(&cc, &b, &n->core);
+    if (rc != 0) {
+        set_error("starting the protocol core from the stored state: %s", craft_strerror(rc));
+    } else if (b.snapshot != NULL) {
+        rc = craft__uv_restore_fsm(n);
+        if (rc != 0) {
+            set_error("restoring the state machine from the snapshot at %llu: %s",
+                      (unsigned long long)meta.index, craft_strerror(rc));
+        }
+        n->applied = meta.index;
+    }
+    craft_free(n->alloc, entries);
+    craft_configuration_close(&meta.conf, n->alloc);
+    return rc;
+}
+
+static void node_free(struct craft_uv_node *n)
+{
+    craft__uv_items_free(n);
+    while (n->jobs != NULL) {
+        struct craft__job *j = n->jobs;
+        n->jobs = j->next;
+        craft__uv_job_free(n, j);
+    }
+    if (n->store != NULL) {
+        if (n->writer != NULL) {
+            n->store->snapshot_abort(n->store->impl, n->writer);
+        }
+        craft_store_close(n->store);
+    }
+    craft_node_free(n->core);
+    uv_mutex_destroy(&n->lock);
+    craft_free(n->alloc, n->data_dir);
+    craft_free(n->alloc, n);
+}
+
+int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
+                      struct craft_uv_node **out)
+{
+    last_error[0] = '\0';
+    if (loop == NULL || c == NULL || out == NULL || c->id == 0 || c->address == NULL ||
+        strlen(c->address) >= CRAFT_ADDRESS_MAX || c->heartbeat_ms == 0 ||
+        c->election_timeout_ms < 2 * c->heartbeat_ms ||
+        (c->store == NULL && c->data_dir == NULL)) {
+        set_error("invalid configuration (id, address, data_dir, heartbeat_ms < "
+                  "election_timeout_ms / 2 are required)");
+        craft_store_close(c != NULL ? c->store : NULL);
+        return CRAFT_EINVAL;
+    }
+    struct craft_uv_node *n = craft_calloc(c->alloc, 1, sizeof *n);
+    if (n == NULL) {
+        craft_store_close(c->store);
+        return CRAFT_ENOMEM;
+    }
+    n->loop = loop;
+    n->cfg = *c;
+    n->alloc = c->alloc;
+    n->id = c->id;
+    n->role = CRAFT_FOLLOWER;
+    n->loop_thread = uv_thread_self();
+    strcpy(n->address, c->address);
+    n->cfg.address = n->address;
+    uv_mutex_init(&n->lock);
+    int rc = 0;
+    if (c->data_dir != NULL) {
+        n->data_dir = craft_malloc(n->alloc, strlen(c->data_dir) + 1);
+        if (n->data_dir == NULL) {
+            rc = CRAFT_ENOMEM;
+        } else {
+            strcpy(n->data_dir, c->data_dir);
+        }
+        n->cfg.data_dir = n->data_dir;
+    }
+    n->store = c->store;
+    n->cfg.store = NULL;
+    if (rc == 0 && n->store == NULL) {
+        struct craft_disk_store_options so;
+        craft_disk_store_options_init(&so);
+        so.fsync = c->fsync;
+        so.log = store_log;
+        so.log_data = n;
+        char *msg = NULL;
+        rc = craft_disk_store_open(n->data_dir, &so, n->alloc, &n->store, &msg);
+        if (rc != 0) {
+            set_error("opening the data directory %s: %s", n->data_dir,
+                      msg != NULL ? msg : craft_strerror(rc));
+            craft_free(n->alloc, msg);
+        }
+    }
+    if (rc == 0) {
+        rc = boot_core(n);
+    }
+    if (rc == 0) {
+        struct craft__transport_options to;
+        craft__transport_options_init(&to);
+        to.id = n->id;
+        to.cluster_id = c->cluster_id;
+        to.listen_address = n->address;
+        to.max_frame = c->max_frame;
+        to.seed = n->id ^ uv_hrtime();
+        to.alloc = n->alloc;
+        struct craft__transport_callbacks cb = {n, craft__uv_recv, craft__uv_on_peer_state,
+                                                craft__uv_on_conn_closed, transport_log};
+        rc = craft__transport_open(loop, &to, &cb, &n->transport);
+        if (rc != 0) {
+            set_error("listening on %s: %s", n->address, craft_strerror(rc));
+        }
+    }
+    if (rc != 0) {
+        node_free(n);
+        return rc;
+    }
+    uv_timer_init(loop, &n->tick);
+    n->tick.data = n;
+    uv_async_init(loop, &n->async, craft__uv_async_cb);
+    n->async.data = n;
+    n->open_handles = 2;
+    craft__uv_log(n, CRAFT_UV_INFO, "event=open address=%s term=%llu last_index=%llu",
+                  craft__transport_address(n->transport),
+                  (unsigned long long)craft_node_term(n->core),
+                  (unsigned long long)craft_node_last_index(n->core));
+    craft__uv_publish_status(n);
+    *out = n;
+    return 0;
+}
+
+/* Tells the transport about every server of the configuration in effect. */
+static void sync_peers(struct craft_uv_node *n)
+{
+    const struct craft_configuration *conf = craft_node_configuration(n->core, NULL);
+    for (unsigned i = 0; i < conf->n; i++) {
+        if (conf->servers[i].id != n->id) {
+            craft__transport_set_peer(n->transport, conf->servers[i].id,
+                                      conf->servers[i].address);
+        }
+    }
+}
+
+int craft_uv_node_start(struct craft_uv_node *n)
+{
+    if (n == NULL || n->started) {
+        return CRAFT_EINVAL;
+    }
+    n->started = true;
+    sync_peers(n);
+    uv_timer_start(&n->tick, tick_cb, n->cfg.heartbeat_ms, n->cfg.heartbeat_ms);
+    craft__uv_drive(n);
+    return 0;
+}
+
+const char *craft_uv_node_address(const struct craft_uv_node *n)
+{
+    return craft__transport_address(n->transport);
+}
+
+craft_id craft_uv_node_id(const struct craft_uv_node *n)
+{
+    return n->id;
+}
+
+void craft__uv_publish_status(struct craft_uv_node *n)
+{
+    struct craft_uv_status s;
+    memset(&s, 0, sizeof s);
+    s.id = n->id;
+    if (n->core != NULL) {
+        s.role = craft_node_role(n->core);
+        s.term = craft_node_term(n->core);
+        s.leader = craft_node_leader(n->core);
+        s.commit = craft_node_commit(n->core);
+        s.first_index = craft_node_first_index(n->core);
+        s.last_index = craft_node_last_index(n->core);
+        const struct craft_configuration *conf = craft_node_configuration(n->core, NULL);
+        struct craft_progress_info pi[CRAFT_UV_STATUS_PEERS];
+        unsigned np = craft_node_progress(n->core, pi, CRAFT_UV_STATUS_PEERS);
+        for (unsigned i = 0; i < conf->n && s.n_peers < CRAFT_UV_STATUS_PEERS; i++) {
+            struct craft_uv_peer_status *p = &s.peers[s.n_peers++];
+            p->id = conf->servers[i].id;
+            p->role = conf->servers[i].role;
+            memcpy(p->address, conf->servers[i].address, CRAFT_ADDRESS_MAX);
+            p->connected = p->id == n->id ||
+                           (n->transport != NULL && craft__transport_connected(n->transport, p->id));
+            for (unsigned k = 0; k < np && k < CRAFT_UV_STATUS_PEERS; k++) {
+                if (pi[k].id == p->id) {
+                    p->match = pi[k].match;
+                }
+            }
+            if (p->id == s.leader) {
+                memcpy(s.leader_address, p->address, CRAFT_ADDRESS_MAX);
+            }
+        }
+        if (n->transport != NULL && n->started) {
+            sync_peers(n); /* membership may have changed */
+        }
+    }
+    s.applied = n->applied;
+    s.entries_appended = n->entries_appended;
+    s.entries_applied = n->entries_applied;
+    s.fsyncs = n->fsyncs;
+    s.elections = n->elections;
+    s.snapshots = n->snapshots;
+    s.forwarded = n->forwarded_count;
+    if (n->transport != NULL) {
+        struct craft__transport_stats ts;
+        craft__transport_stats(n->transport, &ts);
+        s.msgs_sent = ts.msgs_sent;
+        s.msgs_received = ts.msgs_received;
+        s.bytes_sent = ts.bytes_sent;
+        s.bytes_received = ts.bytes_received;
+        s.bad_frames = ts.bad_frames;
+        s.refused_handshakes = ts.refused_handshakes;
+    }
+    s.stopped = n->dead;
+    uv_mutex_lock(&n->lock);
+    n->status = s;
+    uv_mutex_unlock(&n->lock);
+}
+
+int craft_uv_status(struct craft_uv_node *n, struct craft_uv_status *out)
+{
+    if (n == NULL || out == NULL) {
+        return CRAFT_EINVAL;
+    }
+    uv_mutex_lock(&n->lock);
+    *out = n->status;
+    uv_mutex_unlock(&n->lock);
+    return 0;
+}
+
+/* ---- stopping ---------------------------------------------------------------------------- */
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct craft_uv_node *n = h->data;
+    if (--n->open_handles == 0) {
+        void (*cb)(void *) = n->stop_cb;
+        void *data = n->stop_data;
+        node_free(n);
+        if (cb != NULL) {
+            cb(data);
+        }
+    }
+}
+
+static void transport_closed(void *data)
+{
+    struct craft_uv_node *n = data;
+    n->transport = NULL;
+    uv_close((uv_handle_t *)&n->tick, handle_closed);
+    uv_close((uv_handle_t *)&n->async, handle_closed);
+}
+
+/* Once the disk is idle: close the transport, then the handles, then free. */
+void craft__uv_maybe_finish_stop(struct craft_uv_node *n)
+{
+    if (!n->stopping || n->closing || n->job_running || n->jobs != NULL) {
+        return;
+    }
+    n->closing = true;
+    craft__transport_close(n->transport, transport_closed, n);
+}
+
+void craft_uv_node_stop(struct craft_uv_node *n, void (*cb)(void *data), void *data)
+{
+    if (n == NULL || n->stopping) {
+        return;
+    }
+    craft__uv_log(n, CRAFT_UV_INFO, "event=stop");
+    uv_mutex_lock(&n->lock);
+    n->stopping = true;
+    uv_mutex_unlock(&n->lock);
+    n->stop_cb = cb;
+    n->stop_data = data;
+    uv_timer_stop(&n->tick);
+    craft__uv_requests_fail_all(n, CRAFT_ESHUTDOWN);
+    craft__uv_items_free(n); /* not applied: a restart re-applies them from the log */
+    craft__uv_disk_kick(n);  /* drops all but the writes, which are flushed */
+    craft__uv_maybe_finish_stop(n);
+}

@@ -1,0 +1,186 @@
+/* The libuv node: the protocol core driven by a loop. Files:
+ *   node.c      creation from the store, start, stop, status, logging
+ *   drive.c     taking the core's updates: writes to disk, messages out, committed entries in
+ *   disk.c      the disk queue: one job at a time on libuv's thread pool, group commit
+ *   apply.c     the apply queue: committed entries to the state machine in batches, snapshots
+ *   requests.c  proposals, reads, membership and transfer requests, forwarding, timeouts
+ * Everything runs on the loop's thread except the body of a disk job. */
+#ifndef CRAFT_UV_NODE_H
+#define CRAFT_UV_NODE_H
+
+#include <uv.h>
+
+#include "craft.h"
+#include "craft/uv.h"
+#include "craft/wire.h"
+#include "uv/transport.h"
+
+/* ---- disk jobs ---------------------------------------------------------------------------- */
+enum { JOB_WRITE = 1, JOB_READ_CHUNK, JOB_TAKE_SNAPSHOT, JOB_RESTORE, JOB_COMPACT };
+
+struct craft__job {
+    int kind;
+    struct craft__job *next;
+    bool started;
+    int rc;
+    char err[160];
+    /* JOB_WRITE: everything of one or more updates, in order: a snapshot chunk (never merged
+     * with a later update's), entries, hard state; then craft_persisted(seq). */
+    uint64_t seq;
+    bool has_hs;
+    struct craft_hard_state hs;
+    struct craft_entry *entries;
+    size_t n_entries, cap_entries;
+    bool has_chunk;
+    bool discard_log;
+    struct craft_install_snapshot chunk; /* data and conf owned */
+    /* JOB_READ_CHUNK: the message to fill and send (meta.conf owned, data allocated). */
+    struct craft_message msg;
+    /* JOB_TAKE_SNAPSHOT / JOB_RESTORE: the snapshot's metadata (conf owned); size out. */
+    struct craft_snapshot_meta meta;
+    uint64_t size;
+    /* JOB_COMPACT */
+    craft_index upto;
+};
+
+/* ---- the apply queue ---------------------------------------------------------------------- */
+enum { ITEM_ENTRY = 1, ITEM_SNAPSHOT, ITEM_RESTORE };
+
+struct craft__item {
+    int kind;
+    struct craft__item *next;
+    struct craft_entry e; /* ITEM_ENTRY, data owned */
+    struct craft_snapshot_meta meta; /* ITEM_SNAPSHOT / ITEM_RESTORE, conf owned */
+};
+
+/* ---- requests ----------------------------------------------------------------------------- */
+/* Where a waiting request came from: a local caller (req) or a peer's forwarded request on a
+ * connection (conn, remote_id). */
+struct craft__waiter {
+    struct craft__waiter *next, *prev;
+    int op;
+    struct craft_uv_request *req; /* local caller, or NULL */
+    struct craft__conn *conn;     /* remote caller, or NULL */
+    uint64_t remote_id;
+    craft_index index;  /* proposal/config entry index, or read index */
+    craft_term term;    /* proposal term */
+    uint64_t read_id;   /* core read id, or forwarded request id */
+    craft_id target;    /* forwarded: the leader it was sent to */
+    char address[CRAFT_ADDRESS_MAX]; /* ADD */
+    uint64_t deadline;  /* uv_now() ms */
+    /* A forwarded proposal's result from the leader, kept until local apply catches up. */
+    void *result;
+    size_t result_size;
+    int status;
+    void *payload; /* the command, when queued before the loop saw it */
+    size_t size;
+};
+
+struct craft__list {
+    struct craft__waiter *head, *tail;
+    size_t n;
+};
+
+struct craft_uv_node {
+    uv_loop_t *loop;
+    struct craft_uv_config cfg;
+    char address[CRAFT_ADDRESS_MAX];
+    char *data_dir;
+    const struct craft_allocator *alloc;
+    craft_id id;
+    struct craft_node *core;
+    struct craft_store *store;
+    struct craft__transport *transport;
+    uv_timer_t tick;
+    uv_async_t async;
+    uv_mutex_t lock;        /* the submit queue and the status copy */
+    uv_thread_t loop_thread;
+    unsigned open_handles;  /* tick, async: closed asynchronously at stop */
+
+    /* Cross-thread submissions (under lock), linked through req->internal[0]. */
+    struct craft_uv_request *sub_head, *sub_tail;
+
+    /* Disk. */
+    struct craft__job *jobs, *jobs_tail; /* FIFO; the head runs when started */
+    uv_work_t work;
+    bool job_running;
+    void *writer;           /* snapshot being received, store writer (disk thread only) */
+    craft_index writer_index;
+    craft_index skip_index; /* a received snapshot older than the store's latest: skipped */
+
+    /* Apply. */
+    struct craft__item *items, *items_tail;
+    bool fsm_busy;
+    craft_index applied;
+
+    /* Requests. */
+    struct craft__list proposals; /* by index: local and remote proposals, config changes */
+    struct craft__list reads;     /* waiting for the core's read index (by read_id) */
+    struct craft__list apply_wait; /* waiting for applied >= index (reads, forwarded) */
+    struct craft__list forwarded;  /* sent to the leader, waiting for its response */
+    struct craft__list transfers;
+    struct craft__list parked;     /* to forward once a leader is known (elections) */
+    uint64_t next_read_id;
+    uint64_t next_forward_id;
+
+    /* State. */
+    int role;
+    craft_term term;
+    craft_id leader;
+    bool started;
+    bool stopping;
+    bool closing; /* the transport and handles are being closed */
+    bool dead; /* a fatal error: nothing more is processed */
+    int dead_rc;
+    void (*stop_cb)(void *data);
+    void *stop_data;
+
+    struct craft_uv_status status; /* the copy for craft_uv_status (under lock) */
+    uint64_t entries_appended, entries_applied, fsyncs, elections, snapshots, forwarded_count;
+};
+
+/* node.c */
+void craft__uv_log(struct craft_uv_node *n, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void craft__uv_fatal(struct craft_uv_node *n, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void craft__uv_event(struct craft_uv_node *n, const struct craft_uv_event *e);
+void craft__uv_publish_status(struct craft_uv_node *n);
+void craft__uv_maybe_finish_stop(struct craft_uv_node *n);
+
+/* drive.c */
+void craft__uv_drive(struct craft_uv_node *n);
+void craft__uv_recv(void *data, struct craft__conn *conn, craft_id from,
+                    const struct craft_wire_message *m);
+
+/* disk.c */
+void craft__uv_job_push(struct craft_uv_node *n, struct craft__job *j);
+struct craft__job *craft__uv_job_tail_write(struct craft_uv_node *n);
+void craft__uv_job_free(struct craft_uv_node *n, struct craft__job *j);
+void craft__uv_disk_kick(struct craft_uv_node *n);
+
+/* apply.c */
+int craft__uv_queue_entry(struct craft_uv_node *n, const struct craft_entry *e);
+int craft__uv_queue_item(struct craft_uv_node *n, int kind, const struct craft_snapshot_meta *m);
+void craft__uv_apply_pump(struct craft_uv_node *n);
+void craft__uv_items_free(struct craft_uv_node *n);
+void craft__uv_snapshot_done(struct craft_uv_node *n, struct craft__job *j);
+void craft__uv_restore_done(struct craft_uv_node *n, struct craft__job *j);
+
+/* requests.c */
+void craft__uv_async_cb(uv_async_t *h);
+void craft__uv_requests_on_applied(struct craft_uv_node *n, const struct craft_uv_apply *a,
+                                   const struct craft_entry *e);
+void craft__uv_requests_on_dropped(struct craft_uv_node *n, craft_index from);
+void craft__uv_requests_on_read(struct craft_uv_node *n, const struct craft_read_state *r);
+void craft__uv_requests_on_role(struct craft_uv_node *n);
+void craft__uv_requests_check_applied(struct craft_uv_node *n);
+void craft__uv_requests_tick(struct craft_uv_node *n);
+void craft__uv_requests_fail_all(struct craft_uv_node *n, int status);
+void craft__uv_on_request(struct craft_uv_node *n, struct craft__conn *conn,
+                          const struct craft_wire_request *rq);
+void craft__uv_on_response(struct craft_uv_node *n, const struct craft_wire_response *rs);
+void craft__uv_on_conn_closed(void *data, struct craft__conn *conn);
+void craft__uv_on_peer_state(void *data, craft_id id, bool connected);
+
+#endif

@@ -1,0 +1,601 @@
+/* Requests: the callers' proposals, reads, membership changes and transfers, and the same
+ * requests forwarded between nodes.
+ *
+ * A proposal waits in `proposals`, keyed by the index and term the core gave it; it succeeds
+ * when the entry applied at that index has that term, and fails with CRAFT_EDROPPED when a
+ * different entry is applied there or the core reports the index dropped (docs/core.md). A read
+ * waits for its read index in `reads`, then in `apply_wait` until the state machine has applied
+ * up to it. On a follower, with forwarding on, proposals and reads go to the leader as
+ * CRAFT_WIRE_REQUEST messages; the leader's response gives the index, and the caller is
+ * answered once this node has applied that far too, so that "apply returned" always means
+ * "applied here". Every request has a deadline (CRAFT_ETIMEDOUT). */
+#include <stdio.h>
+#include <string.h>
+
+#include "uv/node.h"
+
+/* ---- lists ------------------------------------------------------------------------------- */
+
+static void list_push(struct craft__list *l, struct craft__waiter *w)
+{
+    w->next = NULL;
+    w->prev = l->tail;
+    if (l->tail != NULL) {
+        l->tail->next = w;
+    } else {
+        l->head = w;
+    }
+    l->tail = w;
+    l->n++;
+}
+
+/* Inserts keeping the list sorted by index (proposals arrive in index order, so this is the
+ * tail almost always). */
+static void list_insert_sorted(struct craft__list *l, struct craft__waiter *w)
+{
+    struct craft__waiter *after = l->tail;
+    while (after != NULL && after->index > w->index) {
+        after = after->prev;
+    }
+    if (after == l->tail) {
+        list_push(l, w);
+        return;
+    }
+    w->prev = after;
+    w->next = after != NULL ? after->next : l->head;
+    if (after != NULL) {
+        after->next = w;
+    } else {
+        l->head = w;
+    }
+    w->next->prev = w;
+    l->n++;
+}
+
+static void list_remove(struct craft__list *l, struct craft__waiter *w)
+{
+    if (w->prev != NULL) {
+        w->prev->next = w->next;
+    } else {
+        l->head = w->next;
+    }
+    if (w->next != NULL) {
+        w->next->prev = w->prev;
+    } else {
+        l->tail = w->prev;
+    }
+    w->next = w->prev = NULL;
+    l->n--;
+}
+
+static void waiter_free(struct craft_uv_node *n, struct craft__waiter *w)
+{
+    craft_free(n->alloc, w->payload);
+    craft_free(n->alloc, w->result);
+    craft_free(n->alloc, w);
+}
+
+/* ---- answering ----------------------------------------------------------------------------- */
+
+static const char *leader_address(struct craft_uv_node *n, craft_id leader)
+{
+    if (leader == 0 || n->core == NULL) {
+        return "";
+    }
+    const struct craft_server *s = craft_configuration_get(craft_node_configuration(n->core, NULL),
+                                                           leader);
+    return s != NULL ? s->address : "";
+}
+
+/* Answers w (locally through its callback, or remotely on its connection) and frees it. */
+static void complete(struct craft_uv_node *n, struct craft__waiter *w, int status,
+                     craft_index index, const void *data, size_t size)
+{
+    craft_id leader = n->leader != n->id ? n->leader : 0;
+    if (w->req != NULL) {
+        struct craft_uv_result r;
+        memset(&r, 0, sizeof r);
+        r.status = status;
+        r.index = index;
+        r.data = data;
+        r.size = size;
+        if (status == CRAFT_ENOTLEADER) {
+            r.leader_id = leader;
+        }
+        r.leader_address = status == CRAFT_ENOTLEADER ? leader_address(n, leader) : "";
+        struct craft_uv_request *req = w->req;
+        waiter_free(n, w);
+        req->cb(req, &r);
+        return;
+    }
+    if (w->conn != NULL && !n->stopping) {
+        struct craft_wire_message m;
+        memset(&m, 0, sizeof m);
+        m.type = CRAFT_WIRE_RESPONSE;
+        struct craft_wire_response *rs = &m.u.response;
+        rs->from = n->id;
+        rs->term = n->term;
+        rs->id = w->remote_id;
+        rs->error = status;
+        rs->index = index;
+        if (status == CRAFT_ENOTLEADER) {
+            rs->leader_id = leader;
+            snprintf(rs->leader_address, sizeof rs->leader_address, "%s",
+                     leader_address(n, leader));
+        }
+        rs->payload = data;
+        rs->size = size;
+        craft__transport_reply(n->transport, w->conn, &m);
+    }
+    waiter_free(n, w);
+}
+
+static void complete_from(struct craft_uv_node *n, struct craft__list *l, struct craft__waiter *w,
+                          int status)
+{
+    list_remove(l, w);
+    complete(n, w, status, 0, NULL, 0);
+}
+
+/* ---- carrying out a request ---------------------------------------------------------------- */
+
+static uint64_t deadline(struct craft_uv_node *n, unsigned timeout_ms)
+{
+    return uv_now(n->loop) + (timeout_ms ? timeout_ms : n->cfg.default_timeout_ms);
+}
+
+static bool forward(struct craft_uv_node *n, struct craft__waiter *w, uint8_t kind)
+{
+    if (w->req == NULL || !n->cfg.forward || n->leader == 0 || n->leader == n->id ||
+        !craft__transport_reachable(n->transport, n->leader)) {
+        return false;
+    }
+    struct craft_wire_message m;
+    memset(&m, 0, sizeof m);
+    m.type = CRAFT_WIRE_REQUEST;
+    struct craft_wire_request *rq = &m.u.request;
+    rq->from = n->id;
+    rq->to = n->leader;
+    rq->term = n->term;
+    rq->id = ++n->next_forward_id;
+    rq->kind = kind;
+    rq->payload = w->payload;
+    rq->size = w->size;
+    if (craft__transport_send(n->transport, n->leader, &m) != 0) {
+        return false;
+    }
+    w->read_id = rq->id;
+    w->target = n->leader;
+    n->forwarded_count++;
+    list_push(&n->forwarded, w);
+    return true;
+}
+
+/* No leader to forward to right now (an election is under way, or its connection is not up
+ * yet): a local caller with forwarding on waits for one, until its deadline; callers never
+ * have to find the leader themselves. Otherwise: CRAFT_ENOTLEADER with the hint we have. */
+static void park_or_refuse(struct craft_uv_node *n, struct craft__waiter *w)
+{
+    if (w->req != NULL && n->cfg.forward) {
+        list_push(&n->parked, w);
+        return;
+    }
+    complete(n, w, CRAFT_ENOTLEADER, 0, NULL, 0);
+}
+
+static void process(struct craft_uv_node *n, struct craft__waiter *w);
+
+/* A leader may be known now: try the parked requests again. */
+static void unpark(struct craft_uv_node *n)
+{
+    if (n->parked.head == NULL) {
+        return;
+    }
+    bool leader = craft_node_role(n->core) == CRAFT_LEADER;
+    if (!leader && (n->leader == 0 || n->leader == n->id ||
+                    !craft__transport_reachable(n->transport, n->leader))) {
+        return;
+    }
+    struct craft__list l = n->parked;
+    memset(&n->parked, 0, sizeof n->parked);
+    while (l.head != NULL) {
+        struct craft__waiter *w = l.head;
+        list_remove(&l, w);
+        process(n, w);
+    }
+}
+
+static void process(struct craft_uv_node *n, struct craft__waiter *w)
+{
+    int rc;
+    if (n->dead || n->stopping) {
+        complete(n, w, n->dead ? n->dead_rc : CRAFT_ESHUTDOWN, 0, NULL, 0);
+        return;
+    }
+    bool leader = craft_node_role(n->core) == CRAFT_LEADER;
+    switch (w->op) {
+    case CRAFT_UV_PROPOSE:
+        if (!leader) {
+            if (!forward(n, w, CRAFT_WIRE_PROPOSE)) {
+                park_or_refuse(n, w);
+            }
+            return;
+        }
+        rc = craft_propose(n->core, w->payload, w->size, &w->index, &w->term);
+        craft_free(n->alloc, w->payload); /* the core copied it */
+        w->payload = NULL;
+        if (rc != 0) {
+            complete(n, w, rc, 0, NULL, 0);
+            return;
+        }
+        list_insert_sorted(&n->proposals, w);
+        return;
+    case CRAFT_UV_READ:
+    case CRAFT_UV_READ_LEASE:
+        if (!leader) {
+            if (!forward(n, w, CRAFT_WIRE_READ)) {
+                park_or_refuse(n, w);
+            }
+            return;
+        }
+        w->read_id = ++n->next_read_id;
+        rc = craft_read_index(n->core, w->read_id,
+                              w->op == CRAFT_UV_READ ? CRAFT_READ_INDEX : CRAFT_READ_LEASE);
+        if (rc != 0) {
+            complete(n, w, rc, 0, NULL, 0);
+            return;
+        }
+        list_push(&n->reads, w);
+        return;
+    case CRAFT_UV_ADD:
+    case CRAFT_UV_PROMOTE:
+    case CRAFT_UV_REMOVE:
+        if (!leader) {
+            complete(n, w, CRAFT_ENOTLEADER, 0, NULL, 0);
+            return;
+        }
+        if (w->op == CRAFT_UV_ADD) {
+            rc = craft_add_server(n->core, w->target, w->address, w->status != 0, &w->index);
+            if (rc == 0) {
+                w->status = 0; /* it carried auto_promote; from here on it is the status */
+            }
+        } else if (w->op == CRAFT_UV_PROMOTE) {
+            rc = craft_promote(n->core, w->target, &w->index);
+        } else {
+            rc = craft_remove_server(n->core, w->target, &w->index);
+        }
+        if (rc == CRAFT_EBUSY && w->req != NULL) {
+            /* Transient: the new leader has not committed an entry of its term yet, or another
+             * change is being committed. Try again at the next tick, until the deadline. */
+            list_push(&n->parked, w);
+            return;
+        }
+        if (rc != 0) {
+            complete(n, w, rc, 0, NULL, 0);
+            return;
+        }
+        w->term = craft_node_term(n->core);
+        list_insert_sorted(&n->proposals, w);
+        return;
+    case CRAFT_UV_TRANSFER:
+        if (!leader) {
+            complete(n, w, CRAFT_ENOTLEADER, 0, NULL, 0);
+            return;
+        }
+        rc = craft_transfer_leadership(n->core, w->target);
+        if (rc != 0) {
+            complete(n, w, rc, 0, NULL, 0);
+            return;
+        }
+        list_push(&n->transfers, w);
+        return;
+    default:
+        complete(n, w, CRAFT_EINVAL, 0, NULL, 0);
+    }
+}
+
+static bool on_loop_thread(struct craft_uv_node *n)
+{
+    uv_thread_t self = uv_thread_self();
+    return uv_thread_equal(&self, &n->loop_thread);
+}
+
+int craft_uv_submit(struct craft_uv_node *n, struct craft_uv_request *req)
+{
+    if (n == NULL || req == NULL || req->cb == NULL || req->op < CRAFT_UV_PROPOSE ||
+        req->op > CRAFT_UV_TRANSFER || (req->size > 0 && req->payload == NULL) ||
+        (req->op == CRAFT_UV_ADD && (req->address == NULL ||
+                                     strlen(req->address) >= CRAFT_ADDRESS_MAX ||
+                                     req->server == 0))) {
+        return CRAFT_EINVAL;
+    }
+    struct craft__waiter *w = craft_calloc(n->alloc, 1, sizeof *w);
+    if (w == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    w->op = req->op;
+    w->req = req;
+    w->target = req->server;
+    w->status = req->auto_promote; /* ADD: carried until used */
+    if (req->op == CRAFT_UV_ADD) {
+        strcpy(w->address, req->address);
+    }
+    if (req->size > 0) {
+        w->payload = craft_malloc(n->alloc, req->size);
+        if (w->payload == NULL) {
+            craft_free(n->alloc, w);
+            return CRAFT_ENOMEM;
+        }
+        memcpy(w->payload, req->payload, req->size);
+        w->size = req->size;
+    }
+    req->internal[0] = NULL;
+    req->internal[1] = w;
+    if (on_loop_thread(n)) {
+        if (n->stopping) {
+            waiter_free(n, w);
+            return CRAFT_ESHUTDOWN;
+        }
+        w->deadline = deadline(n, req->timeout_ms);
+        process(n, w);
+        craft__uv_drive(n);
+        return 0;
+    }
+    uv_mutex_lock(&n->lock);
+    if (n->stopping) {
+        uv_mutex_unlock(&n->lock);
+        waiter_free(n, w);
+        return CRAFT_ESHUTDOWN;
+    }
+    if (n->sub_tail != NULL) {
+        n->sub_tail->internal[0] = req;
+    } else {
+        n->sub_head = req;
+    }
+    n->sub_tail = req;
+    uv_mutex_unlock(&n->lock);
+    uv_async_send(&n->async);
+    return 0;
+}
+
+/* Submissions from other threads, on the loop thread. */
+void craft__uv_async_cb(uv_async_t *h)
+{
+    struct craft_uv_node *n = h->data;
+    uv_mutex_lock(&n->lock);
+    struct craft_uv_request *req = n->sub_head;
+    n->sub_head = n->sub_tail = NULL;
+    uv_mutex_unlock(&n->lock);
+    while (req != NULL) {
+        struct craft_uv_request *next = req->internal[0];
+        struct craft__waiter *w = req->internal[1];
+        w->deadline = deadline(n, req->timeout_ms);
+        process(n, w);
+        req = next;
+    }
+    craft__uv_drive(n);
+}
+
+/* A request forwarded by a peer (we are, or were, its leader). */
+void craft__uv_on_request(struct craft_uv_node *n, struct craft__conn *conn,
+                          const struct craft_wire_request *rq)
+{
+    struct craft__waiter *w = craft_calloc(n->alloc, 1, sizeof *w);
+    if (w == NULL) {
+        return; /* the caller times out */
+    }
+    w->conn = conn;
+    w->remote_id = rq->id;
+    w->op = rq->kind == CRAFT_WIRE_PROPOSE ? CRAFT_UV_PROPOSE : CRAFT_UV_READ;
+    w->deadline = deadline(n, 0);
+    if (rq->size > 0) {
+        w->payload = craft_malloc(n->alloc, rq->size);
+        if (w->payload == NULL) {
+            craft_free(n->alloc, w);
+            return;
+        }
+        memcpy(w->payload, rq->payload, rq->size);
+        w->size = rq->size;
+    }
+    process(n, w); /* never forwarded again: w->req is NULL */
+}
+
+/* The leader answered a request we forwarded. */
+void craft__uv_on_response(struct craft_uv_node *n, const struct craft_wire_response *rs)
+{
+    struct craft__waiter *w = n->forwarded.head;
+    while (w != NULL && w->read_id != rs->id) {
+        w = w->next;
+    }
+    if (w == NULL) {
+        return; /* timed out meanwhile */
+    }
+    list_remove(&n->forwarded, w);
+    if (rs->error != 0 && rs->error != CRAFT_EAPPLY) {
+        if (rs->error == CRAFT_ENOTLEADER && w->req != NULL) {
+            struct craft_uv_result r;
+            memset(&r, 0, sizeof r);
+            r.status = rs->error;
+            r.leader_id = rs->leader_id;
+            r.leader_address = rs->leader_address;
+            struct craft_uv_request *req = w->req;
+            waiter_free(n, w);
+            req->cb(req, &r);
+            return;
+        }
+        complete(n, w, rs->error, 0, NULL, 0);
+        return;
+    }
+    /* Answer once this node has applied as far as the leader did. */
+    w->status = rs->error;
+    w->index = rs->index;
+    craft_free(n->alloc, w->payload);
+    w->payload = NULL;
+    if (rs->size > 0) {
+        w->result = craft_malloc(n->alloc, rs->size);
+        if (w->result == NULL) {
+            complete(n, w, CRAFT_ENOMEM, 0, NULL, 0);
+            return;
+        }
+        memcpy(w->result, rs->payload, rs->size);
+        w->result_size = rs->size;
+    }
+    list_push(&n->apply_wait, w);
+    craft__uv_requests_check_applied(n);
+}
+
+/* ---- events from the core and the apply queue ---------------------------------------------- */
+
+void craft__uv_requests_on_applied(struct craft_uv_node *n, const struct craft_uv_apply *a,
+                                   const struct craft_entry *e)
+{
+    struct craft__waiter *w;
+    while ((w = n->proposals.head) != NULL && w->index <= e->index) {
+        list_remove(&n->proposals, w);
+        if (w->index < e->index || w->term != e->term) {
+            complete(n, w, CRAFT_EDROPPED, 0, NULL, 0);
+            continue;
+        }
+        complete(n, w, a->error != 0 ? CRAFT_EAPPLY : 0, e->index, a->result, a->result_size);
+    }
+}
+
+void craft__uv_requests_on_dropped(struct craft_uv_node *n, craft_index from)
+{
+    struct craft__waiter *w;
+    while ((w = n->proposals.tail) != NULL && w->index >= from) {
+        complete_from(n, &n->proposals, w, CRAFT_EDROPPED);
+    }
+}
+
+void craft__uv_requests_on_read(struct craft_uv_node *n, const struct craft_read_state *r)
+{
+    struct craft__waiter *w = n->reads.head;
+    while (w != NULL && w->read_id != r->id) {
+        w = w->next;
+    }
+    if (w == NULL) {
+        return;
+    }
+    list_remove(&n->reads, w);
+    if (r->status != 0) {
+        complete(n, w, r->status, 0, NULL, 0);
+        return;
+    }
+    w->index = r->index;
+    if (w->conn != NULL) {
+        /* A follower's read: the follower waits for its own apply. */
+        complete(n, w, 0, r->index, NULL, 0);
+        return;
+    }
+    list_push(&n->apply_wait, w);
+}
+
+void craft__uv_requests_check_applied(struct craft_uv_node *n)
+{
+    struct craft__waiter *w = n->apply_wait.head;
+    while (w != NULL) {
+        struct craft__waiter *next = w->next;
+        if (w->index <= n->applied) {
+            list_remove(&n->apply_wait, w);
+            complete(n, w, w->status, w->index, w->result, w->result_size);
+        }
+        w = next;
+    }
+}
+
+void craft__uv_requests_on_role(struct craft_uv_node *n)
+{
+    unpark(n);
+    if (n->role != CRAFT_LEADER) {
+        /* A transfer is done once we no longer lead. */
+        while (n->transfers.head != NULL) {
+            struct craft__waiter *w = n->transfers.head;
+            list_remove(&n->transfers, w);
+            complete(n, w, 0, 0, NULL, 0);
+        }
+    }
+}
+
+void craft__uv_on_conn_closed(void *data, struct craft__conn *conn)
+{
+    struct craft_uv_node *n = data;
+    struct craft__list *lists[] = {&n->proposals, &n->reads, &n->apply_wait};
+    for (size_t k = 0; k < sizeof lists / sizeof lists[0]; k++) {
+        for (struct craft__waiter *w = lists[k]->head; w != NULL; w = w->next) {
+            if (w->conn == conn) {
+                w->conn = NULL; /* nobody to answer; the entry still commits */
+            }
+        }
+    }
+}
+
+void craft__uv_on_peer_state(void *data, craft_id id, bool connected)
+{
+    struct craft_uv_node *n = data;
+    craft__uv_log(n, CRAFT_UV_INFO, "event=peer peer=%llu state=%s", (unsigned long long)id,
+                  connected ? "connected" : "disconnected");
+    if (connected) {
+        unpark(n);
+        return;
+    }
+    /* Requests forwarded to a leader we lost: they may or may not have taken effect. */
+    struct craft__waiter *w = n->forwarded.head;
+    while (w != NULL) {
+        struct craft__waiter *next = w->next;
+        if (w->target == id) {
+            complete_from(n, &n->forwarded, w, CRAFT_ENOCONN);
+        }
+        w = next;
+    }
+}
+
+void craft__uv_requests_tick(struct craft_uv_node *n)
+{
+    unpark(n);
+    uint64_t now = uv_now(n->loop);
+    struct craft__list *lists[] = {&n->proposals, &n->reads, &n->apply_wait, &n->forwarded,
+                                   &n->transfers, &n->parked};
+    for (size_t k = 0; k < sizeof lists / sizeof lists[0]; k++) {
+        struct craft__waiter *w = lists[k]->head;
+        while (w != NULL) {
+            struct craft__waiter *next = w->next;
+            bool expired = w->deadline != 0 && now >= w->deadline;
+            bool abandoned = lists[k] == &n->transfers && n->role == CRAFT_LEADER &&
+                             craft_node_transfer_target(n->core) == 0;
+            if (expired || abandoned) {
+                /* A parked request never found a leader (or, for a membership change, never
+                 * found the leader ready): say so. */
+                int status = CRAFT_ETIMEDOUT;
+                if (lists[k] == &n->parked) {
+                    status = w->op == CRAFT_UV_PROPOSE || w->op == CRAFT_UV_READ ||
+                                     w->op == CRAFT_UV_READ_LEASE
+                                 ? CRAFT_ENOTLEADER
+                                 : CRAFT_EBUSY;
+                }
+                complete_from(n, lists[k], w, status);
+            }
+            w = next;
+        }
+    }
+}
+
+void craft__uv_requests_fail_all(struct craft_uv_node *n, int status)
+{
+    struct craft__list *lists[] = {&n->proposals, &n->reads, &n->apply_wait, &n->forwarded,
+                                   &n->transfers, &n->parked};
+    for (size_t k = 0; k < sizeof lists / sizeof lists[0]; k++) {
+        while (lists[k]->head != NULL) {
+            complete_from(n, lists[k], lists[k]->head, status);
+        }
+    }
+    uv_mutex_lock(&n->lock);
+    struct craft_uv_request *req = n->sub_head;
+    n->sub_head = n->sub_tail = NULL;
+    uv_mutex_unlock(&n->lock);
+    while (req != NULL) {
+        struct craft_uv_request *next = req->internal[0];
+        complete(n, req->internal[1], status, 0, NULL, 0);
+        req = next;
+    }
+}
