@@ -369,4 +369,60 @@ TEST(single_node_cluster_elects_itself_and_commits)
     fx_close(&f);
 }
 
+/* Figure 2: a vote request of an older term is answered "no" with our term, so that the
+ * candidate catches up (regression: simulator seeds 2663, 7495 deadlocked when it was
+ * dropped silently). */
+TEST(stale_vote_request_answered_with_current_term)
+{
+    struct fx f;
+    fx_init_with(&f, 3, 3, false, false);
+    struct craft_message rv = {0};
+    rv.type = CRAFT_MSG_REQUEST_VOTE;
+    rv.from = 2;
+    rv.to = 3;
+    rv.term = 9;
+    CHECK_OK(craft_step(f.node[3], &rv));
+    fx_flush(&f);
+    rv.term = 4;
+    CHECK_OK(craft_step(f.node[3], &rv));
+    fx_drain(&f, 3);
+    bool answered = false;
+    while (f.head != f.tail) {
+        struct craft_message m = f.queue[f.head % FX_QUEUE].m;
+        if (m.type == CRAFT_MSG_REQUEST_VOTE_RESULT && !m.u.request_vote_result.granted) {
+            CHECK_EQ(m.term, 9);
+            CHECK_EQ(m.to, 2);
+            answered = true;
+        }
+        fx_free_msg(&f.queue[f.head++ % FX_QUEUE]);
+    }
+    CHECK(answered);
+    fx_close(&f);
+}
+
+/* A server that is not a voter in its own configuration cannot campaign, but once it has not
+ * heard from a leader for an election timeout it grants votes again (regression: it used to
+ * reset its timer and ignore vote requests forever, simulator seed 2781). */
+TEST(non_voter_grants_votes_after_leader_silence)
+{
+    struct fx f;
+    fx_init_with(&f, 3, 2, false, true); /* 3 is a learner in its own configuration */
+    fx_elect(&f, 1);
+    fx_rounds(&f, 2);
+    CHECK_EQ(craft_node_leader(f.node[3]), 1);
+    f.down[1] = true;
+    fx_tick(&f, 3, 3 * f.cfg[3].election_ticks);
+    fx_flush(&f);
+    struct craft_message rv = {0};
+    rv.type = CRAFT_MSG_REQUEST_VOTE;
+    rv.from = 2;
+    rv.to = 3;
+    rv.term = craft_node_term(f.node[3]) + 1;
+    rv.u.request_vote.last_log_index = craft_node_last_index(f.node[3]);
+    rv.u.request_vote.last_log_term = craft_node_term_at(f.node[3], rv.u.request_vote.last_log_index);
+    CHECK_OK(craft_step(f.node[3], &rv));
+    CHECK_EQ(craft_node_vote(f.node[3]), 2);
+    fx_close(&f);
+}
+
 HARNESS_MAIN()

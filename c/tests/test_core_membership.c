@@ -261,4 +261,32 @@ TEST(leadership_transfer_times_out)
     fx_close(&f);
 }
 
+/* A learner that never answered is not caught up, however short the log (regression:
+ * simulator seed 2781 promoted a silent learner because match 0 was within promote_distance). */
+TEST(silent_learner_is_never_promoted)
+{
+    struct fx f;
+    fx_init_with(&f, 2, 1, true, true);
+    fx_boot(&f, 1, 1, NULL, 0, 1);
+    fx_empty(&f, 2);
+    fx_elect(&f, 1);
+    CHECK_EQ(craft_node_role(f.node[1]), CRAFT_LEADER);
+    f.cut[2][1] = true; /* 2 hears 1, its answers are lost */
+    CHECK_OK(craft_add_server(f.node[1], 2, "x:2", true, NULL));
+    fx_drain(&f, 1);
+    for (int r = 0; r < 20; r++) {
+        fx_rounds(&f, 1);
+    }
+    const struct craft_server *s = craft_configuration_get(craft_node_configuration(f.node[1], NULL), 2);
+    CHECK(s != NULL && s->role == CRAFT_LEARNER);
+    CHECK_EQ(craft_promote(f.node[1], 2, NULL), CRAFT_ESTATE);
+    f.cut[2][1] = false; /* once it answers, it is promoted */
+    for (int r = 0; r < 10; r++) {
+        fx_rounds(&f, 1);
+    }
+    s = craft_configuration_get(craft_node_configuration(f.node[1], NULL), 2);
+    CHECK(s != NULL && s->role == CRAFT_VOTER);
+    fx_close(&f);
+}
+
 HARNESS_MAIN()

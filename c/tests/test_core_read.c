@@ -168,4 +168,28 @@ TEST(single_voter_reads_at_once)
     fx_close(&f);
 }
 
+/* A leader that sent TimeoutNow gives up its lease: the transfer's vote requests override the
+ * leader-alive rule the lease relies on (regression found by the simulator). */
+TEST(no_lease_reads_after_timeout_now)
+{
+    fx_tweak = lease_on;
+    struct fx f;
+    fx_init(&f, 3);
+    fx_elect(&f, 1);
+    fx_rounds(&f, 2);
+    CHECK_OK(craft_read_index(f.node[1], 8, CRAFT_READ_LEASE));
+    fx_drain(&f, 1);
+    CHECK(find_read(&f, 1, 8) != NULL); /* the lease holds */
+    CHECK_OK(craft_transfer_leadership(f.node[1], 2));
+    fx_drain(&f, 1); /* TimeoutNow is sent... */
+    f.down[2] = true; /* ...and lost: the transfer cannot complete */
+    fx_deliver_all(&f);
+    CHECK_EQ(craft_node_role(f.node[1]), CRAFT_LEADER);
+    CHECK_OK(craft_read_index(f.node[1], 9, CRAFT_READ_LEASE));
+    fx_drain(&f, 1);
+    CHECK(find_read(&f, 1, 9) == NULL); /* no lease: it waits for a heartbeat round */
+    fx_close(&f);
+    fx_tweak = NULL;
+}
+
 HARNESS_MAIN()

@@ -225,6 +225,81 @@ TEST(durable_term_never_decreases)
     craft_sim_free(s);
 }
 
+/* A CONFIG entry whose servers 1..n are voters, except those in learners (a mask). */
+static struct craft_entry conf_entry(craft_index index, craft_term term, unsigned n,
+                                     uint64_t learners, void **buf)
+{
+    struct craft_configuration c;
+    craft_configuration_init(&c);
+    for (unsigned id = 1; id <= n; id++) {
+        char address[16];
+        snprintf(address, sizeof(address), "sim-%u", id);
+        craft_configuration_add(&c, NULL, id, address,
+                                (learners >> (id - 1)) & 1 ? CRAFT_LEARNER : CRAFT_VOTER);
+    }
+    size_t size = 0;
+    craft_configuration_encode(&c, NULL, buf, &size);
+    craft_configuration_close(&c, NULL);
+    struct craft_entry e = {
+        .term = term, .index = index, .type = CRAFT_ENTRY_CONFIG, .data = *buf, .size = size};
+    return e;
+}
+
+TEST(committed_configurations_change_by_one_voter)
+{
+    /* Bootstrap {1,2,3}; a committed configuration {1,2,3,4,5} adds two voters at once. */
+    struct craft_sim *s = fresh();
+    void *buf = NULL;
+    struct craft_entry e = conf_entry(2, 1, 5, 0, &buf);
+    CHECK_OK(craft__sim_test_fake_append(s, 1, &e, 1, false));
+    expect_violation(s, craft__sim_test_fake_commit(s, 1, 2, 1), "more than one voter");
+    craft_free(NULL, buf);
+    craft_sim_free(s);
+}
+
+TEST(committed_configuration_with_one_more_voter_is_fine)
+{
+    struct craft_sim *s = fresh();
+    void *buf = NULL;
+    struct craft_entry e = conf_entry(2, 1, 4, 0, &buf);
+    CHECK_OK(craft__sim_test_fake_append(s, 1, &e, 1, false));
+    CHECK_OK(craft__sim_test_fake_commit(s, 1, 2, 1));
+    craft_free(NULL, buf);
+    craft_sim_free(s);
+}
+
+TEST(change_before_committing_an_entry_of_the_term)
+{
+    /* Ongaro's 2015 correction: n1, leader of term 2 with only entry 1/1 committed, must not
+     * start a change. */
+    struct craft_sim *s = fresh();
+    struct craft_entry barrier = {.term = 2, .index = 2, .type = CRAFT_ENTRY_BARRIER};
+    CHECK_OK(craft__sim_test_fake_append(s, 1, &barrier, 1, true));
+    CHECK_OK(craft__sim_test_fake_commit(s, 1, 1, 2));
+    void *buf = NULL;
+    struct craft_entry e = conf_entry(3, 2, 3, 0x4, &buf); /* demote n3 */
+    expect_violation(s, craft__sim_test_fake_conf_append(s, 1, &e, 1),
+                     "before committing an entry of its term");
+    craft_free(NULL, buf);
+    craft_sim_free(s);
+}
+
+TEST(second_change_while_the_first_is_uncommitted)
+{
+    struct craft_sim *s = fresh();
+    struct craft_entry barrier = {.term = 2, .index = 2, .type = CRAFT_ENTRY_BARRIER};
+    CHECK_OK(craft__sim_test_fake_append(s, 1, &barrier, 1, true));
+    CHECK_OK(craft__sim_test_fake_commit(s, 1, 2, 2));
+    void *b1 = NULL, *b2 = NULL;
+    struct craft_entry c1 = conf_entry(3, 2, 4, 0x8, &b1); /* add n4 as a learner */
+    struct craft_entry c2 = conf_entry(4, 2, 4, 0, &b2);   /* promote it */
+    CHECK_OK(craft__sim_test_fake_conf_append(s, 1, &c1, 2));
+    expect_violation(s, craft__sim_test_fake_conf_append(s, 1, &c2, 2), "was not committed");
+    craft_free(NULL, b1);
+    craft_free(NULL, b2);
+    craft_sim_free(s);
+}
+
 TEST(a_real_run_passes_the_full_check)
 {
     struct craft_sim_options o;

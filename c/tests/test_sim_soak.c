@@ -1,8 +1,11 @@
 /*
- * The randomized soak (issue 2): CRAFT_SOAK_SEEDS seeds (default 1000; the ASan build runs 200)
- * of mixed faults -- loss, duplication, reordering, partitions, one-way cuts, crashes and
- * restarts, proposals throughout -- with every safety invariant checked after every event, and
- * liveness required once everything is healed. The same routine is craft-soak's
+ * The randomized soak (issues 2 and 3): CRAFT_SOAK_SEEDS seeds (default 1000; the ASan build
+ * runs 200) of mixed faults -- loss, duplication, reordering, partitions, one-way cuts, crashes
+ * and restarts -- with proposals, snapshots and compaction, membership changes (adds of spare
+ * or removed servers, with and without auto-promote, promotions, removals of followers,
+ * learners and the leader itself), leadership transfers and reads throughout; every safety
+ * invariant (configurations, quorums and read linearizability included) is checked after every
+ * event, and liveness in the final configuration is required once everything is healed. The same routine is craft-soak's
  * (c/src/sim/soak.c): a failing seed prints its replay command, `craft-soak --seed S --verbose`.
  */
 #include "harness.h"

@@ -1,4 +1,4 @@
-/* The runtime as separate processes: three craft-counter servers on 127.0.0.1, a blocking
+/* The runtime as separate processes: three (and five) craft-counter servers on 127.0.0.1, a blocking
  * client writing through them, the leader killed with SIGKILL (no chance to flush anything) and
  * restarted. Every acknowledged increment must be in the final value; an increment whose outcome
  * the client could not learn may or may not be. */
@@ -9,7 +9,7 @@
 #include "craft/client.h"
 #include "uv_fixture.h"
 
-#define N 3
+#define MAXN 5
 
 struct proc {
     pid_t pid;
@@ -17,13 +17,14 @@ struct proc {
     char dir[512];
 };
 
-static struct proc procs[N + 1];
+static struct proc procs[MAXN + 1];
+static int N;
 static char peers[1024];
 
 /* A failed check returns early: never leave servers behind. */
 static void kill_all(void)
 {
-    for (int i = 1; i <= N; i++) {
+    for (int i = 1; i <= MAXN; i++) {
         if (procs[i].pid > 0) {
             kill(procs[i].pid, SIGKILL);
             waitpid(procs[i].pid, NULL, 0);
@@ -91,13 +92,16 @@ static int which(const char *address)
     return 0;
 }
 
-TEST(three_processes_leader_killed_no_acknowledged_write_lost)
+static bool registered;
+
+static void run(int n)
 {
-    if (access("./craft-counter", X_OK) != 0) {
-        SKIP("./craft-counter is not built next to the test");
-    }
+    N = n;
     const char *tmp = harness_tmpdir();
-    atexit(kill_all);
+    if (!registered) {
+        atexit(kill_all);
+        registered = true;
+    }
     peers[0] = '\0';
     for (int i = 1; i <= N; i++) {
         snprintf(procs[i].address, sizeof procs[i].address, "127.0.0.1:%d", uf_free_port());
@@ -110,7 +114,7 @@ TEST(three_processes_leader_killed_no_acknowledged_write_lost)
         procs[i].pid = spawn(i);
         CHECK(procs[i].pid > 0);
     }
-    const char *servers[N];
+    const char *servers[MAXN];
     for (int i = 0; i < N; i++) {
         servers[i] = procs[i + 1].address;
     }
@@ -156,6 +160,22 @@ TEST(three_processes_leader_killed_no_acknowledged_write_lost)
         waitpid(procs[i].pid, NULL, 0);
         procs[i].pid = 0;
     }
+}
+
+TEST(three_processes_leader_killed_no_acknowledged_write_lost)
+{
+    if (access("./craft-counter", X_OK) != 0) {
+        SKIP("./craft-counter is not built next to the test");
+    }
+    run(3);
+}
+
+TEST(five_processes_leader_killed_no_acknowledged_write_lost)
+{
+    if (access("./craft-counter", X_OK) != 0) {
+        SKIP("./craft-counter is not built next to the test");
+    }
+    run(5);
 }
 
 HARNESS_MAIN()

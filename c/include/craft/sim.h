@@ -8,7 +8,9 @@
  * does I/O; a run of simulated minutes takes milliseconds.
  *
  * Model
- * - Servers have ids 1..n_nodes; a new cluster is bootstrapped with all of them as voters.
+ * - Servers have ids 1..n_nodes; a new cluster is bootstrapped with servers 1..n_voters as
+ *   voters (all of them by default). The others ("spare" servers) start empty in join mode:
+ *   they run, but never campaign, until a leader adds them (craft_sim_add_server).
  * - Each live node gets craft_tick() every tick_ms of virtual time (plus a per-node offset and
  *   jitter, so nodes are not in lockstep).
  * - A message is delivered after a random delay in [min_delay_ms, max_delay_ms] (so messages
@@ -24,7 +26,12 @@
  *   election safety (one leader per term), log matching, leader append-only, leader
  *   completeness, state machine safety (applied sequences are prefixes of one another),
  *   commit index never decreases, a durable vote never changes within its term and a durable
- *   term never decreases. docs/simulator.md says exactly how each is checked.
+ *   term never decreases; configurations and quorums (a new leader's votes are a majority of
+ *   its configuration, a leader commits only entries of its term stored by a majority of its
+ *   configuration, a leader starts a change only with the previous one committed and an entry
+ *   of its term committed, committed configurations differ by at most one voter); reads (a
+ *   read's index covers everything committed anywhere when it was requested, a failed read is
+ *   never served). docs/simulator.md says exactly how each is checked.
  *
  * Threads: a simulator is a plain value; calls on one simulator must not be concurrent.
  * Every function that can fail returns 0 or a negative CRAFT_E* code.
@@ -62,7 +69,12 @@ enum craft_sim_event_kind {
     CRAFT_SIM_EV_HEAL,       /* every partition and cut was removed */
     CRAFT_SIM_EV_NETWORK,    /* network parameters changed (text) */
     CRAFT_SIM_EV_NOTE,       /* free text from craft_sim_note() */
-    CRAFT_SIM_EV_VIOLATION   /* an invariant was violated (text) */
+    CRAFT_SIM_EV_VIOLATION,  /* an invariant was violated (text) */
+    CRAFT_SIM_EV_MEMBERSHIP, /* a change asked of leader node for server peer (text: add,
+                              * promote, remove; index, or rc), or a configuration entry node
+                              * appended as leader (text: the servers) */
+    CRAFT_SIM_EV_TRANSFER,   /* leadership transfer from node to peer asked (rc) */
+    CRAFT_SIM_EV_READ        /* read seq at node: requested, ready at index, served, failed */
 };
 
 enum craft_sim_fate {
@@ -104,6 +116,10 @@ CRAFT_API int craft_sim_event_format(const struct craft_sim_event *ev, char *buf
  * ---------------------------------------------------------------------------------------- */
 struct craft_sim_options {
     unsigned n_nodes; /* servers 1..n_nodes, 1..CRAFT_SIM_MAX_NODES; default 3 */
+    /* Servers 1..n_voters are the bootstrap configuration's voters; n_voters + 1..n_nodes are
+     * spare: started empty, without a bootstrap configuration, they wait until added.
+     * 0 (the default) means n_nodes. */
+    unsigned n_voters;
     uint64_t seed;    /* default 1 */
     /* Template for every node's configuration (defaults from craft_config_init). The simulator
      * sets id, seed (derived from the sim seed, node id and incarnation) and alloc. */
@@ -192,6 +208,54 @@ CRAFT_API int craft_sim_heal(struct craft_sim *s);
 CRAFT_API int craft_sim_set_network(struct craft_sim *s, double drop_rate, double dup_rate,
                                     unsigned min_delay_ms, unsigned max_delay_ms);
 CRAFT_API int craft_sim_set_disk(struct craft_sim *s, unsigned min_ms, unsigned max_ms);
+/* Membership (thesis chapter 4), asked of the current leader (craft_sim_leader()): what the
+ * core's craft_add_server / craft_promote / craft_remove_server return -- CRAFT_ENOTLEADER when
+ * there is no leader, CRAFT_EBUSY while a change or transfer is in progress or before the
+ * leader committed an entry of its term, CRAFT_EEXISTS / CRAFT_ENOTFOUND, CRAFT_ESTATE for a
+ * learner not caught up -- all normal outcomes in a faulty cluster. id must be a server of the
+ * simulation (1..n_nodes; CRAFT_EINVAL otherwise). A server added joins as a learner (with
+ * auto_promote the leader makes it a voter once caught up). A removed server keeps running:
+ * it must not disrupt the cluster. On success *index (may be NULL) is the index of the
+ * configuration entry. */
+CRAFT_API int craft_sim_add_server(struct craft_sim *s, craft_id id, bool auto_promote,
+                                   craft_index *index);
+CRAFT_API int craft_sim_promote(struct craft_sim *s, craft_id id, craft_index *index);
+CRAFT_API int craft_sim_remove_server(struct craft_sim *s, craft_id id, craft_index *index);
+/* Leadership transfer (thesis 3.10) from the current leader to target (0: the core picks the
+ * most up-to-date voter). Returns what craft_transfer_leadership returns. */
+CRAFT_API int craft_sim_transfer(struct craft_sim *s, craft_id target);
+
+/* Reads (thesis 6.4): craft_read_index(CRAFT_READ_INDEX) on node with the caller's id, which
+ * must be unique within the simulation (CRAFT_EEXISTS otherwise). Returns what the core
+ * returns (CRAFT_ENOTLEADER on a follower; CRAFT_ESTATE when the node is down). On success
+ * the read is recorded: when the core reports it (craft_update.reads) it is checked and, with
+ * status 0, served once the node's state machine has applied up to its index. */
+CRAFT_API int craft_sim_read(struct craft_sim *s, craft_id node, uint64_t id);
+/* The same with a mode: CRAFT_READ_INDEX or CRAFT_READ_LEASE (needs node.lease_reads). */
+CRAFT_API int craft_sim_read_mode(struct craft_sim *s, craft_id node, uint64_t id, int mode);
+
+enum craft_sim_read_state {
+    CRAFT_SIM_READ_PENDING = 1, /* asked, not reported by the core yet */
+    CRAFT_SIM_READ_READY,       /* confirmed at index, waiting for the state machine */
+    CRAFT_SIM_READ_SERVED,      /* served: the node had applied up to index (or more) */
+    CRAFT_SIM_READ_FAILED       /* status: CRAFT_ENOTLEADER, or CRAFT_ECANCELED (crash) */
+};
+
+struct craft_sim_read {
+    uint64_t id;
+    craft_id node;
+    uint8_t mode;   /* enum craft_read_mode */
+    uint8_t state;  /* enum craft_sim_read_state */
+    int status;     /* 0, or why it failed */
+    craft_index index;     /* READY, SERVED: the read index the core gave */
+    craft_index committed; /* the highest index known committed anywhere when requested */
+    craft_index applied;   /* SERVED: the node's applied index when served */
+    uint64_t requested_at, completed_at; /* virtual ms (completed: served or failed) */
+};
+/* The record of read id: 0, or CRAFT_ENOTFOUND. */
+CRAFT_API int craft_sim_read_result(const struct craft_sim *s, uint64_t id,
+                                    struct craft_sim_read *out);
+
 /* Adds a free-text line to the trace (at most CRAFT_SIM_TEXT_MAX - 1 bytes are kept). */
 CRAFT_API void craft_sim_note(struct craft_sim *s, const char *text);
 
@@ -235,6 +299,10 @@ struct craft_sim_stats {
     uint64_t disk_writes;
     uint64_t crashes;
     uint64_t restarts;
+    uint64_t changes;   /* membership changes the leader accepted */
+    uint64_t transfers; /* leadership transfers the leader accepted */
+    uint64_t reads_served;
+    uint64_t reads_failed;
     /* By message type (index = enum craft_message_type; 0 unused). bytes is an estimate of
      * the wire size: a fixed header per message plus each entry's header and payload. */
     uint64_t sent[CRAFT_MSG_TYPE_MAX + 1];

@@ -98,6 +98,7 @@ int craft__become_leader(struct craft_node *n)
         return rc;
     }
     n->term_start = craft__log_last(&n->log);
+    n->lease_lost = false;
     for (unsigned i = 0; i < n->n_progress; i++) {
         n->progress[i].ack_ctx = 0;
     }

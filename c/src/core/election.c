@@ -87,7 +87,12 @@ int craft__election_tick(struct craft_node *n)
         return 0;
     }
     if (!craft__is_voter(n, n->id)) {
-        n->election_elapsed = 0;
+        /* Not a voter in its own configuration: it cannot campaign, but its timer keeps
+         * running so that "a leader is alive" (thesis 4.2.3) expires and it grants votes again:
+         * the others may count it as a voter (it was just promoted, or a removal it holds was
+         * never committed). Resetting it here made such a server ignore every vote request
+         * forever (simulator seeds 2781, 3968, ...). Capped to keep the count bounded. */
+        n->election_elapsed = n->randomized_timeout;
         return 0;
     }
     /* A pre-candidate whose poll timed out starts a fresh poll, not a real election. */

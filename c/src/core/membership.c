@@ -125,9 +125,14 @@ int craft_add_server(struct craft_node *n, craft_id id, const char *address, boo
     return propose_conf(n, &c, index);
 }
 
+/* A learner is caught up once it holds the leader's first entry of this term (so it has
+ * answered this leader at all: on a short log, "within promote_distance" would otherwise hold
+ * for a learner that never replied, found by the simulator, seed 2781) and is within
+ * promote_distance of the leader's last entry. */
 static bool caught_up(const struct craft_node *n, const struct craft__progress *p)
 {
-    return p->match + n->cfg.promote_distance >= craft__log_last(&n->log);
+    return p->match >= n->term_start &&
+           p->match + n->cfg.promote_distance >= craft__log_last(&n->log);
 }
 
 int craft_promote(struct craft_node *n, craft_id id, craft_index *index)

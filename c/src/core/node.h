@@ -145,6 +145,7 @@ struct craft_node {
     craft_id transfer_target;
     unsigned transfer_elapsed;
     bool transfer_sent;
+    bool lease_lost; /* TimeoutNow was sent this term: no lease reads until the next term */
 
     /* Reads. */
     struct craft__read *reads;

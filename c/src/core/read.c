@@ -54,7 +54,7 @@ static uint64_t quorum_ctx(struct craft_node *n)
 
 static bool lease_valid(struct craft_node *n)
 {
-    if (!n->cfg.lease_reads || !n->cfg.check_quorum ||
+    if (!n->cfg.lease_reads || !n->cfg.check_quorum || n->lease_lost ||
         n->cfg.lease_drift_ticks >= n->cfg.election_ticks) {
         return false;
     }

@@ -6,9 +6,9 @@
  *    entered yet (thesis 9.6); and a vote request while we know a live leader is ignored
  *    (thesis 4.2.3), so a server removed from the configuration, or one that was partitioned,
  *    cannot depose a working leader.
- *  - A message with a lower term is stale. If it is an AppendEntries or a pre-vote, we answer
- *    with our term so that the sender catches up (a deposed leader steps down, a pre-candidate
- *    learns the term); everything else is dropped. */
+ *  - A message with a lower term is stale. If it is an AppendEntries, an InstallSnapshot or a
+ *    vote request, we answer with our term so that the sender catches up (a deposed leader
+ *    steps down, a candidate learns the term); everything else is dropped. */
 #include "core/node.h"
 
 /* Thesis 4.2.3: a server that heard from a leader within the minimum election timeout does not
@@ -33,9 +33,13 @@ static int answer_stale(struct craft_node *n, const struct craft_message *m)
         r.u.append_entries_result.last_index = craft__log_last(&n->log);
         return craft__send(n, &r, 0, 0);
     }
-    if (m->type == CRAFT_MSG_REQUEST_VOTE && m->u.request_vote.pre_vote) {
+    if (m->type == CRAFT_MSG_REQUEST_VOTE) {
+        /* Figure 2: "Reply false if term < currentTerm" -- with our term, so that the
+         * candidate catches up. Dropping it silently can deadlock a membership change: a
+         * candidate that needs our vote, whose term is behind ours, and whom we never contact
+         * because it is only a learner in our configuration (simulator seed 2663). */
         r.type = CRAFT_MSG_REQUEST_VOTE_RESULT;
-        r.u.request_vote_result.pre_vote = true;
+        r.u.request_vote_result.pre_vote = m->u.request_vote.pre_vote;
         r.u.request_vote_result.granted = false;
         return craft__send(n, &r, 0, 0);
     }

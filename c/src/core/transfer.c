@@ -19,6 +19,9 @@ static int send_timeout_now(struct craft_node *n, craft_id to)
     m.to = to;
     m.term = n->term;
     n->transfer_sent = true;
+    /* The target's vote requests skip the leader-alive check that a lease relies on: from now
+     * on another leader may be elected at any time (simulator: lease read after transfer). */
+    n->lease_lost = true;
     return craft__send(n, &m, 0, 0);
 }
 

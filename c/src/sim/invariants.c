@@ -108,6 +108,14 @@ static int shadow_push(struct craft_sim *s, struct craft__sim_shadow *l,
     sl->type = e->type;
     sl->data_hash = craft__sim_hash_bytes(e->data, e->size);
     sl->chain = craft__sim_hash_chain(prev, e->index, e->term, e->type, sl->data_hash);
+    sl->voters = 0;
+    if (e->type == CRAFT_ENTRY_CONFIG) {
+        struct craft_configuration c;
+        if (craft_configuration_decode(e->data, e->size, s->alloc, &c) == 0) {
+            sl->voters = craft__sim_voters_of(&c);
+            craft_configuration_close(&c, s->alloc);
+        }
+    }
     return 0;
 }
 
@@ -337,11 +345,21 @@ static int record_committed(struct craft_sim *s, unsigned i, craft_index upto, c
             }
             s->committed[l->base - 1].chain = l->base_chain;
             s->n_committed = l->base;
+            s->conf_known = false; /* configurations in the gap are unknown */
         }
         for (craft_index k = s->n_committed + 1; k <= upto; k++) {
             s->committed[k - 1] = *slot_at(l, k);
         }
+        craft_index from = s->n_committed + 1;
         s->n_committed = upto;
+        for (craft_index k = from; k <= upto; k++) {
+            if (s->committed[k - 1].type == CRAFT_ENTRY_CONFIG) {
+                int crc = craft__sim_inv_conf_committed(s, k, &s->committed[k - 1]);
+                if (crc != 0) {
+                    return crc;
+                }
+            }
+        }
     }
     int rc = ensure_term(s, term);
     if (rc != 0) {

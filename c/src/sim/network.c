@@ -246,6 +246,10 @@ int craft__sim_net_deliver(struct craft_sim *s, struct craft__sim_packet *p)
         return 0;
     }
     s->stats.delivered[type]++;
+    if (m->type == CRAFT_MSG_REQUEST_VOTE_RESULT && m->u.request_vote_result.granted &&
+        !m->u.request_vote_result.pre_vote) {
+        craft__sim_inv_grant(s, to, m->from, m->term);
+    }
     int rc = craft_step(dst->core, m);
     if (rc != 0) {
         /* The simulator only delivers what a core produced: any error here is a bug. */

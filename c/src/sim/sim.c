@@ -105,6 +105,9 @@ static int process(struct craft_sim *s, unsigned i, const struct craft_update *u
         }
         note_role(s, i, u->role, u->term, u->leader);
         rc = craft__sim_inv_role(s, i, u->role, u->term);
+        if (rc == 0 && u->role == CRAFT_LEADER) {
+            rc = craft__sim_inv_elected(s, i, u->term);
+        }
         if (rc != 0) {
             return rc;
         }
@@ -117,6 +120,13 @@ static int process(struct craft_sim *s, unsigned i, const struct craft_update *u
         }
     }
     rc = craft__sim_inv_append(s, i, u->entries, u->n_entries, leader_before);
+    /* A leader's own configuration entries: the rules for starting a change. sn->commit is
+     * still the commit index observed before the input that produced this update. */
+    for (size_t k = 0; rc == 0 && k < u->n_entries && sn->role == CRAFT_LEADER; k++) {
+        if (u->entries[k].type == CRAFT_ENTRY_CONFIG && u->entries[k].term == sn->term) {
+            rc = craft__sim_inv_conf_append(s, i, &u->entries[k], sn->commit);
+        }
+    }
     if (rc == 0) {
         rc = craft__sim_disk_write(s, i, u);
     }
@@ -128,6 +138,9 @@ static int process(struct craft_sim *s, unsigned i, const struct craft_update *u
         if (rc == 0 && s->o.apply != NULL) {
             s->o.apply(s->o.ud, sn->id, &u->committed[k]);
         }
+    }
+    if (rc == 0 && u->n_reads > 0) {
+        rc = craft__sim_reads_reported(s, i, u->reads, u->n_reads);
     }
     if (rc == 0 && u->dropped_from != 0) {
         craft__sim_emit_text(s, CRAFT_SIM_EV_NOTE, sn->id,
@@ -143,6 +156,10 @@ static int process(struct craft_sim *s, unsigned i, const struct craft_update *u
 int craft__sim_drain(struct craft_sim *s, unsigned i)
 {
     struct craft__sim_node *sn = &s->nodes[i];
+    /* What the checker observed before the input this drain follows. */
+    bool was_leader = sn->role == CRAFT_LEADER;
+    craft_term lead_term = sn->term;
+    uint64_t conf_before = sn->conf_voters;
     while (s->stop_rc == 0 && sn->up && craft_has_update(sn->core)) {
         struct craft_update u;
         int rc = craft_take_update(sn->core, &u);
@@ -158,7 +175,22 @@ int craft__sim_drain(struct craft_sim *s, unsigned i)
     if (s->stop_rc != 0) {
         return s->stop_rc;
     }
-    return craft__sim_inv_observe(s, i);
+    if (!sn->up) {
+        return 0;
+    }
+    int rc = 0;
+    craft_index commit = craft_node_commit(sn->core);
+    if (was_leader && craft_node_term(sn->core) == lead_term && commit > sn->commit) {
+        rc = craft__sim_inv_leader_commit(s, i, lead_term, conf_before, commit);
+    }
+    if (rc == 0) {
+        rc = craft__sim_inv_observe(s, i);
+    }
+    if (rc == 0) {
+        sn->conf_voters = craft__sim_voters_of(craft_node_configuration(sn->core, NULL));
+        rc = craft__sim_reads_serve(s, i);
+    }
+    return rc;
 }
 
 /* Boots node i from its store: what a process does when it starts on an existing data
@@ -206,7 +238,7 @@ static int boot(struct craft_sim *s, unsigned i)
     b.entries = entries;
     b.n_entries = n;
     bool empty = b.hard_state.term == 0 && b.hard_state.vote == 0 && n == 0 && !has_snapshot;
-    if (s->o.bootstrap && empty) {
+    if (s->o.bootstrap && empty && sn->id <= s->o.n_voters) {
         b.bootstrap = &s->bootstrap;
     }
 
@@ -240,6 +272,9 @@ static int boot(struct craft_sim *s, unsigned i)
     sn->leader = 0;
     sn->commit = 0;
     sn->cur_term = b.hard_state.term;
+    sn->grant_term = 0;
+    sn->grant_mask = 0;
+    sn->conf_voters = 0;
     if (sn->started) {
         struct craft_sim_event ev;
         craft__sim_event_init(s, &ev, CRAFT_SIM_EV_RESTART, sn->id);
@@ -258,7 +293,8 @@ static int boot(struct craft_sim *s, unsigned i)
 
 static int check_options(const struct craft_sim_options *o)
 {
-    if (o->n_nodes < 1 || o->n_nodes > CRAFT_SIM_MAX_NODES || o->tick_ms == 0 ||
+    if (o->n_nodes < 1 || o->n_nodes > CRAFT_SIM_MAX_NODES || o->n_voters > o->n_nodes ||
+        o->tick_ms == 0 ||
         o->tick_jitter_ms >= o->tick_ms || o->min_delay_ms > o->max_delay_ms ||
         o->disk_min_ms > o->disk_max_ms || !(o->drop_rate >= 0.0 && o->drop_rate <= 1.0) ||
         !(o->dup_rate >= 0.0 && o->dup_rate <= 1.0)) {
@@ -279,6 +315,9 @@ int craft_sim_new(const struct craft_sim_options *o, struct craft_sim **out)
         return CRAFT_ENOMEM;
     }
     s->o = *o;
+    if (s->o.n_voters == 0) {
+        s->o.n_voters = o->n_nodes;
+    }
     s->alloc = o->alloc;
     s->n = o->n_nodes;
     craft__sim_prng_seed(&s->rng, craft__sim_derive(o->seed, 0, 0x5eed));
@@ -299,7 +338,10 @@ int craft_sim_new(const struct craft_sim_options *o, struct craft_sim **out)
         char address[32];
         snprintf(address, sizeof(address), "sim-%u", i + 1);
         s->nodes[i].id = i + 1;
-        rc = craft_configuration_add(&s->bootstrap, s->alloc, i + 1, address, CRAFT_VOTER);
+        rc = 0;
+        if (i < s->o.n_voters) {
+            rc = craft_configuration_add(&s->bootstrap, s->alloc, i + 1, address, CRAFT_VOTER);
+        }
         if (rc == 0) {
             rc = craft_mem_store_new(s->alloc, &s->nodes[i].store);
         }
@@ -308,6 +350,8 @@ int craft_sim_new(const struct craft_sim_options *o, struct craft_sim **out)
             return rc;
         }
     }
+    s->committed_voters = craft__sim_voters_of(&s->bootstrap);
+    s->conf_known = s->o.bootstrap;
     for (unsigned i = 0; i < s->n; i++) {
         rc = boot(s, i);
         if (rc != 0) {
@@ -354,6 +398,7 @@ void craft_sim_free(struct craft_sim *s)
         }
     }
     craft__sim_inv_close(s);
+    craft__sim_reads_close(s);
     craft_configuration_close(&s->bootstrap, s->alloc);
     craft_free(s->alloc, s->nodes);
     craft_free(s->alloc, s->group_of);
@@ -533,6 +578,7 @@ int craft_sim_crash(struct craft_sim *s, craft_id id)
     sn->incarnation++;
     craft__sim_disk_discard(s, i);
     craft__sim_snap_crash(s, i);
+    craft__sim_reads_crash(s, i);
     s->stats.crashes++;
     struct craft_sim_event ev;
     craft__sim_event_init(s, &ev, CRAFT_SIM_EV_CRASH, id);

@@ -1,8 +1,11 @@
 /*
  * The simulator's state, shared by its files: sim.c (life cycle, the event loop, draining a
  * node's updates, crash and restart), network.c (messages in flight), disk.c (asynchronous
- * persistence), invariants.c (the safety checker), trace.c (the event ring and formatting).
- * Nodes are addressed by their index i (server id i + 1).
+ * persistence), invariants.c (the safety checker), quorum.c (the checker's configuration and
+ * quorum rules), membership.c (membership changes and leadership transfer as inputs),
+ * reads.c (ReadIndex reads and their linearizability check), trace.c (the event ring and
+ * formatting). Nodes are addressed by their index i (server id i + 1); a set of servers is a
+ * 64-bit mask with bit i for server i + 1 (CRAFT_SIM_MAX_NODES is 64).
  */
 #ifndef CRAFT_SIM_INTERNAL_H
 #define CRAFT_SIM_INTERNAL_H
@@ -48,6 +51,7 @@ struct craft__sim_slot {
     uint8_t type;
     uint64_t data_hash;
     uint64_t chain; /* craft__sim_hash_chain over the log up to this entry */
+    uint64_t voters; /* CONFIG entries: the configuration's voters (a mask) */
 };
 
 /* A mirror of a node's log, built from the entries its updates hand out (and, after a crash,
@@ -89,12 +93,26 @@ struct craft__sim_node {
     size_t rx_len, rx_cap;
     void *snap_writer;
     craft_index snap_skip; /* chunks of this snapshot are obsolete: not stored */
+    /* Granted votes delivered to this node in grant_term (a mask): its election quorum. */
+    craft_term grant_term;
+    uint64_t grant_mask;
+    /* The voters of the configuration the core had at the last observation. */
+    uint64_t conf_voters;
+};
+
+/* A read asked through craft_sim_read (the public record plus the incarnation it was asked
+ * of: a crash cancels it). */
+struct craft__sim_read {
+    struct craft_sim_read r;
+    uint32_t incarnation;
 };
 
 /* Per-term facts the checker accumulates. */
 struct craft__sim_term_info {
     craft_id leader;         /* the leader of this term, 0 if none seen */
     craft_index max_commit;  /* highest commit index a node reported while in this term */
+    uint64_t elected_by;     /* the leader and the voters whose grants it received */
+    uint64_t elected_conf;   /* the voters of its configuration when it won */
 };
 
 struct craft_sim {
@@ -116,6 +134,16 @@ struct craft_sim {
     size_t n_terms;
     struct craft__sim_slot *committed; /* committed[i - 1]: the committed entry at index i */
     size_t n_committed, cap_committed;
+    /* The voters of the last configuration in the committed record (bootstrap at first);
+     * conf_known is false after a gap in the record (a snapshot nobody reported). */
+    uint64_t committed_voters;
+    bool conf_known;
+
+    /* Reads, in the order asked; open[] indexes those not yet served or failed. */
+    struct craft__sim_read *reads;
+    size_t n_reads, cap_reads;
+    size_t *open;
+    size_t n_open, cap_open;
 
     /* Trace ring. */
     struct craft_sim_event *ring;
@@ -191,6 +219,37 @@ int craft__sim_inv_observe(struct craft_sim *s, unsigned i);
 /* Everything, over all nodes. */
 int craft__sim_inv_check_all(struct craft_sim *s);
 void craft__sim_inv_close(struct craft_sim *s);
+
+/* quorum.c: the configuration rules of the checker. */
+uint64_t craft__sim_voters_of(const struct craft_configuration *c);
+/* Formats a mask as "{1,2,3}". */
+void craft__sim_mask_format(uint64_t mask, char *buf, size_t len);
+/* A granted (real) vote from server from reached node i in term. */
+void craft__sim_inv_grant(struct craft_sim *s, unsigned i, craft_id from, craft_term term);
+/* Node i just became leader of term: its election quorum against its configuration. */
+int craft__sim_inv_elected(struct craft_sim *s, unsigned i, craft_term term);
+/* Node i, leader of term (conf_before: its voters before the input), advanced its commit
+ * index to commit: the entry is of its term and a majority of its configuration stores it. */
+int craft__sim_inv_leader_commit(struct craft_sim *s, unsigned i, craft_term term,
+                                 uint64_t conf_before, craft_index commit);
+/* Node i, leader, appended configuration entry e; commit_before is its commit index before
+ * the input. The previous configuration must be committed, an entry of its term too, and the
+ * voters change by at most one. */
+int craft__sim_inv_conf_append(struct craft_sim *s, unsigned i, const struct craft_entry *e,
+                               craft_index commit_before);
+/* The committed record grew by the slot at index (called for CONFIG slots). */
+int craft__sim_inv_conf_committed(struct craft_sim *s, craft_index index,
+                                  const struct craft__sim_slot *sl);
+
+/* reads.c */
+/* The core reported reads (craft_update.reads) on node i. */
+int craft__sim_reads_reported(struct craft_sim *s, unsigned i, const struct craft_read_state *r,
+                              size_t n);
+/* Serves node i's ready reads its state machine has caught up with. */
+int craft__sim_reads_serve(struct craft_sim *s, unsigned i);
+/* Node i crashed: its open reads fail with CRAFT_ECANCELED. */
+void craft__sim_reads_crash(struct craft_sim *s, unsigned i);
+void craft__sim_reads_close(struct craft_sim *s);
 
 /* trace.c */
 void craft__sim_emit(struct craft_sim *s, struct craft_sim_event *ev);

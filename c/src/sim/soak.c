@@ -18,8 +18,12 @@ struct soak {
     struct craft__sim_soak_result *r;
     struct craft__sim_prng p;
     struct craft_sim *sim;
-    unsigned n;
+    unsigned n;      /* servers, spares included */
+    unsigned voters; /* the bootstrap configuration's voters */
     uint64_t counter;
+    uint64_t read_id;
+    /* What this run mixes in besides faults and proposals. */
+    bool membership, transfers, reads;
 };
 
 static void say(struct soak *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -62,7 +66,15 @@ static void configure(struct soak *k, struct craft_sim_options *so)
     struct craft__sim_prng *p = &k->p;
     craft_sim_options_init(so);
     so->seed = k->o->seed;
-    so->n_nodes = k->n = pick_size(p);
+    k->voters = pick_size(p);
+    /* Spare servers, started empty in join mode, for the membership changes to add. */
+    unsigned spares = craft__sim_prng_chance(p, 0.6) ? (unsigned)craft__sim_prng_range(p, 1, 2)
+                                                     : 0;
+    so->n_nodes = k->n = k->voters + spares;
+    so->n_voters = k->voters;
+    k->membership = craft__sim_prng_chance(p, 0.75);
+    k->transfers = craft__sim_prng_chance(p, 0.6);
+    k->reads = craft__sim_prng_chance(p, 0.7);
     so->node.pre_vote = craft__sim_prng_chance(p, 0.7);
     so->node.check_quorum = craft__sim_prng_chance(p, 0.7);
     so->node.election_ticks = 10;
@@ -78,6 +90,9 @@ static void configure(struct soak *k, struct craft_sim_options *so)
     so->node.snapshot_entries = every[craft__sim_prng_range(p, 0, 2)];
     so->node.snapshot_trailing = trailing[craft__sim_prng_range(p, 0, 2)];
     so->node.snapshot_chunk_bytes = chunk[craft__sim_prng_range(p, 0, 2)];
+    /* Promotion: a learner may be promoted when within 4 or 64 entries of the leader. */
+    so->node.promote_distance = craft__sim_prng_chance(p, 0.5) ? 4 : 64;
+    so->node.promote_rounds = (unsigned)craft__sim_prng_range(p, 1, 3);
     so->tick_ms = 10;
     so->tick_jitter_ms = (unsigned)craft__sim_prng_range(p, 0, 3);
     so->min_delay_ms = (unsigned)craft__sim_prng_range(p, 0, 5);
@@ -127,11 +142,127 @@ static bool benign(int rc)
            rc == CRAFT_EDROPPED;
 }
 
+/* The servers of the leader's configuration: members (voters and learners), voters,
+ * learners. False when there is no leader. */
+static bool leader_conf(struct soak *k, craft_id *leader, uint64_t *members, uint64_t *voters,
+                        uint64_t *learners)
+{
+    *leader = craft_sim_leader(k->sim);
+    const struct craft_node *n = craft_sim_node(k->sim, *leader);
+    if (n == NULL) {
+        return false;
+    }
+    const struct craft_configuration *c = craft_node_configuration(n, NULL);
+    *members = *voters = *learners = 0;
+    for (unsigned j = 0; j < c->n; j++) {
+        uint64_t b = 1ull << (c->servers[j].id - 1);
+        *members |= b;
+        if (c->servers[j].role == CRAFT_VOTER) {
+            *voters |= b;
+        } else {
+            *learners |= b;
+        }
+    }
+    return true;
+}
+
+/* A random server of the simulation in mask (0 if none). */
+static craft_id random_in(struct soak *k, uint64_t mask)
+{
+    craft_id ids[CRAFT_SIM_MAX_NODES];
+    unsigned m = 0;
+    for (craft_id id = 1; id <= k->n; id++) {
+        if (mask & (1ull << (id - 1))) {
+            ids[m++] = id;
+        }
+    }
+    return m ? ids[craft__sim_prng_range(&k->p, 0, m - 1)] : 0;
+}
+
+/* One membership change at the leader: add a server outside the configuration (a spare, or
+ * one removed earlier), promote a learner, or remove a member (a follower, a learner, or the
+ * leader itself). Refusals (EBUSY while a change is in flight or before the leader committed
+ * an entry of its term, ESTATE for a learner not caught up, ...) are normal outcomes. */
+static int membership_step(struct soak *k)
+{
+    struct craft__sim_prng *p = &k->p;
+    craft_id leader;
+    uint64_t members, voters, learners;
+    if (!leader_conf(k, &leader, &members, &voters, &learners)) {
+        return 0;
+    }
+    uint64_t all = k->n == 64 ? ~0ull : (1ull << k->n) - 1;
+    uint64_t r = craft__sim_prng_range(p, 0, 99);
+    craft_id id;
+    int rc = CRAFT_ENOTFOUND;
+    if (r < 45 && (id = random_in(k, all & ~members)) != 0) {
+        rc = craft_sim_add_server(k->sim, id, craft__sim_prng_chance(p, 0.5), NULL);
+    } else if (r < 65 && (id = random_in(k, learners)) != 0) {
+        rc = craft_sim_promote(k->sim, id, NULL);
+    } else if (r >= 65) {
+        /* A voter only while more than two remain, so that runs keep real elections; the
+         * leader itself a quarter of the time. */
+        uint64_t removable = learners | (__builtin_popcountll(voters) > 2 ? voters : 0);
+        bool self = craft__sim_prng_chance(p, 0.25) && (removable & (1ull << (leader - 1)));
+        id = self ? leader : random_in(k, removable);
+        if (id != 0) {
+            rc = craft_sim_remove_server(k->sim, id, NULL);
+        }
+    }
+    if (rc == 0) {
+        k->r->changes++;
+    }
+    return rc == 0 || rc == CRAFT_EBUSY || rc == CRAFT_ENOTLEADER || rc == CRAFT_EEXISTS ||
+                   rc == CRAFT_ENOTFOUND || rc == CRAFT_ESTATE
+               ? 0
+               : rc;
+}
+
+static int transfer_step(struct soak *k)
+{
+    craft_id leader;
+    uint64_t members, voters, learners;
+    if (!leader_conf(k, &leader, &members, &voters, &learners)) {
+        return 0;
+    }
+    craft_id target = 0;
+    if (craft__sim_prng_chance(&k->p, 0.7)) {
+        target = random_in(k, voters & ~(1ull << (leader - 1)));
+        if (target == 0) {
+            return 0;
+        }
+    }
+    int rc = craft_sim_transfer(k->sim, target);
+    if (rc == 0) {
+        k->r->transfers++;
+    }
+    return rc == 0 || rc == CRAFT_EBUSY || rc == CRAFT_ENOTLEADER || rc == CRAFT_ENOTFOUND ? 0
+                                                                                           : rc;
+}
+
+static int read_step(struct soak *k)
+{
+    unsigned count = (unsigned)craft__sim_prng_range(&k->p, 1, 3);
+    for (unsigned c = 0; c < count; c++) {
+        /* Mostly at the leader, sometimes at a random server (which refuses unless leader). */
+        craft_id at = craft__sim_prng_chance(&k->p, 0.8) ? craft_sim_leader(k->sim)
+                                                         : random_node(k, true);
+        if (at == 0) {
+            return 0;
+        }
+        int rc = craft_sim_read(k->sim, at, ++k->read_id);
+        if (rc != 0 && rc != CRAFT_ENOTLEADER && rc != CRAFT_ESTATE) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int fault_step(struct soak *k)
 {
     struct craft__sim_prng *p = &k->p;
     struct craft_sim *sim = k->sim;
-    uint64_t a = craft__sim_prng_range(p, 0, 99);
+    uint64_t a = craft__sim_prng_range(p, 0, 129);
     int rc = 0;
     if (a < 40) {
         unsigned count = (unsigned)craft__sim_prng_range(p, 1, 5);
@@ -173,6 +304,18 @@ static int fault_step(struct soak *k)
                                    lo + (unsigned)craft__sim_prng_range(p, 0, 60));
     } else if (a < 90) {
         rc = craft_sim_set_disk(sim, 0, (unsigned)craft__sim_prng_range(p, 0, 30));
+    } else if (a < 100) {
+        /* nothing: just run */
+    } else if (a < 118) {
+        if (k->membership) {
+            rc = membership_step(k);
+        }
+    } else if (a < 121) {
+        if (k->transfers) {
+            rc = transfer_step(k);
+        }
+    } else if (k->reads) {
+        rc = read_step(k);
     }
     if (rc == CRAFT_ESTATE) {
         rc = 0;
@@ -184,23 +327,32 @@ static int fault_step(struct soak *k)
 }
 
 struct applied_probe {
+    struct soak *k;
     craft_index index;
     craft_term term;
-    unsigned n;
-    bool lost; /* some node applied another entry at index: propose again */
+    bool lost; /* some server applied another entry at index: propose again */
 };
 
+/* The final proposal is applied on every server of the leader's configuration (voters and
+ * learners; servers removed for good need not follow). */
 static bool applied_everywhere(struct craft_sim *sim, void *ud)
 {
     struct applied_probe *pr = ud;
+    craft_id leader;
+    uint64_t members, voters, learners;
+    if (!leader_conf(pr->k, &leader, &members, &voters, &learners)) {
+        return false;
+    }
     /* A leader of a later term without the entry means it can never commit. */
-    const struct craft_node *leader = craft_sim_node(sim, craft_sim_leader(sim));
-    if (leader != NULL && craft_node_term(leader) > pr->term &&
-        craft_node_term_at(leader, pr->index) != pr->term) {
+    const struct craft_node *ln = craft_sim_node(sim, leader);
+    if (craft_node_term(ln) > pr->term && craft_node_term_at(ln, pr->index) != pr->term) {
         pr->lost = true;
         return true;
     }
-    for (craft_id id = 1; id <= pr->n; id++) {
+    for (craft_id id = 1; id <= pr->k->n; id++) {
+        if (!(members & (1ull << (id - 1)))) {
+            continue;
+        }
         const struct craft_sim_applied *a;
         size_t n;
         craft_sim_applied(sim, id, &a, &n);
@@ -219,6 +371,13 @@ static bool applied_everywhere(struct craft_sim *sim, void *ud)
     return true;
 }
 
+static bool read_done(struct craft_sim *sim, void *ud)
+{
+    struct craft_sim_read r;
+    return craft_sim_read_result(sim, *(const uint64_t *)ud, &r) == 0 &&
+           (r.state == CRAFT_SIM_READ_SERVED || r.state == CRAFT_SIM_READ_FAILED);
+}
+
 static bool has_leader(struct craft_sim *sim, void *ud)
 {
     (void)ud;
@@ -234,11 +393,21 @@ static void describe_cluster(struct soak *k)
         if (n == NULL) {
             continue;
         }
+        craft_index ci = 0;
+        const struct craft_configuration *c = craft_node_configuration(n, &ci);
+        char conf[200];
+        size_t pos = 0;
+        conf[0] = '\0';
+        for (unsigned j = 0; j < c->n && pos < sizeof(conf); j++) {
+            int w = snprintf(conf + pos, sizeof(conf) - pos, "%s%" PRIu64 "%s", j ? "," : "",
+                             c->servers[j].id, c->servers[j].role == CRAFT_VOTER ? "" : "L");
+            pos += w > 0 ? (size_t)w : 0;
+        }
         say(k,
             "n%" PRIu64 ": %s term=%" PRIu64 " leader=n%" PRIu64 " last=%" PRIu64
-            " commit=%" PRIu64 " applied=%" PRIu64,
+            " commit=%" PRIu64 " applied=%" PRIu64 " configuration@%" PRIu64 "={%s}",
             id, craft_role_name(craft_node_role(n)), craft_node_term(n), craft_node_leader(n),
-            craft_node_last_index(n), craft_node_commit(n), craft_node_applied(n));
+            craft_node_last_index(n), craft_node_commit(n), craft_node_applied(n), ci, conf);
         struct craft_progress_info pi[CRAFT_SIM_MAX_NODES];
         unsigned m = craft_node_progress(n, pi, CRAFT_SIM_MAX_NODES);
         for (unsigned j = 0; j < m && j < CRAFT_SIM_MAX_NODES; j++) {
@@ -272,12 +441,36 @@ static int final_phase(struct soak *k)
     }
     craft_sim_note(sim, "final phase: healed and restarted; a leader must commit everywhere");
     uint64_t deadline = craft_sim_now(sim) + FINAL_BOUND_MS;
+    bool applied = false;
+    const char *what = "no leader emerged";
     while (craft_sim_now(sim) < deadline) {
         rc = craft_sim_run_until(sim, has_leader, NULL, deadline - craft_sim_now(sim));
         if (rc != 0) {
             break;
         }
-        struct applied_probe pr = {.n = k->n};
+        if (applied) {
+            /* Then a read at the leader must be served. */
+            what = "the final read was not served";
+            uint64_t id = ++k->read_id;
+            rc = craft_sim_read(sim, craft_sim_leader(sim), id);
+            if (rc == 0) {
+                rc = craft_sim_run_until(sim, read_done, &id, deadline - craft_sim_now(sim));
+            }
+            struct craft_sim_read r;
+            if (rc == 0 && craft_sim_read_result(sim, id, &r) == 0 &&
+                r.state == CRAFT_SIM_READ_SERVED) {
+                return 0;
+            }
+            if (rc == CRAFT_ENOTLEADER || rc == 0) {
+                rc = craft_sim_run_for(sim, 10); /* deposed meanwhile: ask the next leader */
+            }
+            if (rc != 0) {
+                break;
+            }
+            continue;
+        }
+        what = "the final proposal was not applied on every server of the configuration";
+        struct applied_probe pr = {.k = k};
         rc = propose(k, 0, &pr.index, &pr.term);
         if (rc == CRAFT_ENOTLEADER || rc == CRAFT_EBUSY) {
             rc = craft_sim_run_for(sim, 10);
@@ -292,20 +485,19 @@ static int final_phase(struct soak *k)
         /* Bounded by the remaining time: a re-election can lose the entry, then try again. */
         rc = craft_sim_run_until(sim, applied_everywhere, &pr, deadline - craft_sim_now(sim));
         if (rc == 0 && !pr.lost) {
-            return 0;
+            applied = true;
+            continue;
         }
         if (rc != 0) {
             break;
         }
     }
     if (rc == CRAFT_ETIMEDOUT || rc == 0) {
-        char msg[160];
+        char msg[200];
         craft_id leader = craft_sim_leader(sim);
         snprintf(msg, sizeof(msg),
                  "liveness: %s within %ums of virtual time after healing (leader n%" PRIu64 ")",
-                 leader ? "the final proposal was not applied on every node"
-                        : "no leader emerged",
-                 FINAL_BOUND_MS, leader);
+                 leader ? what : "no leader emerged", FINAL_BOUND_MS, leader);
         snprintf(k->r->error, sizeof(k->r->error), "%s", msg);
         craft_sim_note(sim, msg);
         return CRAFT_ETIMEDOUT;
@@ -337,10 +529,12 @@ int craft__sim_soak_run(const struct craft__sim_soak_options *o,
     }
     if (o->verbose) {
         say(&k,
-            "seed %" PRIu64 ": %u nodes, pre_vote=%d check_quorum=%d heartbeat=%u batch=%u "
+            "seed %" PRIu64 ": %u nodes (%u voters), membership=%d transfers=%d reads=%d "
+            "promote_distance=%" PRIu64 " pre_vote=%d check_quorum=%d heartbeat=%u batch=%u "
             "inflight=%u snapshot_entries=%" PRIu64 " trailing=%" PRIu64 " chunk=%zu "
             "drop=%.3f dup=%.3f delay=%u..%ums disk<=%ums",
-            o->seed, k.n, so.node.pre_vote, so.node.check_quorum, so.node.heartbeat_ticks,
+            o->seed, k.n, k.voters, k.membership, k.transfers, k.reads,
+            so.node.promote_distance, so.node.pre_vote, so.node.check_quorum, so.node.heartbeat_ticks,
             so.node.max_batch_entries, so.node.max_inflight, so.node.snapshot_entries,
             so.node.snapshot_trailing, so.node.snapshot_chunk_bytes, so.drop_rate, so.dup_rate,
             so.min_delay_ms, so.max_delay_ms, so.disk_max_ms);
@@ -371,6 +565,9 @@ int craft__sim_soak_run(const struct craft__sim_soak_options *o,
         r->messages += st.sent[t];
     }
     r->committed = craft_sim_committed(k.sim);
+    r->changes = st.changes;
+    r->transfers = st.transfers;
+    r->reads = st.reads_served;
     if (rc != 0) {
         say(&k, "FAILED seed %" PRIu64 " (%u nodes, t=%" PRIu64 "ms): %s", o->seed, k.n,
             r->virtual_ms, r->error);

@@ -1,8 +1,12 @@
 /*
- * One randomized soak run: a cluster whose size, protocol options, network and disk are drawn
- * from the seed, driven through a fault schedule (loss, duplication, reordering, partitions,
- * one-way cuts, crashes and restarts, proposals throughout), then healed, after which a leader
- * must emerge and a final proposal must be applied on every node. Shared by craft-soak
+ * One randomized soak run: a cluster whose size (voters and spare servers), protocol options,
+ * snapshot thresholds, network and disk are drawn from the seed, driven through a fault
+ * schedule (loss, duplication, reordering, partitions, one-way cuts, crashes and restarts)
+ * mixed with proposals, membership changes (adds of spare or removed servers as learners, with
+ * and without auto-promotion, promotions, removals of followers, learners and the leader
+ * itself), leadership transfers and ReadIndex reads; then healed, after which a leader must
+ * emerge among the voters of the final configuration, and a final proposal must be applied on
+ * every server of that configuration and a final read served. Shared by craft-soak
  * (c/tools/craft_soak.c) and the soak test (c/tests/test_sim_soak.c).
  */
 #ifndef CRAFT_SIM_SOAK_H
@@ -30,6 +34,9 @@ struct craft__sim_soak_result {
     craft_index committed;
     uint64_t crashes;
     uint64_t messages;
+    uint64_t changes;   /* membership changes accepted by a leader */
+    uint64_t transfers; /* leadership transfers accepted */
+    uint64_t reads;     /* reads served */
 };
 
 /* Runs the soak for o->seed; returns r->rc. */

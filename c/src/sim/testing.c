@@ -50,3 +50,17 @@ int craft__sim_test_fake_durable(struct craft_sim *s, craft_id id,
     }
     return craft__sim_inv_durable(s, (unsigned)(id - 1), hs);
 }
+
+int craft__sim_test_fake_conf_append(struct craft_sim *s, craft_id id, const struct craft_entry *e,
+                                     craft_index commit_before)
+{
+    if (bad_id(s, id)) {
+        return CRAFT_EINVAL;
+    }
+    unsigned i = (unsigned)(id - 1);
+    int rc = craft__sim_inv_append(s, i, e, 1, true);
+    if (rc == 0) {
+        rc = craft__sim_inv_conf_append(s, i, e, commit_before);
+    }
+    return rc;
+}

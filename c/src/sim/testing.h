@@ -19,5 +19,9 @@ int craft__sim_test_fake_commit(struct craft_sim *s, craft_id id, craft_index co
                                 craft_term term);
 int craft__sim_test_fake_durable(struct craft_sim *s, craft_id id,
                                  const struct craft_hard_state *hs);
+/* As if node id, leader, appended configuration entry e (CRAFT_ENTRY_CONFIG, encoded with
+ * craft_configuration_encode) with commit index commit_before before the input. */
+int craft__sim_test_fake_conf_append(struct craft_sim *s, craft_id id, const struct craft_entry *e,
+                                     craft_index commit_before);
 
 #endif /* CRAFT_SIM_TESTING_H */

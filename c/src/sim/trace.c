@@ -211,6 +211,33 @@ int craft_sim_event_format(const struct craft_sim_event *ev, char *buf, size_t l
         case CRAFT_SIM_EV_VIOLATION:
             put(buf, len, &pos, "VIOLATION %s", ev->text);
             break;
+        case CRAFT_SIM_EV_MEMBERSHIP:
+            if (ev->peer == 0) {
+                put(buf, len, &pos, "n%" PRIu64 " %s", ev->node, ev->text);
+            } else if (ev->rc == 0) {
+                put(buf, len, &pos, "n%" PRIu64 " %s n%" PRIu64 " -> configuration %" PRIu64,
+                    ev->node, ev->text, ev->peer, ev->index);
+            } else {
+                put(buf, len, &pos, "n%" PRIu64 " %s n%" PRIu64 " failed: %s", ev->node,
+                    ev->text, ev->peer, craft_err_name(ev->rc));
+            }
+            break;
+        case CRAFT_SIM_EV_TRANSFER:
+            put(buf, len, &pos, "n%" PRIu64 " transfer leadership to n%" PRIu64, ev->node,
+                ev->peer);
+            if (ev->rc != 0) {
+                put(buf, len, &pos, " failed: %s", craft_err_name(ev->rc));
+            }
+            break;
+        case CRAFT_SIM_EV_READ:
+            put(buf, len, &pos, "n%" PRIu64 " read #%" PRIu64 " %s", ev->node, ev->seq,
+                ev->text);
+            if (ev->rc != 0) {
+                put(buf, len, &pos, ": %s", craft_err_name(ev->rc));
+            } else if (strcmp(ev->text, "requested") != 0) {
+                put(buf, len, &pos, " index=%" PRIu64, ev->index);
+            }
+            break;
         default:
             put(buf, len, &pos, "event %d", ev->kind);
             break;
