@@ -33,6 +33,8 @@ TEST(three_nodes_replicate_with_forwarding)
     }
     CHECK(uf_wait_done(&f, 300, 20000));
     CHECK_EQ(f.ok, 300);
+    CHECK_EQ(f.bad_results, 0);
+    CHECK_EQ(f.result_sum, 300 * 301 / 2); /* every value 1..300 returned exactly once */
     craft_index want = leader_applied(&f);
     CHECK(uf_run_until(&f, all_applied, &want, 5000));
     for (int i = 1; i <= 3; i++) {
@@ -110,6 +112,9 @@ TEST(restarted_node_catches_up_by_snapshot)
     CHECK(uf_run_until(&f, all_applied, &want, 10000));
     CHECK(f.node[down].installs >= 1);
     CHECK_EQ(f.node[down].value, 400);
+    struct craft_uv_status st;
+    craft_uv_status(f.node[down].n, &st);
+    CHECK(st.snapshot_index > 0);
     CHECK(uf_consistent(&f));
     /* And it restarts from its own snapshot afterwards. */
     uf_stop(&f, down);

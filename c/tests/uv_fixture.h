@@ -42,6 +42,8 @@ struct uf {
     struct craft_configuration conf;
     struct craft_uv_config base; /* template for every node */
     unsigned done, ok, failed;
+    unsigned bad_results; /* successful proposals whose result was not the counter's 8 bytes */
+    int64_t result_sum;
     int last_status;
 };
 
@@ -257,6 +259,18 @@ static void uf_done_cb(struct craft_uv_request *req, const struct craft_uv_resul
     f->last_status = r->status;
     if (r->status == 0) {
         f->ok++;
+        if (req->op == CRAFT_UV_PROPOSE) {
+            /* Read the result bytes: a result that outlived its owner shows up here (and in
+             * the ASan build as a use-after-free). */
+            int64_t v;
+            if (r->size != 8 || r->data == NULL) {
+                f->bad_results++;
+            } else {
+                memcpy(&v, r->data, 8);
+                f->result_sum += v;
+                f->bad_results += v <= 0;
+            }
+        }
     } else {
         f->failed++;
         if (getenv("CRAFT_TEST_VERBOSE") != NULL) {

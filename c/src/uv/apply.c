@@ -186,6 +186,9 @@ void craft__uv_snapshot_done(struct craft_uv_node *n, struct craft__job *j)
                       (unsigned long long)j->meta.index, craft_err_name(rc));
     } else {
         n->snapshots++;
+        if (j->meta.index > n->snapshot_index) {
+            n->snapshot_index = j->meta.index;
+        }
         craft__uv_log(n, CRAFT_UV_INFO, "event=snapshot_taken index=%llu bytes=%llu compact=%llu",
                       (unsigned long long)j->meta.index, (unsigned long long)j->size,
                       (unsigned long long)upto);
@@ -214,6 +217,9 @@ void craft__uv_restore_done(struct craft_uv_node *n, struct craft__job *j)
 {
     n->fsm_busy = false;
     n->applied = j->meta.index;
+    if (j->meta.index > n->snapshot_index) {
+        n->snapshot_index = j->meta.index;
+    }
     craft__uv_log(n, CRAFT_UV_INFO, "event=snapshot_installed index=%llu",
                   (unsigned long long)j->meta.index);
     struct craft_uv_event ev;

@@ -181,6 +181,7 @@ static int boot_core(struct craft_uv_node *n)
                       (unsigned long long)meta.index, craft_strerror(rc));
         }
         n->applied = meta.index;
+        n->snapshot_index = meta.index;
     }
     craft_free(n->alloc, entries);
     craft_configuration_close(&meta.conf, n->alloc);
@@ -367,6 +368,7 @@ void craft__uv_publish_status(struct craft_uv_node *n)
         }
     }
     s.applied = n->applied;
+    s.snapshot_index = n->snapshot_index;
     s.entries_appended = n->entries_appended;
     s.entries_applied = n->entries_applied;
     s.fsyncs = n->fsyncs;

@@ -112,6 +112,7 @@ struct craft_uv_node {
     struct craft__item *items, *items_tail;
     bool fsm_busy;
     craft_index applied;
+    craft_index snapshot_index; /* of the latest snapshot taken or installed */
 
     /* Requests. */
     struct craft__list proposals; /* by index: local and remote proposals, config changes */

@@ -103,9 +103,9 @@ static void complete(struct craft_uv_node *n, struct craft__waiter *w, int statu
             r.leader_id = leader;
         }
         r.leader_address = status == CRAFT_ENOTLEADER ? leader_address(n, leader) : "";
-        struct craft_uv_request *req = w->req;
+        /* The result may live in the waiter (a forwarded proposal's): free it after. */
+        w->req->cb(w->req, &r);
         waiter_free(n, w);
-        req->cb(req, &r);
         return;
     }
     if (w->conn != NULL && !n->stopping) {
@@ -506,6 +506,17 @@ void craft__uv_requests_check_applied(struct craft_uv_node *n)
 
 void craft__uv_requests_on_role(struct craft_uv_node *n)
 {
+    /* Requests forwarded to a leader that is no longer the leader: their outcome is unknown
+     * (the old leader may have appended them), so say so now rather than at the deadline, and
+     * let the caller retry (with a session, safely). */
+    struct craft__waiter *f = n->forwarded.head;
+    while (f != NULL) {
+        struct craft__waiter *next = f->next;
+        if (f->target != n->leader) {
+            complete_from(n, &n->forwarded, f, CRAFT_ENOCONN);
+        }
+        f = next;
+    }
     unpark(n);
     if (n->role != CRAFT_LEADER) {
         /* A transfer is done once we no longer lead. */
