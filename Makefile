@@ -26,7 +26,7 @@ keep_going = $(if $(KEEP_GOING),-- $$(grep -qs '^CMAKE_GENERATOR:INTERNAL=Ninja'
 CMAKE_DEFAULT := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRAFT_WERROR=ON
 CMAKE_ASAN := -DCMAKE_BUILD_TYPE=Debug -DCRAFT_SANITIZE=ON
 
-.PHONY: all deps build build-default build-asan test demo soak bench fuzz format clean
+.PHONY: all deps venv python-install build build-default build-asan test demo demo-sim soak bench fuzz format clean
 
 all: build
 
@@ -49,6 +49,27 @@ deps:
 		$(APT_GET) install -y -q $$p || echo "deps: could not install $$p (optional)" >&2; \
 	done
 
+# The project's Python test environment: .venv with pytest, from PyPI. Does nothing when .venv
+# already has pytest. (python3 on PATH must have ensurepip: pyenv's does; Debian's needs
+# python3-venv.)
+VENV := .venv
+venv:
+	@if [ -x $(VENV)/bin/python ] && $(VENV)/bin/python -c 'import pytest' 2>/dev/null; then \
+		exit 0; \
+	fi; \
+	echo "venv: creating $(VENV) with pytest"; \
+	python3 -m venv $(VENV) && $(VENV)/bin/pip install -q --disable-pip-version-check pytest
+
+# --- Python package (issue 6) ------------------------------------------------------------------
+# Installs the craft package (setup.py: the C sources of c/src plus python/src as craft._craft)
+# into .venv, with what python/tests use besides pytest: hypothesis (property tests over
+# craft.sim) and mypy (the .pyi check). `make test` runs it after `venv`; a failure does not stop
+# make: python/tests then fail on `import craft` and the closing summary counts it.
+PY_TEST_DEPS := hypothesis mypy
+python-install: venv
+	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_TEST_DEPS)
+	$(VENV)/bin/pip install -q --disable-pip-version-check .
+
 build: build-default build-asan
 
 build-default:
@@ -61,14 +82,20 @@ build-asan:
 
 # The builds happen inside run-tests.sh so that a failed build is counted and reported in the
 # closing "N passed, N failed" line instead of stopping make before it is printed.
+# The Python suites (python/tests, tests/faults) run with .venv/bin/python; a venv that could not
+# be made is reported by run-tests.sh as a failed suite, in the closing summary.
 test: deps
+	@$(MAKE) --no-print-directory venv || echo "test: could not set up $(VENV) (see above)" >&2
+	@$(MAKE) --no-print-directory python-install || echo "test: could not install the craft package into $(VENV) (see above); its tests will fail" >&2
 	@MAKE="$(MAKE)" BUILD_DIR="$(BUILD_DIR)" bash scripts/run-tests.sh
 
+# The main job (DESIGN.md): a three-node replicated counter on 127.0.0.1, as separate
+# processes, that survives its leader being killed with SIGKILL.
 demo: deps build-default
-	@if [ ! -x $(BUILD_DIR)/default/craft-demo ]; then \
-		echo "demo: $(BUILD_DIR)/default/craft-demo was not built (is c/tools/craft_demo.c there?)" >&2; \
-		exit 1; \
-	fi
+	BIN=$(BUILD_DIR)/default bash scripts/demo.sh
+
+# The simulator narrating a five-node cluster: election, replication, a crash, re-election.
+demo-sim: deps build-default
 	$(BUILD_DIR)/default/craft-demo
 
 # Long hand-run soak: make soak SEEDS=100000

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds both CMake trees and runs every test suite of craft, whatever fails along the way:
 #   ctest in cbuild/default (RelWithDebInfo, -Werror) and cbuild/asan (ASan + UBSan),
-#   pytest over python/tests and busted over spec/ once they hold tests.
+#   pytest over python/tests (once it holds tests) and tests/faults, busted over spec/ once it
+#   holds specs. pytest is the project's own: .venv/bin/python (made by `make venv`).
 # Its last line sums all suites: "N passed, N failed" (", N skipped" when some were). A build
 # that fails counts as one failed test; it keeps going, so every target that compiles is built
 # and its tree's tests still run (a test whose program did not build fails as "Not Run").
@@ -99,27 +100,30 @@ run_ctest asan \
     ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
     UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
 
-# --- Python: pytest over python/tests ---------------------------------------------------------
+# --- Python: pytest over python/tests and tests/faults ----------------------------------------
 
+# run_pytest DIR: one suite per folder, each with its own line in the recap.
 # pytest exits 5 when it collects nothing. A folder without test files is 0 tests; a folder with
 # test files from which nothing was collected is a failure, never a pass by accident.
 run_pytest() {
+    local dir=$1
+    local suite="pytest $dir"
     local files
-    files=$(find python/tests \( -name 'test_*.py' -o -name '*_test.py' \) 2>/dev/null | head -n 1)
+    files=$(find "$dir" \( -name 'test_*.py' -o -name '*_test.py' \) 2>/dev/null | head -n 1)
     if [ -z "$files" ]; then
-        banner "pytest: no tests in python/tests yet"
+        banner "pytest: no tests in $dir yet"
         return 0
     fi
 
-    local py=python3
-    [ -x .venv/bin/python ] && py=.venv/bin/python
-    banner "pytest python/tests ($py)"
-    if ! "$py" -c 'import pytest' 2>/dev/null; then
-        echo "pytest is not installed for $py"
-        record pytest 0 1 0 "pytest missing for $py"
+    # Only the project's venv: a pytest installed by hand elsewhere must not make CI pass.
+    local py=.venv/bin/python
+    banner "$suite ($py)"
+    if ! [ -x "$py" ] || ! "$py" -c 'import pytest' 2>/dev/null; then
+        echo "pytest is not installed in .venv (make venv creates it)"
+        record "$suite" 0 1 0 "pytest missing in .venv: run make venv"
         return 0
     fi
-    "$py" -m pytest python/tests 2>&1 | tee "$log"
+    "$py" -m pytest "$dir" 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
 
     # Final line, e.g. "==== 3 failed, 40 passed, 2 skipped, 1 error in 1.23s ====".
@@ -134,17 +138,18 @@ run_pytest() {
     done < <(grep -oE '[0-9]+ [a-z]+' <<<"$line")
     case $rc in
         0 | 1) ;;
-        5) note="collected no tests from python/tests" ;;
+        5) note="collected no tests from $dir" ;;
         *) note="pytest exited $rc" ;;
     esac
     if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
         failed=1
         [ -n "$note" ] || note="pytest exited $rc"
     fi
-    record pytest "$passed" "$failed" "$skipped" "$note"
+    record "$suite" "$passed" "$failed" "$skipped" "$note"
 }
 
-run_pytest
+run_pytest python/tests
+run_pytest tests/faults
 
 # --- Lua: busted over spec/ -------------------------------------------------------------------
 

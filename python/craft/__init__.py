@@ -1,0 +1,595 @@
+"""craft: Raft consensus for Python. Write a state machine in Python; craft replicates it.
+
+    import craft
+
+    class Counter(craft.StateMachine):
+        def __init__(self):
+            self.value = 0
+        def apply(self, command, index):
+            self.value += int(command)
+            return str(self.value).encode()
+
+    peers = {1: "127.0.0.1:7001", 2: "127.0.0.1:7002", 3: "127.0.0.1:7003"}
+    with craft.Node(1, peers[1], "/var/lib/counter/1", Counter(), peers=peers) as node:
+        print(node.apply(b"5", timeout=5))
+
+The protocol core, the storage, the network and the simulator are C (craft._craft); this
+package holds the Python side: StateMachine, Node, sessions, log stores, craft.codec and
+craft.sim. docs/python.md is the guide.
+"""
+
+import asyncio
+import atexit
+import collections
+import itertools
+import pickle
+import struct
+import threading
+import time
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+from . import _craft
+from ._errors import (ApplyError, Busy, Closed, ConfigError, Dropped, Error, LogCompacted,
+                      LogUnavailable, NoConnection, NotLeader, SessionError, StorageError,
+                      Timeout, Violation)
+from . import codec
+from .store import MemoryLogStore
+
+__version__ = _craft.VERSION
+
+__all__ = [
+    "StateMachine", "Node", "Session", "MemoryLogStore", "codec",
+    "Error", "NotLeader", "Timeout", "Closed", "ConfigError", "StorageError", "ApplyError",
+    "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "LogCompacted",
+    "LogUnavailable", "__version__",
+]
+
+Bytes = Union[bytes, bytearray, memoryview]
+
+
+class StateMachine:
+    """The replicated state machine: subclass it.
+
+    apply(command, index) is called with every committed command, in log order, on every
+    node; its return value (bytes, or None for b"") goes back to the proposer. It must be
+    deterministic: the same commands in the same order give the same state on every node.
+    An exception it raises is deterministic behaviour too: the proposer gets ApplyError and
+    the entry counts as applied everywhere.
+
+    snapshot() returns the whole state as bytes, or an iterable of byte chunks (a large state
+    then streams without being held twice in memory); restore(reader) replaces the state from
+    a file-like object over a snapshot (reader.read(n)). The defaults pickle the instance's
+    __dict__: override both for a state that is large or not picklable.
+    """
+
+    def apply(self, command: bytes, index: int) -> Optional[bytes]:
+        raise NotImplementedError("StateMachine subclasses implement apply(command, index)")
+
+    def snapshot(self) -> Union[bytes, Iterable[bytes]]:
+        return pickle.dumps(self.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, reader: Any) -> None:
+        state = pickle.loads(reader.read())
+        self.__dict__.clear()
+        self.__dict__.update(state)
+
+
+# ---- the adapter between the runtime and the user's state machine -----------------------------
+
+_SNAP_MAGIC = b"\xc1cpy"  # 0xC1 starts no msgpack value: never taken for user data
+_REMEMBER_ERRORS = 1024
+
+
+def _encode_error(type_name: str, message: str) -> bytes:
+    return type_name.encode("utf-8", "replace") + b"\x00" + message.encode("utf-8", "replace")
+
+
+def _decode_error(data: bytes) -> Tuple[str, str]:
+    name, _, message = bytes(data).partition(b"\x00")
+    return name.decode("utf-8", "replace"), message.decode("utf-8", "replace")
+
+
+_SESSION_REFUSALS = {
+    _craft.SESSION_UNKNOWN: "the session expired or was evicted: open a new one; whether the "
+                            "command was applied cannot be known",
+    _craft.SESSION_STALE: "the command is older than what the session remembers: its outcome "
+                          "cannot be known",
+    _craft.SESSION_MALFORMED: "a malformed session envelope",
+}
+
+
+class _Adapter:
+    """Runs the session table (when on) in front of the user's state machine, turns results
+    and exceptions into what the C runtime expects, and adds the table to snapshots. Called by
+    the runtime: apply_batch on the loop thread, snapshot and restore on a worker thread."""
+
+    def __init__(self, fsm: StateMachine, sessions: bool, session_options: Dict[str, Any]):
+        self.fsm = fsm
+        self.lock = threading.RLock()  # apply, snapshot, restore and stale reads
+        self.sessions = _craft.Sessions(**session_options) if sessions else None
+        self._session_options = session_options
+        self.errors: "collections.OrderedDict[int, BaseException]" = collections.OrderedDict()
+        self.loop_ident: Optional[int] = None
+
+    def _apply_one(self, data: bytes, index: int) -> Union[bytes, Tuple[bytes]]:
+        try:
+            r = self.fsm.apply(data, index)
+            if r is None:
+                return b""
+            if isinstance(r, bytes):
+                return r
+            if isinstance(r, (bytearray, memoryview)):
+                return bytes(r)
+            raise TypeError(f"apply must return bytes or None, not {type(r).__name__} "
+                            f"(craft.codec.dumps turns values into bytes)")
+        except Exception as e:
+            self.errors[index] = e
+            while len(self.errors) > _REMEMBER_ERRORS:
+                self.errors.popitem(last=False)
+            return (_encode_error(type(e).__name__, str(e)),)
+
+    def apply_batch(self, cmds: List[Tuple[int, int, bytes]]) -> List[Any]:
+        self.loop_ident = threading.get_ident()
+        out: List[Any] = []
+        with self.lock:
+            table = self.sessions
+            for index, term, data in cmds:
+                if table is None:
+                    out.append(self._apply_one(data, index))
+                    continue
+                kind, client, seq, payload, _err = table.apply(index, term, _craft.ENTRY_COMMAND,
+                                                               data)
+                if kind == _craft.SESSION_NONE:
+                    out.append(self._apply_one(payload if payload is not None else data, index))
+                elif kind == _craft.SESSION_APPLY:
+                    assert payload is not None
+                    r = self._apply_one(payload, index)
+                    rec = b"\x01" + r[0] if isinstance(r, tuple) else b"\x00" + r
+                    table.record(client, seq, rec)
+                    out.append(r)
+                elif kind == _craft.SESSION_DUPLICATE:
+                    assert payload is not None
+                    out.append((payload[1:],) if payload[:1] == b"\x01" else payload[1:])
+                elif kind in (_craft.SESSION_REGISTERED, _craft.SESSION_UNREGISTERED):
+                    out.append(b"")
+                else:
+                    out.append((_encode_error("craft.SessionError",
+                                              _SESSION_REFUSALS.get(kind, "refused")),))
+        return out
+
+    def snapshot(self) -> Iterable[bytes]:
+        with self.lock:
+            if self.sessions is not None:
+                table = self.sessions.encode()
+                yield _SNAP_MAGIC + struct.pack("<Q", len(table))
+                yield table
+            data = self.fsm.snapshot()
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                yield bytes(data)
+            else:
+                for chunk in data:
+                    yield chunk
+
+    def restore(self, reader: Any) -> None:
+        with self.lock:
+            if self.sessions is not None:
+                head = reader.read(12)
+                if len(head) != 12 or head[:4] != _SNAP_MAGIC:
+                    raise StorageError("the snapshot has no session table: every node of a "
+                                       "cluster must use the same sessions= setting")
+                (n,) = struct.unpack("<Q", head[4:])
+                table = _craft.Sessions(**self._session_options)
+                table.decode(reader.read(n))
+                self.sessions = table
+            self.fsm.restore(reader)
+
+
+# ---- nodes ------------------------------------------------------------------------------------
+
+_live_nodes: "set[_craft.Node]" = set()
+_live_lock = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    with _live_lock:
+        nodes = list(_live_nodes)
+    for n in nodes:
+        try:
+            n.close()
+        except Exception:
+            pass
+
+
+_ROLE_NAMES = {1: "follower", 2: "pre-candidate", 3: "candidate", 4: "leader"}
+_EVENTS = ("role", "leader", "membership", "snapshot", "stopped")
+
+
+class Node:
+    """A Raft node on 127.0.0.1 or any address, running on a background thread.
+
+    id: this server's id (> 0). address: "host:port" to listen on (port 0 picks one; see
+    .address). data_dir: the durable store's directory (locked while open), not needed with
+    log_store=. fsm: the StateMachine (give each Node its own instance).
+    peers: a new cluster's initial configuration {id: "host:port"}, this node included (used
+    only when the store is empty); join=True instead starts an empty node that waits for a
+    leader to add it (add_server).
+    sessions: True (the default) runs craft's client-session table in front of fsm so that
+    Node.session() gives exactly-once retries; every node of a cluster must use the same value.
+    timeout: the default timeout of requests, in seconds.
+    Options: heartbeat_ms (50), election_timeout_ms (500), pre_vote, check_quorum (True),
+    snapshot_entries (16384), snapshot_trailing (1024), fsync (True), forward (True: followers
+    forward proposals and reads to the leader), max_frame, cluster_id, seed, log_level
+    ("debug", "info", "warn", "error": lines go to the "craft" logger), session_options (dict:
+    max_sessions, expire_after, max_cached_results).
+    """
+
+    def __init__(self, id: int, address: str, data_dir: Optional[str] = None,
+                 fsm: Optional[StateMachine] = None, *, peers: Optional[Dict[int, str]] = None,
+                 join: bool = False, log_store: Any = None, sessions: bool = True,
+                 timeout: float = 10.0, session_options: Optional[Dict[str, Any]] = None,
+                 log_level: str = "info", **options: Any) -> None:
+        if fsm is None:
+            raise ConfigError("fsm= is required: an instance of a craft.StateMachine subclass")
+        if not isinstance(id, int) or id <= 0:
+            raise ConfigError(f"id must be a positive int, not {id!r}")
+        if peers is None and not join:
+            raise ConfigError("give peers={id: 'host:port', ...} for a new cluster (this node "
+                              "included), or join=True for a node a leader will add")
+        if peers is not None and join:
+            raise ConfigError("peers= and join=True exclude each other")
+        if peers is not None and id not in peers:
+            raise ConfigError(f"peers must include this node ({id}): {peers!r}")
+        if data_dir is None and log_store is None:
+            raise ConfigError("give data_dir= (the durable store) or log_store=")
+        levels = {"debug": 0, "info": 1, "warn": 2, "warning": 2, "error": 3}
+        if log_level not in levels:
+            raise ConfigError(f"log_level must be one of {sorted(levels)}")
+        known = {"heartbeat_ms", "election_timeout_ms", "pre_vote", "check_quorum",
+                 "snapshot_entries", "snapshot_trailing", "fsync", "forward", "max_frame",
+                 "cluster_id", "seed"}
+        unknown = set(options) - known
+        if unknown:
+            raise ConfigError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+        self.timeout = float(timeout)
+        self.fsm = fsm
+        self._adapter = _Adapter(fsm, sessions, dict(session_options or {}))
+        self._handlers: Dict[str, List[Callable[..., Any]]] = {e: [] for e in _EVENTS}
+        self._last_leader: Optional[int] = None
+        self._sessions_on = sessions
+        try:
+            self._c = _craft.Node(id, address, data_dir, self._adapter, events=self._on_event,
+                                  peers=peers, store=log_store,
+                                  default_timeout_ms=int(self.timeout * 1000),
+                                  log_level=levels[log_level], **options)
+        except (TypeError, OverflowError) as e:
+            raise ConfigError(str(e)) from None
+        self._started = False
+
+    # ---- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> "Node":
+        """Opens the store, restores the state machine from the latest snapshot, binds the
+        address and starts the loop thread. Raises ConfigError, StorageError (e.g. the data
+        directory is locked by another process) or Error."""
+        if self._started:
+            raise Error("start() was already called")
+        self._started = True
+        self._c.start()
+        with _live_lock:
+            _live_nodes.add(self._c)
+        return self
+
+    def close(self) -> None:
+        """Stops gracefully: pending requests fail with Closed, writes in progress are flushed,
+        connections and the store are closed. Idempotent."""
+        self._c.close()
+        with _live_lock:
+            _live_nodes.discard(self._c)
+
+    stop = close
+
+    def __enter__(self) -> "Node":
+        if not self._started:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def id(self) -> int:
+        return int(self._c.id)
+
+    @property
+    def address(self) -> str:
+        """The address actually bound (useful with port 0)."""
+        return str(self._c.address)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._c.running)
+
+    # ---- errors ----------------------------------------------------------------------------
+
+    def _check_thread(self) -> None:
+        if threading.get_ident() == self._adapter.loop_ident:
+            raise RuntimeError("this call would block the node's own loop thread (from apply, "
+                               "a read function or an event callback): it would deadlock")
+
+    def _apply_error(self, index: int, data: bytes) -> Error:
+        name, message = _decode_error(data)
+        if name == "craft.SessionError":
+            return SessionError(message)
+        original = self._adapter.errors.pop(index, None)
+        err = ApplyError(name, message, original, index)
+        if original is not None:
+            err.__cause__ = original
+        return err
+
+    def _translate(self, e: Error) -> Error:
+        if e.code == -22:
+            index, data = getattr(e, "apply_payload", (0, b""))
+            return self._apply_error(index, data)
+        return e
+
+    def _timeout(self, timeout: Optional[float]) -> float:
+        t = self.timeout if timeout is None else float(timeout)
+        if t <= 0:
+            raise ValueError("timeout must be > 0 seconds")
+        return t
+
+    # ---- requests --------------------------------------------------------------------------
+
+    def _apply_raw(self, command: Bytes, timeout: Optional[float]) -> Tuple[int, bytes]:
+        self._check_thread()
+        try:
+            return self._c.apply(command, self._timeout(timeout))
+        except Error as e:
+            raise self._translate(e) from None
+
+    def apply(self, command: Bytes, timeout: Optional[float] = None) -> bytes:
+        """Proposes command and returns the state machine's result once the entry is committed
+        and applied on this node (the GIL is released while waiting). On a follower the
+        proposal is forwarded to the leader. Raises ApplyError (apply raised), NotLeader (no
+        leader known, or forwarding off), Timeout (outcome unknown), Dropped (lost to a leader
+        change, not applied), NoConnection (outcome unknown), Closed."""
+        return self._apply_raw(command, timeout)[1]
+
+    def apply_async(self, command: Bytes, timeout: Optional[float] = None) -> "asyncio.Future[bytes]":
+        """apply() for asyncio: returns a future of the result, completed on the event loop
+        that called this (which must be running)."""
+        loop = asyncio.get_running_loop()
+        fut: "asyncio.Future[bytes]" = loop.create_future()
+
+        def settle(status: int, index: int, data: bytes, leader_id: int, leader_address: str) -> None:
+            if fut.done():
+                return
+            if status == 0:
+                fut.set_result(data)
+            elif status == -22:
+                fut.set_exception(self._apply_error(index, data))
+            else:
+                fut.set_exception(_craft_error(status, data, leader_id, leader_address))
+
+        def done(*args: Any) -> None:  # on the node's loop thread
+            try:
+                loop.call_soon_threadsafe(settle, *args)
+            except RuntimeError:
+                pass  # the event loop is closed: nobody is waiting any more
+
+        self._c.submit_async(_craft.OP_PROPOSE, bytes(command), done, self._timeout(timeout))
+        return fut
+
+    def read(self, fn: Callable[[Any], Any], timeout: Optional[float] = None,
+             mode: str = "linearizable") -> Any:
+        """Runs fn(fsm) after a read barrier and returns its value.
+
+        "linearizable": fn sees every write committed before the call (ReadIndex; on a
+        follower the barrier is forwarded to the leader). "lease": the same without a
+        heartbeat round while the leader's lease holds (relies on bounded clock drift).
+        "stale": fn runs at once on this node's current state, which may lag. fn runs on the
+        node's loop thread (barrier modes) or the caller's (stale), never at the same time as
+        apply; it must not call blocking Node methods."""
+        if mode == "stale":
+            with self._adapter.lock:
+                return fn(self.fsm)
+        if mode not in ("linearizable", "lease"):
+            raise ValueError('mode must be "linearizable", "lease" or "stale"')
+        self._check_thread()
+        try:
+            return self._c.read(fn, self.fsm, mode == "lease", self._timeout(timeout))
+        except Error as e:
+            raise self._translate(e) from None
+
+    def session(self, timeout: Optional[float] = None) -> "Session":
+        """Opens a client session: its apply() retries safely and applies a command exactly
+        once. Needs sessions=True (the default) on every node."""
+        if not self._sessions_on:
+            raise ConfigError("this node runs without sessions (sessions=False)")
+        return Session(self, timeout)
+
+    def _change(self, op: int, server: int, address: Optional[str] = None,
+                auto_promote: bool = False, timeout: Optional[float] = None) -> int:
+        self._check_thread()
+        try:
+            return int(self._c.change(op, server, address, auto_promote, self._timeout(timeout)))
+        except Error as e:
+            raise self._translate(e) from None
+
+    def add_server(self, id: int, address: str, auto_promote: bool = True,
+                   timeout: Optional[float] = None) -> int:
+        """Adds a server (started with join=True) as a learner; with auto_promote the leader
+        makes it a voter once it has caught up. Returns the configuration entry's index."""
+        return self._change(_craft.OP_ADD, id, address, auto_promote, timeout)
+
+    def promote(self, id: int, timeout: Optional[float] = None) -> int:
+        """Makes a caught-up learner a voter."""
+        return self._change(_craft.OP_PROMOTE, id, None, False, timeout)
+
+    def remove_server(self, id: int, timeout: Optional[float] = None) -> int:
+        """Removes a server from the configuration."""
+        return self._change(_craft.OP_REMOVE, id, None, False, timeout)
+
+    def transfer_leadership(self, id: int = 0, timeout: Optional[float] = None) -> None:
+        """Hands leadership to server id (0: the most up-to-date voter); returns once this node
+        no longer leads."""
+        self._change(_craft.OP_TRANSFER, id, None, False, timeout)
+
+    # ---- observing -------------------------------------------------------------------------
+
+    def status(self) -> Dict[str, Any]:
+        """A plain dict: id, role, term, leader, leader_address, commit, applied, first_index,
+        last_index, snapshot_index, peers (id, role, address, match, connected), counters,
+        stopped (a fatal error stopped the node), address."""
+        return dict(self._c.status())
+
+    @property
+    def leader(self) -> Optional[Tuple[int, str]]:
+        """(id, address) of the leader this node knows, or None."""
+        s = self._c.status()
+        if not s["leader"]:
+            return None
+        address = s["leader_address"] or (self.address if s["leader"] == self.id else "")
+        return int(s["leader"]), str(address)
+
+    @property
+    def is_leader(self) -> bool:
+        return bool(self._c.status()["role"] == "leader")
+
+    def wait_for_leader(self, timeout: Optional[float] = None) -> Tuple[int, str]:
+        """Waits until this node knows a leader; returns (id, address). Raises Timeout."""
+        deadline = time.monotonic() + self._timeout(timeout)
+        while True:
+            leader = self.leader
+            if leader is not None:
+                return leader
+            if time.monotonic() >= deadline:
+                raise Timeout("no leader known yet: are a majority of the peers running and "
+                              "reachable?")
+            time.sleep(0.02)
+
+    def on(self, event: str, callback: Callable[..., Any]) -> None:
+        """Registers callback for an event. Callbacks run on the node's loop thread: keep them
+        short and do not call blocking Node methods from them.
+
+        "role": callback(role, term, leader_id) on every role, term or leader change;
+        "leader": callback(leader_id or None, term) when the known leader changes;
+        "membership": callback(index) when a configuration entry was applied;
+        "snapshot": callback(index, installed) when a snapshot was taken or installed;
+        "stopped": callback(error_code, message) when a fatal error stopped the node."""
+        if event not in self._handlers:
+            raise ValueError(f"unknown event {event!r}; events: {', '.join(_EVENTS)}")
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        self._handlers[event].append(callback)
+
+    def _on_event(self, kind: int, role: int, term: int, leader: int, index: int,
+                  installed: bool, error: int, message: str) -> None:
+        self._adapter.loop_ident = threading.get_ident()
+        calls: List[Tuple[str, Tuple[Any, ...]]] = []
+        if kind == _craft.EVENT_ROLE:
+            calls.append(("role", (_ROLE_NAMES.get(role, str(role)), term, leader or None)))
+            if (leader or None) != self._last_leader:
+                self._last_leader = leader or None
+                calls.append(("leader", (leader or None, term)))
+        elif kind == _craft.EVENT_MEMBERSHIP:
+            calls.append(("membership", (index,)))
+        elif kind == _craft.EVENT_SNAPSHOT:
+            calls.append(("snapshot", (index, bool(installed))))
+        elif kind == _craft.EVENT_STOPPED:
+            calls.append(("stopped", (error, message)))
+        for name, args in calls:
+            for cb in list(self._handlers[name]):
+                try:
+                    cb(*args)
+                except Exception:
+                    import logging
+                    logging.getLogger("craft").exception("craft: a %r callback raised", name)
+
+
+def _craft_error(status: int, data: bytes, leader_id: int, leader_address: str) -> Error:
+    detail = bytes(data[:200]).decode("utf-8", "replace") if data else ""
+    from ._errors import from_code
+    return from_code(status, detail, leader_id, leader_address)
+
+
+# ---- client sessions --------------------------------------------------------------------------
+
+_RETRYABLE = (Timeout, Dropped, NoConnection, NotLeader, Busy)
+
+
+class Session:
+    """A client session (Raft thesis 6.3): commands sent through it are applied exactly once,
+    however often they are retried. Opened with Node.session(); thread-safe.
+
+    apply(command) numbers the command and retries it through the node (the same bytes, so
+    a copy committed twice is answered from the first application's result) until a result
+    arrives or the timeout passes. A SessionError means the session expired or forgot the
+    command: the outcome of that command is unknown; open a new session."""
+
+    def __init__(self, node: Node, timeout: Optional[float] = None) -> None:
+        self.node = node
+        self.timeout = node.timeout if timeout is None else float(timeout)
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._done: "set[int]" = set()
+        self._ack = 0
+        self.client_id, _ = self._retry(_craft.session_register(), self.timeout)
+        self.closed = False
+
+    def _retry(self, envelope: bytes, timeout: float) -> Tuple[int, bytes]:
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Timeout("the session could not get an answer in time; retrying the same "
+                              "command later through this session is still safe")
+            try:
+                return self.node._apply_raw(envelope, left)
+            except _RETRYABLE:
+                if deadline - time.monotonic() <= delay:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    def apply(self, command: Bytes, timeout: Optional[float] = None) -> bytes:
+        """Applies command exactly once and returns the state machine's result."""
+        if self.closed:
+            raise Closed("the session is closed: open a new one with Node.session()")
+        with self._lock:
+            seq = next(self._seq)
+            ack = self._ack
+        envelope = _craft.session_command(self.client_id, seq, ack, bytes(command))
+        try:
+            _, result = self._retry(envelope, self.timeout if timeout is None else float(timeout))
+        except (ApplyError, SessionError):
+            self._completed(seq)
+            raise
+        self._completed(seq)
+        return result
+
+    def _completed(self, seq: int) -> None:
+        with self._lock:
+            self._done.add(seq)
+            while self._ack + 1 in self._done:
+                self._ack += 1
+                self._done.discard(self._ack)
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Unregisters the session (the cluster forgets its results)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._retry(_craft.session_unregister(self.client_id),
+                        self.timeout if timeout is None else float(timeout))
+        except SessionError:
+            pass  # a retried unregistration finds the session gone: it worked
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
