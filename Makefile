@@ -26,7 +26,7 @@ keep_going = $(if $(KEEP_GOING),-- $$(grep -qs '^CMAKE_GENERATOR:INTERNAL=Ninja'
 CMAKE_DEFAULT := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRAFT_WERROR=ON
 CMAKE_ASAN := -DCMAKE_BUILD_TYPE=Debug -DCRAFT_SANITIZE=ON
 
-.PHONY: all deps venv python-install build build-default build-asan test demo demo-sim soak bench fuzz format clean
+.PHONY: all deps venv python-install build build-default build-asan test demo demo-c demo-sim soak bench fuzz format clean
 
 all: build
 
@@ -89,10 +89,14 @@ test: deps
 	@$(MAKE) --no-print-directory python-install || echo "test: could not install the craft package into $(VENV) (see above); its tests will fail" >&2
 	@MAKE="$(MAKE)" BUILD_DIR="$(BUILD_DIR)" bash scripts/run-tests.sh
 
-# The main job (DESIGN.md): a three-node replicated counter on 127.0.0.1, as separate
-# processes, that survives its leader being killed with SIGKILL.
-demo: deps build-default
-	BIN=$(BUILD_DIR)/default bash scripts/demo.sh
+# The main job (DESIGN.md): a three-node replicated key-value service in Python on 127.0.0.1,
+# as separate processes, that survives its leader being killed with SIGKILL.
+demo: deps python-install
+	bash scripts/demo.sh
+
+# The same in C: three craft-counter processes.
+demo-c: deps build-default
+	BIN=$(BUILD_DIR)/default bash scripts/demo-c.sh
 
 # The simulator narrating a five-node cluster: election, replication, a crash, re-election.
 demo-sim: deps build-default

@@ -90,8 +90,9 @@ class Handler(socketserver.StreamRequestHandler):
         return "ERR usage: set K V | get K | del K | incr K | status"
 
 
-def serve(node_id: int, data_root: str) -> None:
-    peers = {i: f"127.0.0.1:{p}" for i, p in RAFT_PORTS.items()}
+def serve(node_id: int, data_root: str, raft_base: int = 7000,
+          client_base: int = CLIENT_PORT_BASE) -> None:
+    peers = {i: f"127.0.0.1:{raft_base + i}" for i in RAFT_PORTS}
     data_dir = os.path.join(data_root, f"kv{node_id}")
     node = craft.Node(node_id, peers[node_id], data_dir, KV(), peers=peers, timeout=5.0)
     node.on("leader", lambda leader, term: print(f"[{node_id}] leader is now {leader} "
@@ -100,7 +101,7 @@ def serve(node_id: int, data_root: str) -> None:
         node.wait_for_leader(timeout=30)
         Handler.node = node
         Handler.session = node.session(timeout=30)
-        port = CLIENT_PORT_BASE + node_id
+        port = client_base + node_id
         server = socketserver.ThreadingTCPServer(("127.0.0.1", port), Handler)
         server.daemon_threads = True
         print(f"[{node_id}] serving clients on 127.0.0.1:{port}", flush=True)
@@ -126,13 +127,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     s = sub.add_parser("serve")
     s.add_argument("id", type=int, choices=sorted(RAFT_PORTS))
     s.add_argument("--data", default=os.environ.get("TMPDIR", "/tmp"))
+    s.add_argument("--raft-base", type=int, default=7000,
+                   help="server i listens for Raft on 127.0.0.1:RAFT_BASE+i (default 7000)")
+    s.add_argument("--client-base", type=int, default=CLIENT_PORT_BASE,
+                   help="server i serves clients on 127.0.0.1:CLIENT_BASE+i (default 8000)")
     for name in ("set", "get", "del", "incr", "status"):
         c = sub.add_parser(name)
         c.add_argument("--port", type=int, default=8001)
         c.add_argument("args", nargs="*")
     a = p.parse_args(argv)
     if a.cmd == "serve":
-        serve(a.id, a.data)
+        serve(a.id, a.data, a.raft_base, a.client_base)
         return 0
     ok, answer = client(a.port, " ".join([a.cmd, *a.args]))
     print(answer)
