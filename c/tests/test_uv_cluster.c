@@ -383,4 +383,44 @@ TEST(submit_from_another_thread)
     uf_close(&f);
 }
 
+/* Fault injection: a leader whose messages to both followers are blocked loses its place (with
+ * check-quorum), and the others elect a leader and keep serving; clearing the faults heals. */
+TEST(fault_injection_isolates_a_node)
+{
+    struct uf f;
+    uf_init(&f, 3);
+    CHECK_OK(uf_start(&f));
+    CHECK(uf_run_until(&f, uf_has_leader, NULL, 5000));
+    int l = uf_leader(&f);
+    CHECK_EQ(craft_uv_set_faults(f.node[l].n, 0, 0, 0, 0, true), CRAFT_EINVAL);
+    CHECK_EQ(craft_uv_set_faults(f.node[l].n, 1, 2.0, 0, 0, false), CRAFT_EINVAL);
+    for (int i = 1; i <= 3; i++) {
+        if (i != l) {
+            CHECK_OK(craft_uv_set_faults(f.node[l].n, (craft_id)i, 0, 0, 0, true));
+            CHECK_OK(craft_uv_set_faults(f.node[i].n, (craft_id)l, 0, 0, 0, true));
+        }
+    }
+    bool moved = false;
+    for (int k = 0; k < 100 && !moved; k++) {
+        uf_run_for(&f, 50);
+        int now = uf_leader(&f);
+        moved = now != 0 && now != l;
+    }
+    CHECK(moved);
+    CHECK_OK(uf_propose(&f, uf_leader(&f), 1));
+    CHECK(uf_wait_done(&f, 1, 5000));
+    CHECK_EQ(f.ok, 1);
+    for (int i = 1; i <= 3; i++) {
+        if (i != l) {
+            CHECK_OK(craft_uv_set_faults(f.node[l].n, (craft_id)i, 0, 0, 0, false));
+            CHECK_OK(craft_uv_set_faults(f.node[i].n, (craft_id)l, 0, 0, 0, false));
+        }
+    }
+    struct uf_applied_arg a = {l, 0};
+    a.index = uf_applied(&f, uf_leader(&f));
+    CHECK(uf_run_until(&f, uf_applied_reached, &a, 5000));
+    CHECK_EQ(f.node[l].value, 1);
+    uf_close(&f);
+}
+
 HARNESS_MAIN()

@@ -217,6 +217,15 @@ struct craft_uv_status {
 
 CRAFT_API int craft_uv_status(struct craft_uv_node *n, struct craft_uv_status *out);
 
+/* ------------------------------------------------------------------------------------------
+ * Fault injection (any thread), for tests and fault campaigns: the machines craft is tested on
+ * have no tc netem. Every message this node sends to server `to` is dropped with probability
+ * drop (0..1) and delayed by a uniform random [delay_min_ms, delay_max_ms] (which reorders);
+ * block drops everything sent to `to` (a one-way cut). All zero clears the faults for `to`.
+ * ---------------------------------------------------------------------------------------- */
+CRAFT_API int craft_uv_set_faults(struct craft_uv_node *n, craft_id to, double drop,
+                                  unsigned delay_min_ms, unsigned delay_max_ms, bool block);
+
 #ifdef __cplusplus
 }
 #endif

@@ -99,6 +99,14 @@ struct craft_uv_node {
 
     /* Cross-thread submissions (under lock), linked through req->internal[0]. */
     struct craft_uv_request *sub_head, *sub_tail;
+    /* Fault settings waiting for the loop thread (under lock). */
+    struct craft__fault_setting {
+        craft_id to;
+        double drop;
+        unsigned delay_min_ms, delay_max_ms;
+        bool block;
+    } faults[16];
+    unsigned n_faults;
 
     /* Disk. */
     struct craft__job *jobs, *jobs_tail; /* FIFO; the head runs when started */

@@ -358,14 +358,60 @@ int craft_uv_submit(struct craft_uv_node *n, struct craft_uv_request *req)
     return 0;
 }
 
+int craft_uv_set_faults(struct craft_uv_node *n, craft_id to, double drop,
+                        unsigned delay_min_ms, unsigned delay_max_ms, bool block)
+{
+    if (n == NULL || to == 0 || !(drop >= 0.0 && drop <= 1.0) || delay_min_ms > delay_max_ms) {
+        return CRAFT_EINVAL;
+    }
+    uv_mutex_lock(&n->lock);
+    if (n->stopping) {
+        uv_mutex_unlock(&n->lock);
+        return CRAFT_ESHUTDOWN;
+    }
+    /* The latest setting for a server wins; applied on the loop thread. */
+    unsigned k = 0;
+    while (k < n->n_faults && n->faults[k].to != to) {
+        k++;
+    }
+    if (k == n->n_faults) {
+        if (n->n_faults == sizeof n->faults / sizeof n->faults[0]) {
+            uv_mutex_unlock(&n->lock);
+            return CRAFT_EBUSY;
+        }
+        n->n_faults++;
+    }
+    n->faults[k].to = to;
+    n->faults[k].drop = drop;
+    n->faults[k].delay_min_ms = delay_min_ms;
+    n->faults[k].delay_max_ms = delay_max_ms;
+    n->faults[k].block = block;
+    uv_mutex_unlock(&n->lock);
+    uv_async_send(&n->async);
+    return 0;
+}
+
 /* Submissions from other threads, on the loop thread. */
 void craft__uv_async_cb(uv_async_t *h)
 {
     struct craft_uv_node *n = h->data;
+    struct craft__fault_setting faults[16];
     uv_mutex_lock(&n->lock);
     struct craft_uv_request *req = n->sub_head;
     n->sub_head = n->sub_tail = NULL;
+    unsigned n_faults = n->n_faults;
+    memcpy(faults, n->faults, n_faults * sizeof faults[0]);
+    n->n_faults = 0;
     uv_mutex_unlock(&n->lock);
+    for (unsigned k = 0; k < n_faults && n->transport != NULL && !n->closing; k++) {
+        craft__transport_set_faults(n->transport, faults[k].to, faults[k].drop,
+                                    faults[k].delay_min_ms, faults[k].delay_max_ms,
+                                    faults[k].block);
+        craft__uv_log(n, CRAFT_UV_INFO,
+                      "event=faults to=%llu drop=%.3f delay=%u-%ums block=%d",
+                      (unsigned long long)faults[k].to, faults[k].drop, faults[k].delay_min_ms,
+                      faults[k].delay_max_ms, faults[k].block);
+    }
     while (req != NULL) {
         struct craft_uv_request *next = req->internal[0];
         struct craft__waiter *w = req->internal[1];
