@@ -120,9 +120,10 @@ bench: deps build-default
 
 # libFuzzer targets (c/fuzz/fuzz_*.c) need clang. Run one with e.g.
 #   cbuild/fuzz/fuzz_frame -max_total_time=60 -malloc_limit_mb=256
+# libFuzzer on the wire decoder: make fuzz FUZZ_SECONDS=600 (make test runs it for 60 s).
+FUZZ_SECONDS ?= 60
 fuzz: deps
-	CC=clang cmake -S . -B $(BUILD_DIR)/fuzz -DCMAKE_BUILD_TYPE=Debug -DCRAFT_FUZZ=ON -DBUILD_TESTING=OFF
-	$(CMAKE_BUILD) $(BUILD_DIR)/fuzz -j$(JOBS)
+	CRAFT_FUZZ_BUILD_DIR=$(BUILD_DIR)/fuzz bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 format:
 	@command -v clang-format >/dev/null || { echo "format: clang-format is not installed (apt-get install clang-format)" >&2; exit 1; }

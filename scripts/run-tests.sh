@@ -100,6 +100,33 @@ run_ctest asan \
     ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
     UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
 
+# --- Fuzzing: the wire decoder under libFuzzer, bounded --------------------------------------
+
+# Any byte string must decode or be refused, never crash or over-allocate (docs/wire.md). The
+# corpus grows in cbuild/fuzz across runs. CRAFT_FUZZ_SECONDS=0 skips it.
+run_fuzz() {
+    local secs=${CRAFT_FUZZ_SECONDS:-60}
+    if [ "$secs" = 0 ]; then
+        record "fuzz frame decoder" 0 0 1 "skipped: CRAFT_FUZZ_SECONDS=0"
+        return 0
+    fi
+    banner "libFuzzer: fuzz_frame for ${secs}s (scripts/fuzz.sh)"
+    if ! command -v clang >/dev/null; then
+        echo "clang is not installed (make deps installs it)"
+        record "fuzz frame decoder" 0 1 0 "clang missing: run make deps"
+        return 0
+    fi
+    if bash scripts/fuzz.sh "$secs" >"$log" 2>&1; then
+        grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|Done )' "$log" | tail -n 3
+        record "fuzz frame decoder" 1 0 0 "$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log" | grep -oE '[0-9]+$' || true) runs, no crash"
+    else
+        tail -n 40 "$log"
+        record "fuzz frame decoder" 0 1 0 "crash or build failure: see cbuild/fuzz/artifacts"
+    fi
+}
+
+run_fuzz
+
 # --- Python: pytest over python/tests and tests/faults ----------------------------------------
 
 # run_pytest DIR: one suite per folder, each with its own line in the recap.
