@@ -383,6 +383,32 @@ TEST(submit_from_another_thread)
     uf_close(&f);
 }
 
+/* A snapshot that fails is not fatal: the node goes on and a later snapshot succeeds. The data
+ * directories are created with their missing parents. */
+TEST(failed_snapshot_is_retried_and_not_fatal)
+{
+    struct uf f;
+    uf_init(&f, 1);
+    f.base.snapshot_entries = 20;
+    f.base.snapshot_trailing = 2;
+    strcat(f.node[1].dir, "/deeper/still");
+    uf_fail_snapshots = 1;
+    CHECK_OK(uf_start(&f));
+    CHECK(uf_run_until(&f, uf_has_leader, NULL, 5000));
+    for (int k = 0; k < 60; k++) {
+        CHECK_OK(uf_propose(&f, 1, 1));
+        CHECK(uf_wait_done(&f, (unsigned)k + 1, 5000));
+    }
+    CHECK_EQ(f.ok, 60);
+    CHECK_EQ(uf_fail_snapshots, 0);
+    CHECK(f.node[1].snapshots >= 1);
+    struct craft_uv_status st;
+    craft_uv_status(f.node[1].n, &st);
+    CHECK(!st.stopped);
+    CHECK(st.snapshot_index >= 20);
+    uf_close(&f);
+}
+
 /* Fault injection: a leader whose messages to both followers are blocked loses its place (with
  * check-quorum), and the others elect a leader and keep serving; clearing the faults heals. */
 TEST(fault_injection_isolates_a_node)

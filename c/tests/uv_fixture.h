@@ -88,9 +88,16 @@ static int uf_apply(void *data, struct craft_uv_apply *cmds, size_t n)
     return 0;
 }
 
+/* Snapshots to fail before one succeeds (tests of a failing state machine snapshot). */
+static int uf_fail_snapshots __attribute__((unused));
+
 static int uf_snapshot(void *data, craft_uv_write_fn write, void *ctx)
 {
     struct uf_node *u = data;
+    if (uf_fail_snapshots > 0) {
+        uf_fail_snapshots--;
+        return CRAFT_EIO;
+    }
     return write(ctx, &u->value, sizeof u->value);
 }
 

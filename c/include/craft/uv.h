@@ -5,10 +5,11 @@
  * batches, proposals and reads made on a follower are forwarded to the leader.
  *
  * Threads. A node lives on the thread that runs its loop; one loop may drive several nodes.
- * Every function here must be called on that thread, except craft_uv_submit() and
- * craft_uv_status(), which any thread may call. Every callback runs on the loop's thread,
- * except the state machine's snapshot and restore, which run on a worker thread while no apply
- * is in progress (the loop keeps serving the network meanwhile).
+ * Every function here must be called on that thread, except craft_uv_submit(),
+ * craft_uv_status() and craft_uv_set_faults(), which any thread may call. Every callback runs on
+ * the loop's thread, except the state machine's snapshot and restore, which run on a worker
+ * thread while no apply is in progress (the loop keeps serving the network meanwhile), and the
+ * store's log lines (see log below).
  */
 #ifndef CRAFT_UV_H
 #define CRAFT_UV_H
@@ -98,7 +99,11 @@ struct craft_uv_config {
     unsigned election_timeout_ms; /* default 500: random in [t, 2t) */
     bool pre_vote;                /* default true */
     bool check_quorum;            /* default true */
+    /* Snapshots: taken when the applied log holds snapshot_entries entries or snapshot_bytes
+     * bytes (0 disables either test); a state machine without a snapshot callback is never
+     * asked for one (its log then grows without bound). */
     uint64_t snapshot_entries;    /* default 16384 */
+    uint64_t snapshot_bytes;      /* default 64 MiB */
     uint64_t snapshot_trailing;   /* default 1024 */
     bool fsync;                   /* default true: acknowledged writes survive a crash */
     bool forward;                 /* default true: followers forward proposals and reads */
@@ -108,6 +113,8 @@ struct craft_uv_config {
     /* Optional store (e.g. a binding's); the node takes ownership. NULL: the durable store in
      * data_dir. */
     struct craft_store *store;
+    /* Log lines. Called on the loop thread, except the durable store's own lines (a torn tail
+     * cut, segments removed), which come from the disk thread inside the store call. */
     void (*log)(void *data, int level, const char *line);
     void *log_data;
     int log_level; /* default CRAFT_UV_INFO */

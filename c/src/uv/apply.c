@@ -180,8 +180,14 @@ void craft__uv_snapshot_done(struct craft_uv_node *n, struct craft__job *j)
 {
     n->fsm_busy = false;
     craft_index upto = 0;
+    if (j->rc != 0) {
+        craft__uv_log(n, CRAFT_UV_WARN, "event=snapshot_failed index=%llu reason=\"%s\"",
+                      (unsigned long long)j->meta.index, j->err);
+    }
     int rc = craft_snapshot_taken(n->core, j->rc == 0 ? j->meta.index : 0, j->size, &upto);
-    if (rc != 0) {
+    if (j->rc != 0) {
+        /* asked again once the log grows further */
+    } else if (rc != 0) {
         craft__uv_log(n, CRAFT_UV_WARN, "event=snapshot_rejected index=%llu rc=%s",
                       (unsigned long long)j->meta.index, craft_err_name(rc));
     } else {

@@ -300,8 +300,10 @@ static void after_work_cb(uv_work_t *w, int status)
     }
     n->job_running = false;
 
-    if (j->rc != 0 && j->kind != JOB_READ_CHUNK && !n->dead) {
-        /* A store that lost a write cannot be trusted (DESIGN.md): stop, loudly. */
+    if (j->rc != 0 && j->kind != JOB_READ_CHUNK && j->kind != JOB_TAKE_SNAPSHOT && !n->dead) {
+        /* A store that lost a write cannot be trusted (DESIGN.md): stop, loudly. A snapshot
+         * that could not be taken loses nothing (the log still holds everything): it is logged
+         * and asked for again later; a chunk that could not be read is resent by the core. */
         craft__uv_fatal(n, j->rc, "%s", j->err);
     } else if (!n->dead) {
         switch (j->kind) {

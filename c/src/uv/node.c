@@ -2,7 +2,9 @@
  * started (ticking, connecting), stopped gracefully (what was being written is flushed), or
  * stopped by a fatal error (a store or state machine failure: the node refuses everything,
  * loudly, rather than go on with a log it cannot trust). */
+#include <errno.h>
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,7 @@ void craft_uv_config_init(struct craft_uv_config *c, craft_id id)
     c->pre_vote = true;
     c->check_quorum = true;
     c->snapshot_entries = 16384;
+    c->snapshot_bytes = 64 * 1024 * 1024;
     c->snapshot_trailing = 1024;
     c->fsync = true;
     c->forward = true;
@@ -121,6 +124,29 @@ static void store_log(void *data, int level, const char *line)
                   "%s", line);
 }
 
+/* mkdir -p: a data directory whose parents do not exist yet is created with them. */
+static int make_dirs(const char *path)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+                return -1;
+            }
+            buf[i] = c;
+        }
+    }
+    return 0;
+}
+
 /* Builds the core from what the store holds. */
 static int boot_core(struct craft_uv_node *n)
 {
@@ -168,7 +194,12 @@ static int boot_core(struct craft_uv_node *n)
     cc.pre_vote = n->cfg.pre_vote;
     cc.check_quorum = n->cfg.check_quorum;
     cc.snapshot_entries = n->cfg.snapshot_entries;
+    cc.snapshot_bytes = n->cfg.snapshot_bytes;
     cc.snapshot_trailing = n->cfg.snapshot_trailing;
+    if (n->cfg.fsm.snapshot == NULL) {
+        cc.snapshot_entries = 0; /* nothing to take a snapshot with: never ask */
+        cc.snapshot_bytes = 0;
+    }
     cc.seed = n->cfg.seed != 0 ? n->cfg.seed : (n->id * 0x9E3779B97F4A7C15ull) ^ uv_hrtime();
     cc.alloc = n->alloc;
     rc = craft_node_new(&cc, &b, &n->core);
@@ -247,6 +278,10 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
     }
     n->store = c->store;
     n->cfg.store = NULL;
+    if (rc == 0 && n->store == NULL && make_dirs(n->data_dir) != 0) {
+        set_error("creating the data directory %s: %s", n->data_dir, strerror(errno));
+        rc = CRAFT_EIO;
+    }
     if (rc == 0 && n->store == NULL) {
         struct craft_disk_store_options so;
         craft_disk_store_options_init(&so);

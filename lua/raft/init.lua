@@ -1,0 +1,568 @@
+--- raft: Raft consensus for Lua. Write a state machine in Lua; craft replicates it.
+--
+--     local raft = require "raft"
+--     local value = 0
+--     local node = assert(raft.node{
+--         id = 1, address = "127.0.0.1:7001", data_dir = "/var/lib/counter/1",
+--         peers = { [1] = "127.0.0.1:7001", [2] = "127.0.0.1:7002", [3] = "127.0.0.1:7003" },
+--         apply = function(command, index) value = value + tonumber(command); return tostring(value) end,
+--         snapshot = function() return tostring(value) end,
+--         restore = function(data) value = tonumber(data) end,
+--     })
+--     print(node:apply("5"))        -- drives the loop until committed and applied here
+--     raft.run()                    -- or raft.poll(ms) from another event loop
+--
+-- The loop runs in the caller's thread. Errors follow Lua's conventions: nil, message, code
+-- for what can go wrong at run time (the message starts with a stable prefix such as
+-- "not leader"), error() for programming mistakes. docs/lua.md is the guide.
+
+local core = require "raft.core"
+
+local raft = {
+    _VERSION = "raft scm-1",
+    craft_version = core.craft_version,
+    codes = core.codes,
+}
+
+local unpack = table.unpack or unpack
+local function pack(...)
+    return { n = select("#", ...), ... }
+end
+
+-- ---- errors -----------------------------------------------------------------------------------
+
+local PREFIX = {
+    ENOTLEADER = "not leader",
+    ETIMEDOUT = "timeout",
+    ESHUTDOWN = "closed",
+    EDROPPED = "dropped",
+    ENOCONN = "no connection",
+    EBUSY = "busy",
+    EAPPLY = "apply failed",
+}
+
+local HINT = {
+    ETIMEDOUT = "no answer in time; the command may or may not have been applied",
+    ESHUTDOWN = "the node is closed",
+    EDROPPED = "the proposal was lost to a leader change and was not applied; it is safe to retry",
+    ENOCONN = "the connection to the leader dropped while it handled the request; the outcome is unknown",
+    EBUSY = "a leadership transfer or membership change is in progress; retry shortly",
+}
+
+--- The error values of a failed request: message, code, leader id, leader address.
+local function failure(status, data, leader_id, leader_address)
+    local text, code = core.strerror(status)
+    local msg
+    if code == "ENOTLEADER" then
+        if leader_id and leader_id ~= 0 then
+            local where = (leader_address and leader_address ~= "") and (" at " .. leader_address) or ""
+            msg = ("not leader: the leader is node %d%s"):format(leader_id, where)
+        else
+            msg = "not leader: no leader is known yet; retry once one is elected"
+            leader_id, leader_address = nil, nil
+        end
+        return msg, code, leader_id, leader_address
+    elseif code == "EAPPLY" then
+        return "apply failed: " .. (data or ""), code
+    end
+    local prefix = PREFIX[code] or text
+    msg = prefix .. ": " .. (HINT[code] or text)
+    if data and data ~= "" then
+        msg = msg .. " (" .. data .. ")"
+    end
+    return msg, code
+end
+raft._failure = failure
+
+local function argerror(n, fname, msg, level)
+    error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), (level or 2) + 1)
+end
+
+-- ---- the loop -------------------------------------------------------------------------------
+
+local spawned = setmetatable({}, { __mode = "k" })
+
+local function resume(co, ...)
+    local ok, err = coroutine.resume(co, ...)
+    if not ok then
+        spawned[co] = nil
+        error(debug.traceback(co, tostring(err)), 0)
+    end
+    if coroutine.status(co) == "dead" then
+        spawned[co] = nil
+    end
+end
+
+local function current_spawned()
+    local co = coroutine.running()
+    if co and spawned[co] then
+        return co
+    end
+    return nil
+end
+
+--- Runs fn(...) in a coroutine driven by the loop: inside it, node:apply, node:read, the
+-- membership calls, raft.sleep and raft.wait yield until done instead of blocking.
+function raft.spawn(fn, ...)
+    if type(fn) ~= "function" then
+        argerror(1, "spawn", "function expected, got " .. type(fn))
+    end
+    local co = coroutine.create(fn)
+    spawned[co] = true
+    resume(co, ...)
+    return co
+end
+
+--- Runs the loop: until raft.stop() is called, every node is closed, or timeout_ms passed.
+function raft.run(timeout_ms)
+    return core.run("default", timeout_ms)
+end
+
+--- Runs what is ready and returns; with timeout_ms > 0, waits up to that long for something
+-- to happen first. For embedding in another event loop (an OpenResty timer, a game loop).
+function raft.poll(timeout_ms)
+    if timeout_ms and timeout_ms > 0 then
+        return core.run("once", timeout_ms)
+    end
+    return core.run("nowait")
+end
+
+--- Makes raft.run() return (from a callback).
+raft.stop = core.stop
+
+--- raft.on_error(fn): fn(message_with_traceback) gets errors raised by callbacks (request
+-- callbacks, events, coroutines started with raft.spawn). Without a handler such an error
+-- stops the loop and raft.run / raft.poll (or the blocking call that drove the loop) raises it.
+raft.on_error = core.on_error
+
+--- A monotonic clock in milliseconds.
+raft.now = core.now
+
+--- The loop's backend fd and timeout (ms, -1: none), for embedding: call raft.poll(0) when
+-- the fd is readable or the timeout has passed.
+raft.backend = core.backend
+
+--- Calls fn() once on the loop after ms milliseconds.
+function raft.after(ms, fn)
+    if type(fn) ~= "function" then
+        argerror(2, "after", "function expected, got " .. type(fn))
+    end
+    core.after(ms, fn)
+end
+
+local function check_can_wait(fname)
+    if core.in_loop() then
+        error(("raft: %s cannot wait inside a callback: pass a callback function, or call it "
+            .. "from a coroutine started with raft.spawn"):format(fname), 3)
+    end
+end
+
+--- Lets ms milliseconds pass: yields in a raft.spawn coroutine, runs the loop otherwise.
+function raft.sleep(ms)
+    local co = current_spawned()
+    if co then
+        core.after(ms, function() resume(co) end)
+        return coroutine.yield()
+    end
+    check_can_wait("raft.sleep")
+    local deadline = core.now() + ms
+    repeat
+        core.run("default", math.max(0, deadline - core.now()))
+    until core.now() >= deadline
+end
+
+--- Runs the loop until pred() returns a true value (checked every few milliseconds) or
+-- timeout_ms passed: true, or nil, "timeout: ...", "ETIMEDOUT".
+function raft.wait(pred, timeout_ms, what)
+    timeout_ms = timeout_ms or 10000
+    local deadline = core.now() + timeout_ms
+    local co = current_spawned()
+    if not co then
+        check_can_wait("raft.wait")
+    end
+    while not pred() do
+        local left = deadline - core.now()
+        if left <= 0 then
+            return nil, "timeout: " .. (what or "the condition did not hold") .. " within "
+                .. timeout_ms .. " ms", "ETIMEDOUT"
+        end
+        if co then
+            raft.sleep(math.min(left, 5))
+        else
+            core.run("once", math.min(left, 20))
+        end
+    end
+    return true
+end
+
+-- ---- requests ---------------------------------------------------------------------------------
+
+local OP = { PROPOSE = 1, READ = 2, READ_LEASE = 3, ADD = 4, PROMOTE = 5, REMOVE = 6, TRANSFER = 7 }
+
+-- Submits a request. ok(index, data) shapes a success into the values to return; a failure
+-- gives nil, message, code[, leader_id, leader_address]. With cb: cb(values...) later, and
+-- true now. In a raft.spawn coroutine: yields until done. Elsewhere: drives the loop until
+-- done. A request that could not be submitted returns nil, message, code at once.
+local function request(node, fname, op, payload, server, address, auto, timeout, cb, ok)
+    local function shape(status, index, data, leader_id, leader_address)
+        if status == 0 then
+            return ok(index, data)
+        end
+        return nil, failure(status, data, leader_id, leader_address)
+    end
+    local c = node._c
+    if not c:is_open() then
+        return nil, "closed: the node is closed", "ESHUTDOWN"
+    end
+    if cb then
+        local sent, msg, code = c:submit(op, payload, server, address, auto, timeout,
+            function(...) cb(shape(...)) end)
+        if not sent then
+            return nil, msg, code
+        end
+        return true
+    end
+    local co = current_spawned()
+    if co then
+        local sent, msg, code = c:submit(op, payload, server, address, auto, timeout,
+            function(...) resume(co, shape(...)) end)
+        if not sent then
+            return nil, msg, code
+        end
+        return coroutine.yield()
+    end
+    check_can_wait("node:" .. fname)
+    local result
+    local sent, msg, code = c:submit(op, payload, server, address, auto, timeout,
+        function(...) result = pack(shape(...)) end)
+    if not sent then
+        return nil, msg, code
+    end
+    while not result do
+        core.run("once")
+    end
+    return unpack(result, 1, result.n)
+end
+
+-- Trailing optional arguments: [opts] [callback], where opts is a table or a timeout in ms.
+local function options(fname, first, a, b)
+    local opts, cb = a, b
+    if type(a) == "function" and b == nil then
+        opts, cb = nil, a
+    end
+    if type(opts) == "number" then
+        opts = { timeout_ms = opts }
+    elseif opts ~= nil and type(opts) ~= "table" then
+        argerror(first, fname, "options table or timeout in ms expected, got " .. type(opts), 3)
+    end
+    if cb ~= nil and type(cb) ~= "function" then
+        argerror(first + 1, fname, "callback function expected, got " .. type(cb), 3)
+    end
+    opts = opts or {}
+    if opts.timeout_ms ~= nil and (type(opts.timeout_ms) ~= "number" or opts.timeout_ms <= 0) then
+        argerror(first, fname, "timeout_ms must be a number > 0", 3)
+    end
+    return opts, cb
+end
+
+-- ---- nodes ------------------------------------------------------------------------------------
+
+local Node = {}
+Node.__index = Node
+raft.Node = Node
+
+local EVENTS = { role = true, leader = true, membership = true, snapshot = true, stopped = true }
+local LEVELS = { debug = 0, info = 1, warn = 2, warning = 2, error = 3 }
+local KNOWN = {
+    id = true, address = true, data_dir = true, peers = true, join = true, apply = true,
+    snapshot = true, restore = true, fsm = true, log = true, log_level = true, on = true,
+    cluster_id = true, heartbeat_ms = true, election_timeout_ms = true, pre_vote = true,
+    check_quorum = true, snapshot_entries = true, snapshot_trailing = true, fsync = true,
+    forward = true, max_frame = true, timeout_ms = true, seed = true, log_store = true,
+}
+
+local function is_id(v)
+    return type(v) == "number" and v > 0 and v == math.floor(v)
+end
+
+--- raft.node{...}: starts a node on this Lua state's loop. Returns the node, or nil, message,
+-- code when it could not start (a locked data directory, an address in use, corrupt data).
+function raft.node(o)
+    if type(o) ~= "table" then
+        argerror(1, "node", "options table expected, got " .. type(o))
+    end
+    for k in pairs(o) do
+        if not KNOWN[k] then
+            local names = {}
+            for name in pairs(KNOWN) do names[#names + 1] = name end
+            table.sort(names)
+            error(("raft.node: unknown option %q (known: %s)"):format(tostring(k), table.concat(names, ", ")), 2)
+        end
+    end
+    local function bad(msg) error("raft.node: " .. msg, 3) end
+    if not is_id(o.id) then bad("id must be a positive integer") end
+    if type(o.address) ~= "string" then bad('address must be a string "host:port" (port 0 picks one)') end
+    if o.log_store ~= nil then
+        bad("log_store= (a log store written in Lua) is not supported yet: omit it to use the durable store in data_dir")
+    end
+    if type(o.data_dir) ~= "string" then bad("data_dir must be a string: the durable store's directory") end
+    if o.peers == nil and not o.join then
+        bad("give peers = {[id] = \"host:port\", ...} for a new cluster (this node included), or join = true for a node a leader will add")
+    end
+    if o.peers ~= nil and o.join then bad("peers and join = true exclude each other") end
+    if o.peers ~= nil then
+        if type(o.peers) ~= "table" then bad("peers must be a table {[id] = \"host:port\"}") end
+        for id, addr in pairs(o.peers) do
+            if not is_id(id) or type(addr) ~= "string" then
+                bad("peers must map positive integer ids to \"host:port\" strings")
+            end
+        end
+        if o.peers[o.id] == nil then bad(("peers must include this node (%d)"):format(o.id)) end
+    end
+    local fsm = o.fsm
+    if fsm ~= nil and type(fsm) ~= "table" then bad("fsm must be a table {apply=, snapshot=, restore=}") end
+    local apply = o.apply or (fsm and fsm.apply)
+    local snapshot = o.snapshot or (fsm and fsm.snapshot)
+    local restore = o.restore or (fsm and fsm.restore)
+    if type(apply) ~= "function" then bad("apply = function(command, index) ... end is required") end
+    if (snapshot == nil) ~= (restore == nil) then bad("give both snapshot and restore, or neither") end
+    if snapshot ~= nil and (type(snapshot) ~= "function" or type(restore) ~= "function") then
+        bad("snapshot and restore must be functions")
+    end
+    local level = o.log_level or "warn"
+    if LEVELS[level] == nil then bad('log_level must be "debug", "info", "warn" or "error"') end
+    if o.log ~= nil and type(o.log) ~= "function" then bad("log must be a function(level, line)") end
+    for _, k in ipairs({ "heartbeat_ms", "election_timeout_ms", "snapshot_entries", "snapshot_trailing",
+        "max_frame", "timeout_ms", "cluster_id", "seed" }) do
+        if o[k] ~= nil and (type(o[k]) ~= "number" or o[k] < 0) then bad(k .. " must be a number >= 0") end
+    end
+
+    local self = setmetatable({ _handlers = {}, _last_leader = nil }, Node)
+    for name in pairs(EVENTS) do self._handlers[name] = {} end
+    if o.on ~= nil then
+        if type(o.on) ~= "table" then bad("on must be a table {event = function}") end
+        for name, fn in pairs(o.on) do
+            if not EVENTS[name] then bad(("on: unknown event %q"):format(tostring(name))) end
+            if type(fn) ~= "function" then bad("on." .. name .. " must be a function") end
+            table.insert(self._handlers[name], fn)
+        end
+    end
+    local handlers = self._handlers
+    local last_leader
+    local function dispatch(name, ...)
+        for _, fn in ipairs(handlers[name]) do
+            fn(...)
+        end
+    end
+    local c, msg, code = core.node({
+        id = o.id, address = o.address, data_dir = o.data_dir, peers = o.peers,
+        cluster_id = o.cluster_id, heartbeat_ms = o.heartbeat_ms,
+        election_timeout_ms = o.election_timeout_ms, pre_vote = o.pre_vote,
+        check_quorum = o.check_quorum, snapshot_entries = o.snapshot_entries,
+        snapshot_trailing = o.snapshot_trailing, fsync = o.fsync, forward = o.forward,
+        max_frame = o.max_frame, timeout_ms = o.timeout_ms, seed = o.seed,
+        log_level = LEVELS[level], log = o.log,
+        apply = apply, snapshot = snapshot, restore = restore,
+        event = function(kind, role, term, leader, index, installed, err, message)
+            if kind == 1 then
+                local l = leader ~= 0 and leader or nil
+                dispatch("role", role, term, l)
+                if l ~= last_leader then
+                    last_leader = l
+                    dispatch("leader", l, term)
+                end
+            elseif kind == 2 then
+                dispatch("membership", index)
+            elseif kind == 3 then
+                dispatch("snapshot", index, installed)
+            elseif kind == 4 then
+                local _, name = core.strerror(err)
+                dispatch("stopped", name, message)
+            end
+        end,
+    })
+    if not c then
+        return nil, msg, code
+    end
+    self._c = c
+    return self
+end
+
+--- node:on(event, fn): "role" fn(role, term, leader_id|nil); "leader" fn(leader_id|nil, term);
+-- "membership" fn(index); "snapshot" fn(index, installed); "stopped" fn(code, message).
+-- Handlers run on the loop: keep them short; they must not wait (use callbacks or raft.spawn).
+function Node:on(event, fn)
+    if not EVENTS[event] then argerror(1, "on", "unknown event " .. tostring(event)) end
+    if type(fn) ~= "function" then argerror(2, "on", "function expected, got " .. type(fn)) end
+    table.insert(self._handlers[event], fn)
+    return self
+end
+
+function Node:id() return self._c:id() end
+
+--- The address actually bound (useful with port 0).
+function Node:address() return self._c:address() end
+
+function Node:is_open() return self._c:is_open() end
+
+--- A plain table: id, role, term, leader, leader_address, commit, applied, first_index,
+-- last_index, snapshot_index, peers {id, role, address, match, connected}, counters, stopped,
+-- address.
+function Node:status()
+    if not self._c:is_open() then
+        return nil, "closed: the node is closed", "ESHUTDOWN"
+    end
+    return self._c:status()
+end
+
+--- The leader this node knows: id, address; or nil.
+function Node:leader()
+    local s = self:status()
+    if not s or s.leader == 0 then return nil end
+    local address = s.leader_address
+    if address == "" and s.leader == s.id then address = s.address end
+    return s.leader, address
+end
+
+function Node:is_leader()
+    local s = self:status()
+    return s ~= nil and s.role == "leader"
+end
+
+--- Runs the loop until this node knows a leader: id, address; or nil, "timeout: ...".
+function Node:wait_for_leader(timeout_ms)
+    local ok, msg, code = raft.wait(function() return self:leader() ~= nil end, timeout_ms or 10000,
+        "no leader known (are a majority of the peers running and reachable?)")
+    if not ok then return nil, msg, code end
+    return self:leader()
+end
+
+local function check_command(fname, command)
+    if type(command) ~= "string" then
+        argerror(1, fname, "string expected, got " .. type(command), 3)
+    end
+end
+
+local function ok_result(index, data) return data, nil, index end
+
+--- node:propose(command, [opts|timeout_ms], callback): callback(result, nil, index) once the
+-- entry is committed and applied on this node, or callback(nil, message, code[, leader_id,
+-- leader_address]). Returns true, or nil, message, code (the callback is then never called).
+function Node:propose(command, a, b)
+    check_command("propose", command)
+    local opts, cb = options("propose", 2, a, b)
+    if cb == nil then argerror(3, "propose", "callback function expected") end
+    return request(self, "propose", OP.PROPOSE, command, 0, nil, false, opts.timeout_ms, cb, ok_result)
+end
+
+--- node:apply(command, [opts|timeout_ms], [callback]) -> result, nil, index | nil, message,
+-- code[, leader_id, leader_address]. With a callback, like propose. Without: in a raft.spawn
+-- coroutine it yields until done; elsewhere it drives the loop until done (not from a callback).
+-- On a follower the proposal is forwarded to the leader. An error raised by the state
+-- machine's apply comes back as nil, "apply failed: <message>", "EAPPLY" (the entry still
+-- counts as applied everywhere).
+function Node:apply(command, a, b)
+    check_command("apply", command)
+    local opts, cb = options("apply", 2, a, b)
+    return request(self, "apply", OP.PROPOSE, command, 0, nil, false, opts.timeout_ms, cb, ok_result)
+end
+
+--- node:barrier([opts], [callback]) -> index: once this node's state machine reflects every
+-- write committed before the call (a linearizable read barrier; opts.mode = "lease" skips
+-- the heartbeat round while the leader's lease holds).
+function Node:barrier(a, b)
+    local opts, cb = options("barrier", 1, a, b)
+    local op = opts.mode == "lease" and OP.READ_LEASE or OP.READ
+    return request(self, "barrier", op, nil, 0, nil, false, opts.timeout_ms, cb,
+        function(index) return index end)
+end
+
+--- node:read(fn, [opts], [callback]) -> fn()'s values: fn runs on the loop after a read
+-- barrier, so it sees every write committed before the call. opts.mode: "linearizable"
+-- (default), "lease", or "stale" (fn runs now, on this node's state, which may lag).
+-- Without a callback an error raised by fn is raised again here.
+function Node:read(fn, a, b)
+    if type(fn) ~= "function" then argerror(1, "read", "function expected, got " .. type(fn)) end
+    local opts, cb = options("read", 2, a, b)
+    local mode = opts.mode or "linearizable"
+    if mode == "stale" then
+        if cb then cb(fn()) return true end
+        return fn()
+    end
+    if mode ~= "linearizable" and mode ~= "lease" then
+        argerror(2, "read", 'mode must be "linearizable", "lease" or "stale"')
+    end
+    local op = mode == "lease" and OP.READ_LEASE or OP.READ
+    if cb then
+        return request(self, "read", op, nil, 0, nil, false, opts.timeout_ms, cb,
+            function() return fn() end)
+    end
+    local r = pack(request(self, "read", op, nil, 0, nil, false, opts.timeout_ms, nil,
+        function() return pack(pcall(fn)) end))
+    if r[1] == nil then
+        return unpack(r, 1, r.n)
+    end
+    local inner = r[1]
+    if not inner[1] then
+        error(inner[2], 0)
+    end
+    return unpack(inner, 2, inner.n)
+end
+
+local function change(self, fname, op, id, address, auto, opts, cb)
+    if not is_id(id) and not (op == OP.TRANSFER and id == 0) then
+        argerror(1, fname, "server id expected", 3)
+    end
+    return request(self, fname, op, nil, id, address, auto, opts.timeout_ms, cb,
+        function(index) return index end)
+end
+
+--- node:add_server(id, address, [opts], [callback]) -> index of the configuration entry.
+-- The server (started with join = true) joins as a learner; opts.auto_promote (default
+-- true) makes the leader promote it to voter once it has caught up.
+function Node:add_server(id, address, a, b)
+    if type(address) ~= "string" then argerror(2, "add_server", "address string expected") end
+    local opts, cb = options("add_server", 3, a, b)
+    local auto = opts.auto_promote
+    if auto == nil then auto = true end
+    return change(self, "add_server", OP.ADD, id, address, auto, opts, cb)
+end
+
+--- node:promote(id, [opts], [callback]) -> index: a caught-up learner becomes a voter.
+function Node:promote(id, a, b)
+    local opts, cb = options("promote", 2, a, b)
+    return change(self, "promote", OP.PROMOTE, id, nil, false, opts, cb)
+end
+
+--- node:remove_server(id, [opts], [callback]) -> index.
+function Node:remove_server(id, a, b)
+    local opts, cb = options("remove_server", 2, a, b)
+    return change(self, "remove_server", OP.REMOVE, id, nil, false, opts, cb)
+end
+
+--- node:transfer_leadership([id], [opts], [callback]) -> true once this node no longer leads
+-- (id 0 or nil: the most up-to-date voter).
+function Node:transfer_leadership(id, a, b)
+    if type(id) ~= "number" then id, a, b = 0, id, a end
+    local opts, cb = options("transfer_leadership", 2, a, b)
+    local r = pack(change(self, "transfer_leadership", OP.TRANSFER, id, nil, false, opts, cb))
+    if r[1] ~= nil and cb == nil then return true end
+    return unpack(r, 1, r.n)
+end
+
+--- Stops the node gracefully: pending requests fail with "closed", writes in progress are
+-- flushed, connections and the store are closed. Idempotent; __gc and __close do the same.
+-- From a callback the stop completes on the loop afterwards.
+function Node:close()
+    if self._c then
+        return self._c:close()
+    end
+    return true
+end
+Node.__close = Node.close
+
+function Node:__tostring()
+    return ("raft.node(%d, %s%s)"):format(self._c:id(), self._c:address(), self._c:is_open() and "" or ", closed")
+end
+
+return raft

@@ -1,0 +1,1000 @@
+/* node.c: raft.core.node: one node of the libuv runtime (craft/uv.h) on the module's loop.
+ *
+ * The userdata holds a pointer to a malloc'd struct lraft_node, which lives until the node is
+ * both closed and collected. An open node is kept reachable from the module's table of live
+ * nodes, so a running server is never collected under its own loop; :close() (and __gc, at
+ * lua_close) stop it through one idempotent path.
+ *
+ * The state machine: apply runs on the loop thread, inside raft.run / raft.poll, one protected
+ * call per command. Snapshot and restore are called by the runtime on a worker thread; a Lua
+ * state must not be entered from there, so the worker hands the call to the loop thread
+ * (lraft_marshal) and waits: the Lua snapshot function runs on the loop thread and returns a
+ * string (or a table of strings) that the worker then writes; for restore the worker reads the
+ * whole snapshot and the loop thread passes it to the Lua restore function. The runtime pauses
+ * applying while either runs, so the state the Lua function sees is exactly the snapshot's. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "craft/uv.h"
+#include "lraft.h"
+
+enum { ST_OPEN = 1, ST_STOPPING, ST_CLOSED };
+
+struct lraft_node {
+    struct lraft_loop *m; /* NULL once the loop is gone */
+    struct craft_uv_node *node;
+    struct craft_uv_config cfg;
+    struct craft_configuration boot;
+    bool has_boot;
+    char *address, *data_dir;
+    char bound[CRAFT_ADDRESS_MAX];
+    int state;
+    bool closed; /* ST_CLOSED, as a flag for lraft_run_until */
+    bool stop_deferred;
+    bool collected; /* the userdata is gone: free when closed */
+    int apply_ref, snapshot_ref, restore_ref, event_ref, log_ref;
+    struct lraft_node *next, *prev;
+};
+
+struct lraft_req {
+    struct craft_uv_request req;
+    struct lraft_loop *m;
+    int cb_ref;
+};
+
+static struct lraft_node *check_node(lua_State *L, int i)
+{
+    struct lraft_node **p = luaL_checkudata(L, i, LRAFT_NODE_MT);
+    return *p;
+}
+
+static struct lraft_node *check_open(lua_State *L, int i)
+{
+    struct lraft_node *nd = check_node(L, i);
+    if (nd->state != ST_OPEN || nd->m == NULL) {
+        luaL_error(L, "raft: the node is closed");
+    }
+    return nd;
+}
+
+static void unref(lua_State *L, int *ref)
+{
+    if (*ref != LUA_NOREF && *ref != LUA_REFNIL) {
+        luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    }
+    *ref = LUA_NOREF;
+}
+
+static void node_free(struct lraft_node *nd)
+{
+    if (nd->m != NULL) {
+        if (nd->prev != NULL) {
+            nd->prev->next = nd->next;
+        } else {
+            nd->m->nodes = nd->next;
+        }
+        if (nd->next != NULL) {
+            nd->next->prev = nd->prev;
+        }
+    }
+    if (nd->has_boot) {
+        craft_configuration_close(&nd->boot, NULL);
+    }
+    free(nd->address);
+    free(nd->data_dir);
+    free(nd);
+}
+
+/* ---- protected bodies --------------------------------------------------------------------------
+ * Everything a callback from the runtime does with the Lua state happens inside one protected
+ * call of a C function, so that even an out-of-memory error in a push never unwinds through
+ * libuv's frames. */
+
+typedef int (*body_fn)(lua_State *L);
+
+static bool protect(struct lraft_loop *m, body_fn fn, void *ud)
+{
+    lua_State *L = m->L;
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, ud);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        fprintf(stderr, "raft: %s\n", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return false;
+    }
+    return true;
+}
+
+/* The error value at the top as a string (the error's message, no traceback). */
+static const char *error_string(lua_State *L, size_t *len)
+{
+    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+        return lua_tolstring(L, -1, len);
+    }
+    if (luaL_callmeta(L, -1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+        lua_replace(L, -2);
+        return lua_tolstring(L, -1, len);
+    }
+    const char *s = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
+    lua_replace(L, -2);
+    *len = strlen(s);
+    return s;
+}
+
+/* ---- the state machine --------------------------------------------------------------------- */
+
+struct apply_ctx {
+    struct lraft_node *nd;
+    struct craft_uv_apply *cmds;
+    size_t n;
+    int rc;
+};
+
+static void *copy_bytes(const char *s, size_t len)
+{
+    void *p = craft_malloc(NULL, len > 0 ? len : 1);
+    if (p != NULL) {
+        memcpy(p, s, len);
+    }
+    return p;
+}
+
+static int apply_body(lua_State *L)
+{
+    struct apply_ctx *a = lua_touserdata(L, 1);
+    for (size_t i = 0; i < a->n; i++) {
+        struct craft_uv_apply *c = &a->cmds[i];
+        lua_rawgeti(L, LUA_REGISTRYINDEX, a->nd->apply_ref);
+        lua_pushlstring(L, c->data != NULL ? c->data : "", c->size);
+        lraft_pushu64(L, c->index);
+        size_t len = 0;
+        const char *s = NULL;
+        if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+            /* Deterministic state-machine behaviour (DESIGN.md): the entry counts as applied
+             * everywhere and the proposer gets the message. */
+            s = error_string(L, &len);
+            c->error = 1;
+        } else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+            s = lua_tolstring(L, -1, &len);
+        } else if (!lua_isnil(L, -1)) {
+            s = lua_pushfstring(L, "apply returned a %s: return a string or nil",
+                                luaL_typename(L, -1));
+            len = strlen(s);
+            c->error = 1;
+        }
+        if (s != NULL && (len > 0 || c->error)) {
+            c->result = copy_bytes(s, len);
+            if (c->result == NULL) {
+                a->rc = CRAFT_ENOMEM;
+                return 0;
+            }
+            c->result_size = len;
+        }
+        lua_settop(L, 1);
+    }
+    return 0;
+}
+
+static int fsm_apply(void *data, struct craft_uv_apply *cmds, size_t n)
+{
+    struct lraft_node *nd = data;
+    struct lraft_loop *m = nd->m;
+    if (m == NULL || m->finalizing || nd->apply_ref == LUA_NOREF) {
+        return CRAFT_ESHUTDOWN; /* the Lua state is going away: stop here */
+    }
+    struct apply_ctx a = {nd, cmds, n, 0};
+    if (!protect(m, apply_body, &a)) {
+        return CRAFT_ENOMEM;
+    }
+    return a.rc;
+}
+
+struct snap_ctx {
+    struct lraft_node *nd;
+    struct lraft_call *c;
+};
+
+static int snapshot_body(lua_State *L)
+{
+    struct snap_ctx *x = lua_touserdata(L, 1);
+    struct lraft_loop *m = x->nd->m;
+    struct lraft_call *c = x->c;
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, x->nd->snapshot_ref);
+    if (!lraft_pcall(m, 0, 1)) {
+        c->rc = CRAFT_EIO;
+        return 0;
+    }
+    /* Our own table of the chunks: the user may change theirs while the worker writes. */
+    lua_newtable(L);
+    size_t n = 0;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        lua_pushvalue(L, 1);
+        lua_rawseti(L, 2, 1);
+        n = 1;
+    } else if (lua_type(L, 1) == LUA_TTABLE) {
+        size_t len = lua_rawlen(L, 1);
+        for (size_t i = 1; i <= len; i++) {
+            lua_rawgeti(L, 1, (lua_Integer)i);
+            if (lua_type(L, -1) != LUA_TSTRING) {
+                lua_pushfstring(L, "snapshot: chunk %d is a %s: return a string or a table of "
+                                   "strings", (int)i, luaL_typename(L, -1));
+                c->rc = CRAFT_EINVAL;
+                goto fail;
+            }
+            lua_rawseti(L, 2, (lua_Integer)i);
+        }
+        n = len;
+    } else if (!lua_isnil(L, 1)) {
+        lua_pushfstring(L, "snapshot returned a %s: return a string or a table of strings",
+                        luaL_typename(L, 1));
+        c->rc = CRAFT_EINVAL;
+        goto fail;
+    }
+    c->chunks = calloc(n > 0 ? n : 1, sizeof *c->chunks);
+    c->lens = calloc(n > 0 ? n : 1, sizeof *c->lens);
+    if (c->chunks == NULL || c->lens == NULL) {
+        c->rc = CRAFT_ENOMEM;
+        return 0;
+    }
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, (lua_Integer)i);
+        c->chunks[i - 1] = lua_tolstring(L, -1, &c->lens[i - 1]);
+        lua_pop(L, 1);
+    }
+    c->n = n;
+    lua_pushvalue(L, 2);
+    c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+fail:
+    /* A programming error: report it like any callback error. */
+    luaL_traceback(L, L, lua_tostring(L, -1), 0);
+    lua_remove(L, -2);
+    lraft_report_error(m);
+    return 0;
+}
+
+struct restore_ctx {
+    struct lraft_node *nd;
+    struct lraft_call *c;
+};
+
+static int restore_body(lua_State *L)
+{
+    struct restore_ctx *x = lua_touserdata(L, 1);
+    struct lraft_call *c = x->c;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, x->nd->restore_ref);
+    lua_pushlstring(L, c->data != NULL ? c->data : "", c->size);
+    if (!lraft_pcall(x->nd->m, 1, 0)) {
+        c->rc = CRAFT_EIO;
+    }
+    return 0;
+}
+
+struct log_ctx {
+    struct lraft_node *nd;
+    int level;
+    const char *line;
+};
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+static int log_body(lua_State *L)
+{
+    struct log_ctx *x = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, x->nd->log_ref);
+    lua_pushstring(L, level_names[x->level < 0 ? 0 : x->level > 3 ? 3 : x->level]);
+    lua_pushstring(L, x->line);
+    lraft_pcall(x->nd->m, 2, 0);
+    return 0;
+}
+
+static void deliver_log(struct lraft_node *nd, int level, const char *line)
+{
+    struct lraft_loop *m = nd->m;
+    if (nd->log_ref == LUA_NOREF || m == NULL || m->finalizing) {
+        fprintf(stderr, "%s\n", line);
+        return;
+    }
+    struct log_ctx x = {nd, level, line};
+    protect(m, log_body, &x);
+}
+
+static void do_snapshot(struct lraft_node *nd, struct lraft_call *c)
+{
+    struct snap_ctx x = {nd, c};
+    c->ref = LUA_NOREF;
+    if (nd->snapshot_ref == LUA_NOREF) {
+        c->rc = CRAFT_EINVAL;
+        return;
+    }
+    if (!protect(nd->m, snapshot_body, &x) && c->rc == 0) {
+        c->rc = CRAFT_ENOMEM;
+    }
+}
+
+static void do_restore(struct lraft_node *nd, struct lraft_call *c)
+{
+    if (nd->restore_ref == LUA_NOREF) {
+        c->rc = c->size == 0 ? 0 : CRAFT_EINVAL;
+        if (c->rc != 0) {
+            deliver_log(nd, CRAFT_UV_ERROR,
+                        "raft: a snapshot must be restored but the node has no restore function");
+        }
+        return;
+    }
+    struct restore_ctx x = {nd, c};
+    if (!protect(nd->m, restore_body, &x) && c->rc == 0) {
+        c->rc = CRAFT_ENOMEM;
+    }
+}
+
+void lraft_node_run_call(struct lraft_loop *m, struct lraft_call *c)
+{
+    struct lraft_node *nd = c->nd;
+    if (m->finalizing) {
+        c->rc = CRAFT_ESHUTDOWN;
+        if (c->kind == CALL_LOG) {
+            fprintf(stderr, "%s\n", c->data);
+        }
+        return;
+    }
+    switch (c->kind) {
+    case CALL_SNAPSHOT:
+        do_snapshot(nd, c);
+        break;
+    case CALL_RELEASE:
+        luaL_unref(m->L, LUA_REGISTRYINDEX, c->ref);
+        break;
+    case CALL_RESTORE:
+        do_restore(nd, c);
+        break;
+    case CALL_LOG:
+        deliver_log(nd, c->level, c->data);
+        break;
+    }
+}
+
+static int fsm_snapshot(void *data, craft_uv_write_fn write, void *ctx)
+{
+    struct lraft_node *nd = data;
+    struct lraft_loop *m = nd->m;
+    if (m == NULL) {
+        return CRAFT_ESHUTDOWN;
+    }
+    struct lraft_call c;
+    memset(&c, 0, sizeof c);
+    c.ref = LUA_NOREF;
+    c.kind = CALL_SNAPSHOT;
+    c.nd = nd;
+    if (lraft_on_loop_thread(m)) {
+        lraft_node_run_call(m, &c);
+    } else {
+        lraft_marshal(m, &c);
+    }
+    int rc = c.rc;
+    for (size_t i = 0; rc == 0 && i < c.n; i++) {
+        if (c.lens[i] > 0) {
+            rc = write(ctx, c.chunks[i], c.lens[i]);
+        }
+    }
+    free(c.chunks);
+    free(c.lens);
+    if (c.ref != LUA_NOREF) {
+        struct lraft_call *r = calloc(1, sizeof *r);
+        if (r != NULL) {
+            r->kind = CALL_RELEASE;
+            r->nd = nd;
+            r->ref = c.ref;
+            r->detached = true;
+            if (lraft_on_loop_thread(m)) {
+                lraft_node_run_call(m, r);
+                free(r);
+            } else {
+                lraft_marshal(m, r);
+            }
+        }
+    }
+    return rc;
+}
+
+static int fsm_restore(void *data, craft_uv_read_fn read, void *ctx)
+{
+    struct lraft_node *nd = data;
+    struct lraft_loop *m = nd->m;
+    if (m == NULL) {
+        return CRAFT_ESHUTDOWN;
+    }
+    struct lraft_call c;
+    memset(&c, 0, sizeof c);
+    c.kind = CALL_RESTORE;
+    c.nd = nd;
+    size_t cap = 65536;
+    c.data = malloc(cap);
+    if (c.data == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    for (;;) {
+        if (cap - c.size < 65536) {
+            char *p = realloc(c.data, cap * 2);
+            if (p == NULL) {
+                free(c.data);
+                return CRAFT_ENOMEM;
+            }
+            c.data = p;
+            cap *= 2;
+        }
+        size_t got = 0;
+        int rc = read(ctx, c.data + c.size, cap - c.size, &got);
+        if (rc != 0) {
+            free(c.data);
+            return rc;
+        }
+        if (got == 0) {
+            break;
+        }
+        c.size += got;
+    }
+    if (lraft_on_loop_thread(m)) {
+        lraft_node_run_call(m, &c);
+    } else {
+        lraft_marshal(m, &c);
+    }
+    free(c.data);
+    return c.rc;
+}
+
+/* ---- events and log lines ------------------------------------------------------------------ */
+
+struct event_ctx {
+    struct lraft_node *nd;
+    const struct craft_uv_event *e;
+};
+
+static int event_body(lua_State *L)
+{
+    struct event_ctx *x = lua_touserdata(L, 1);
+    const struct craft_uv_event *e = x->e;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, x->nd->event_ref);
+    lua_pushinteger(L, e->type);
+    lua_pushstring(L, e->role != 0 ? craft_role_name(e->role) : "none");
+    lraft_pushu64(L, e->term);
+    lraft_pushu64(L, e->leader);
+    lraft_pushu64(L, e->index);
+    lua_pushboolean(L, e->installed);
+    lua_pushinteger(L, e->error);
+    lua_pushstring(L, e->message != NULL ? e->message : "");
+    lraft_pcall(x->nd->m, 8, 0);
+    return 0;
+}
+
+static void on_event(void *data, const struct craft_uv_event *e)
+{
+    struct lraft_node *nd = data;
+    if (nd->m == NULL || nd->m->finalizing || nd->event_ref == LUA_NOREF) {
+        return;
+    }
+    if (!lraft_on_loop_thread(nd->m)) {
+        return; /* never happens: events are raised on the loop thread */
+    }
+    struct event_ctx x = {nd, e};
+    protect(nd->m, event_body, &x);
+}
+
+static void on_log(void *data, int level, const char *line)
+{
+    struct lraft_node *nd = data;
+    if (nd->m == NULL) {
+        fprintf(stderr, "%s\n", line);
+        return;
+    }
+    if (lraft_on_loop_thread(nd->m)) {
+        deliver_log(nd, level, line);
+        return;
+    }
+    /* The store logs from the disk thread: hand the line to the loop, do not wait. */
+    struct lraft_call *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return;
+    }
+    c->kind = CALL_LOG;
+    c->nd = nd;
+    c->level = level;
+    c->data = strdup(line);
+    c->detached = true;
+    if (c->data == NULL) {
+        free(c);
+        return;
+    }
+    lraft_marshal(nd->m, c);
+}
+
+/* ---- requests -------------------------------------------------------------------------------- */
+
+struct result_ctx {
+    struct lraft_req *r;
+    const struct craft_uv_result *res;
+};
+
+static int result_body(lua_State *L)
+{
+    struct result_ctx *x = lua_touserdata(L, 1);
+    const struct craft_uv_result *res = x->res;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, x->r->cb_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, x->r->cb_ref);
+    x->r->cb_ref = LUA_NOREF;
+    lua_pushinteger(L, res->status);
+    lraft_pushu64(L, res->index);
+    if (res->data != NULL) {
+        lua_pushlstring(L, res->data, res->size);
+    } else {
+        lua_pushliteral(L, "");
+    }
+    lraft_pushu64(L, res->leader_id);
+    lua_pushstring(L, res->leader_address != NULL ? res->leader_address : "");
+    lraft_pcall(x->r->m, 5, 0);
+    return 0;
+}
+
+static void on_result(struct craft_uv_request *req, const struct craft_uv_result *res)
+{
+    struct lraft_req *r = req->data;
+    if (!r->m->finalizing) {
+        struct result_ctx x = {r, res};
+        protect(r->m, result_body, &x);
+    }
+    free(r);
+}
+
+/* node:submit(op, payload, server, address, auto_promote, timeout_ms, callback)
+ * -> true, or nil, message, code (the callback is then never called). */
+static int l_submit(lua_State *L)
+{
+    struct lraft_node *nd = check_open(L, 1);
+    int op = (int)luaL_checkinteger(L, 2);
+    size_t len = 0;
+    const char *payload = luaL_optlstring(L, 3, "", &len);
+    lua_Integer server = luaL_optinteger(L, 4, 0);
+    const char *address = luaL_optstring(L, 5, NULL);
+    bool auto_promote = lua_toboolean(L, 6);
+    lua_Integer timeout = luaL_optinteger(L, 7, 0);
+    luaL_checktype(L, 8, LUA_TFUNCTION);
+    if (op < CRAFT_UV_PROPOSE || op > CRAFT_UV_TRANSFER) {
+        return luaL_argerror(L, 2, "unknown operation");
+    }
+    struct lraft_req *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return lraft_fail(L, CRAFT_ENOMEM, NULL);
+    }
+    r->m = nd->m;
+    r->req.op = op;
+    r->req.payload = payload;
+    r->req.size = len;
+    r->req.server = (craft_id)server;
+    r->req.address = address;
+    r->req.auto_promote = auto_promote;
+    r->req.timeout_ms = timeout > 0 ? (unsigned)timeout : 0;
+    r->req.cb = on_result;
+    r->req.data = r;
+    lua_pushvalue(L, 8);
+    r->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int rc = craft_uv_submit(nd->node, &r->req);
+    if (rc != 0) {
+        luaL_unref(L, LUA_REGISTRYINDEX, r->cb_ref);
+        free(r);
+        return lraft_fail(L, rc, NULL);
+    }
+    /* Wake the loop if it sleeps in raft.poll: the request arrives through an async handle. */
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- status -------------------------------------------------------------------------------- */
+
+#define SET_INT(name, v)                                                                         \
+    do {                                                                                       \
+        lraft_pushu64(L, (v));                                                                 \
+        lua_setfield(L, -2, name);                                                             \
+    } while (0)
+
+static int l_status(lua_State *L)
+{
+    struct lraft_node *nd = check_open(L, 1);
+    struct craft_uv_status s;
+    int rc = craft_uv_status(nd->node, &s);
+    if (rc != 0) {
+        return lraft_fail(L, rc, NULL);
+    }
+    lua_createtable(L, 0, 16);
+    SET_INT("id", s.id);
+    lua_pushstring(L, s.role != 0 ? craft_role_name(s.role) : "none");
+    lua_setfield(L, -2, "role");
+    SET_INT("term", s.term);
+    SET_INT("leader", s.leader);
+    lua_pushstring(L, s.leader_address);
+    lua_setfield(L, -2, "leader_address");
+    SET_INT("commit", s.commit);
+    SET_INT("applied", s.applied);
+    SET_INT("first_index", s.first_index);
+    SET_INT("last_index", s.last_index);
+    SET_INT("snapshot_index", s.snapshot_index);
+    lua_pushboolean(L, s.stopped);
+    lua_setfield(L, -2, "stopped");
+    lua_pushstring(L, nd->bound);
+    lua_setfield(L, -2, "address");
+    lua_createtable(L, (int)s.n_peers, 0);
+    for (unsigned i = 0; i < s.n_peers && i < CRAFT_UV_STATUS_PEERS; i++) {
+        const struct craft_uv_peer_status *p = &s.peers[i];
+        lua_createtable(L, 0, 5);
+        SET_INT("id", p->id);
+        lua_pushstring(L, p->role == CRAFT_LEARNER ? "learner" : "voter");
+        lua_setfield(L, -2, "role");
+        lua_pushstring(L, p->address);
+        lua_setfield(L, -2, "address");
+        SET_INT("match", p->match);
+        lua_pushboolean(L, p->connected);
+        lua_setfield(L, -2, "connected");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "peers");
+    lua_createtable(L, 0, 12);
+    SET_INT("msgs_sent", s.msgs_sent);
+    SET_INT("msgs_received", s.msgs_received);
+    SET_INT("bytes_sent", s.bytes_sent);
+    SET_INT("bytes_received", s.bytes_received);
+    SET_INT("entries_appended", s.entries_appended);
+    SET_INT("entries_applied", s.entries_applied);
+    SET_INT("fsyncs", s.fsyncs);
+    SET_INT("elections", s.elections);
+    SET_INT("snapshots", s.snapshots);
+    SET_INT("bad_frames", s.bad_frames);
+    SET_INT("refused_handshakes", s.refused_handshakes);
+    SET_INT("forwarded", s.forwarded);
+    lua_setfield(L, -2, "counters");
+    return 1;
+}
+
+static int l_id(lua_State *L)
+{
+    struct lraft_node *nd = check_node(L, 1);
+    lraft_pushu64(L, nd->cfg.id);
+    return 1;
+}
+
+static int l_address(lua_State *L)
+{
+    struct lraft_node *nd = check_node(L, 1);
+    lua_pushstring(L, nd->bound[0] ? nd->bound : nd->address);
+    return 1;
+}
+
+static int l_is_open(lua_State *L)
+{
+    struct lraft_node *nd = check_node(L, 1);
+    lua_pushboolean(L, nd->state == ST_OPEN);
+    return 1;
+}
+
+/* ---- closing ------------------------------------------------------------------------------- */
+
+static void live_set(lua_State *L, struct lraft_loop *m, int ud, bool on)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, m->live);
+    lua_pushvalue(L, ud);
+    if (on) {
+        lua_pushboolean(L, 1);
+    } else {
+        lua_pushnil(L);
+    }
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+static int live_remove_body(lua_State *L)
+{
+    struct lraft_node *nd = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, nd->m->live);
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        lua_pop(L, 1);
+        struct lraft_node **p = lua_touserdata(L, -1);
+        if (p != NULL && *p == nd) {
+            lua_pushnil(L);
+            lua_rawset(L, -3);
+            break;
+        }
+    }
+    return 0;
+}
+
+static void on_stopped(void *data)
+{
+    struct lraft_node *nd = data;
+    struct lraft_loop *m = nd->m;
+    nd->node = NULL;
+    nd->state = ST_CLOSED;
+    nd->closed = true;
+    if (m != NULL && !m->finalizing && m->L != NULL) {
+        lua_State *L = m->L;
+        unref(L, &nd->apply_ref);
+        unref(L, &nd->snapshot_ref);
+        unref(L, &nd->restore_ref);
+        unref(L, &nd->event_ref);
+        unref(L, &nd->log_ref);
+        protect(m, live_remove_body, nd);
+    }
+    if (nd->collected) {
+        node_free(nd);
+    }
+}
+
+/* Starts stopping; returns whether the stop is complete. */
+static void begin_stop(struct lraft_node *nd)
+{
+    if (nd->state != ST_OPEN) {
+        return;
+    }
+    nd->state = ST_STOPPING;
+    if (nd->node == NULL) {
+        on_stopped(nd);
+        return;
+    }
+    if (nd->m->depth > 0) {
+        /* Called from a callback, perhaps this node's own: stop on the next turn of the loop,
+         * outside the runtime's frames. */
+        nd->stop_deferred = true;
+        uv_async_send(&nd->m->wake);
+        return;
+    }
+    craft_uv_node_stop(nd->node, on_stopped, nd);
+}
+
+void lraft_nodes_deferred(struct lraft_loop *m)
+{
+    for (struct lraft_node *nd = m->nodes; nd != NULL; nd = nd->next) {
+        if (nd->stop_deferred) {
+            nd->stop_deferred = false;
+            craft_uv_node_stop(nd->node, on_stopped, nd);
+        }
+    }
+}
+
+/* Idempotent; shared by :close(), __close and __gc. */
+static void node_close(lua_State *L, struct lraft_node *nd)
+{
+    struct lraft_loop *m = nd->m;
+    if (m == NULL || nd->state == ST_CLOSED) {
+        return;
+    }
+    if (m->depth == 0) {
+        m->L = L;
+    }
+    begin_stop(nd);
+    if (m->depth == 0 && !nd->closed) {
+        lraft_run_until(m, L, &nd->closed);
+    }
+}
+
+void lraft_nodes_close_all(struct lraft_loop *m, lua_State *L)
+{
+    for (struct lraft_node *nd = m->nodes; nd != NULL; nd = nd->next) {
+        begin_stop(nd);
+        if (nd->stop_deferred) {
+            nd->stop_deferred = false;
+            craft_uv_node_stop(nd->node, on_stopped, nd);
+        }
+    }
+    for (struct lraft_node *nd = m->nodes; nd != NULL; nd = nd->next) {
+        if (!nd->closed) {
+            lraft_run_until(m, L, &nd->closed);
+        }
+    }
+    /* The loop goes away: nodes freed later must not touch it. */
+    struct lraft_node *nd = m->nodes;
+    while (nd != NULL) {
+        struct lraft_node *next = nd->next;
+        nd->m = NULL;
+        nd->next = nd->prev = NULL;
+        if (nd->collected && nd->closed) {
+            node_free(nd);
+        }
+        nd = next;
+    }
+    m->nodes = NULL;
+}
+
+static int l_close(lua_State *L)
+{
+    struct lraft_node *nd = check_node(L, 1);
+    if (nd->m != NULL && nd->state == ST_OPEN) {
+        node_close(L, nd);
+        lraft_raise_pending(nd->m, L);
+    }
+    lua_pushboolean(L, nd->state == ST_CLOSED);
+    return 1;
+}
+
+static int l_gc(lua_State *L)
+{
+    struct lraft_node **p = luaL_checkudata(L, 1, LRAFT_NODE_MT);
+    struct lraft_node *nd = *p;
+    if (nd == NULL) {
+        return 0;
+    }
+    *p = NULL;
+    nd->collected = true;
+    if (nd->m == NULL) {
+        node_free(nd);
+        return 0;
+    }
+    if (nd->state != ST_CLOSED) {
+        /* An open node is referenced by the loop's table of live nodes: reaching here means
+         * the Lua state is closing. No more calls into Lua. */
+        nd->m->finalizing = true;
+        node_close(L, nd);
+    }
+    if (nd->closed) {
+        node_free(nd);
+    }
+    return 0;
+}
+
+/* ---- creation ------------------------------------------------------------------------------ */
+
+static int ref_opt_fn(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return LUA_NOREF;
+    }
+    if (lua_type(L, -1) != LUA_TFUNCTION) {
+        return luaL_error(L, "raft.node: %s must be a function", k);
+    }
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static char *dup_opt(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+/* core.node(options) -> node userdata, or nil, message, code. The options were checked by
+ * raft/init.lua; here they are converted. */
+int lraft_node_open(lua_State *L)
+{
+    struct lraft_loop *m = lraft_loop_get(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (m->depth > 0) {
+        return luaL_error(L, "raft.node: cannot start a node from a callback");
+    }
+    struct lraft_node **p = lua_newuserdata(L, sizeof *p);
+    *p = NULL;
+    luaL_getmetatable(L, LRAFT_NODE_MT);
+    lua_setmetatable(L, -2);
+    int ud = lua_gettop(L);
+    struct lraft_node *nd = calloc(1, sizeof *nd);
+    if (nd == NULL) {
+        return lraft_fail(L, CRAFT_ENOMEM, NULL);
+    }
+    nd->apply_ref = nd->snapshot_ref = nd->restore_ref = nd->event_ref = nd->log_ref = LUA_NOREF;
+    *p = nd;
+    nd->m = m;
+    nd->next = m->nodes;
+    if (m->nodes != NULL) {
+        m->nodes->prev = nd;
+    }
+    m->nodes = nd;
+    nd->state = ST_OPEN;
+
+    struct craft_uv_config *c = &nd->cfg;
+    craft_uv_config_init(c, (craft_id)lraft_opt_int(L, 1, "id", 0));
+    nd->address = dup_opt(lraft_opt_str(L, 1, "address", NULL));
+    nd->data_dir = dup_opt(lraft_opt_str(L, 1, "data_dir", NULL));
+    c->address = nd->address;
+    c->data_dir = nd->data_dir;
+    c->cluster_id = (uint64_t)lraft_opt_int(L, 1, "cluster_id", 0);
+    c->heartbeat_ms = (unsigned)lraft_opt_int(L, 1, "heartbeat_ms", c->heartbeat_ms);
+    c->election_timeout_ms =
+        (unsigned)lraft_opt_int(L, 1, "election_timeout_ms", c->election_timeout_ms);
+    c->pre_vote = lraft_opt_bool(L, 1, "pre_vote", c->pre_vote);
+    c->check_quorum = lraft_opt_bool(L, 1, "check_quorum", c->check_quorum);
+    c->snapshot_entries = (uint64_t)lraft_opt_int(L, 1, "snapshot_entries",
+                                                  (lua_Integer)c->snapshot_entries);
+    c->snapshot_trailing = (uint64_t)lraft_opt_int(L, 1, "snapshot_trailing",
+                                                   (lua_Integer)c->snapshot_trailing);
+    c->fsync = lraft_opt_bool(L, 1, "fsync", c->fsync);
+    c->forward = lraft_opt_bool(L, 1, "forward", c->forward);
+    c->max_frame = (uint32_t)lraft_opt_int(L, 1, "max_frame", c->max_frame);
+    c->default_timeout_ms =
+        (unsigned)lraft_opt_int(L, 1, "timeout_ms", c->default_timeout_ms);
+    c->log_level = (int)lraft_opt_int(L, 1, "log_level", CRAFT_UV_WARN);
+    c->seed = (uint64_t)lraft_opt_int(L, 1, "seed", 0);
+    lua_getfield(L, 1, "peers");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        craft_configuration_init(&nd->boot);
+        nd->has_boot = true;
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            lua_Integer id = lua_tointeger(L, -2);
+            const char *addr = lua_tostring(L, -1);
+            int rc = addr != NULL ? craft_configuration_add(&nd->boot, NULL, (craft_id)id, addr,
+                                                            CRAFT_VOTER)
+                                  : CRAFT_EINVAL;
+            if (rc != 0) {
+                return luaL_error(L, "raft.node: bad peer %d (ids > 0 and unique, addresses "
+                                     "\"host:port\")", (int)id);
+            }
+            lua_pop(L, 1);
+        }
+        c->bootstrap = &nd->boot;
+    }
+    lua_pop(L, 1);
+    nd->apply_ref = ref_opt_fn(L, 1, "apply");
+    nd->snapshot_ref = ref_opt_fn(L, 1, "snapshot");
+    nd->restore_ref = ref_opt_fn(L, 1, "restore");
+    nd->event_ref = ref_opt_fn(L, 1, "event");
+    nd->log_ref = ref_opt_fn(L, 1, "log");
+    if (nd->snapshot_ref == LUA_NOREF) {
+        c->snapshot_entries = 0; /* nothing to take snapshots with */
+    }
+    c->fsm = (struct craft_uv_fsm){nd, fsm_apply, fsm_snapshot, fsm_restore};
+    c->log = on_log;
+    c->log_data = nd;
+    c->event = on_event;
+    c->event_data = nd;
+
+    /* Opening may restore the state machine from a snapshot, on this thread. */
+    lua_State *prev = m->L;
+    m->L = L;
+    int rc = craft_uv_node_new(&m->loop, c, &nd->node);
+    if (rc == 0) {
+        snprintf(nd->bound, sizeof nd->bound, "%s", craft_uv_node_address(nd->node));
+        rc = craft_uv_node_start(nd->node);
+        if (rc != 0) {
+            lua_pushfstring(L, "starting node %d: %s", (int)c->id, craft_strerror(rc));
+        }
+    } else {
+        lua_pushstring(L, craft_uv_last_error());
+    }
+    m->L = prev;
+    if (rc != 0) {
+        /* The message is on the stack; close what was opened. */
+        live_set(L, m, ud, true);
+        node_close(L, nd);
+        if (m->pending_err != LUA_NOREF) {
+            lraft_raise_pending(m, L);
+        }
+        const char *msg = lua_tostring(L, -1);
+        return lraft_fail(L, rc, msg);
+    }
+    live_set(L, m, ud, true);
+    lua_pushvalue(L, ud);
+    lraft_raise_pending(m, L);
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"submit", l_submit},
+    {"status", l_status},
+    {"id", l_id},
+    {"address", l_address},
+    {"is_open", l_is_open},
+    {"close", l_close},
+    {NULL, NULL},
+};
+
+void lraft_node_init(lua_State *L)
+{
+    if (luaL_newmetatable(L, LRAFT_NODE_MT)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
+}
