@@ -10,22 +10,9 @@ COUNTER="$BIN/craft-counter"
 [ -x "$COUNTER" ] || { echo "demo: $COUNTER is not built (run make build)" >&2; exit 1; }
 
 DIR=$(mktemp -d /tmp/craft-demo.XXXXXX)
-declare -A PID
-cleanup() {
-    exec 2>/dev/null # the shell's own "Killed" notices, now that we are leaving
-    # A graceful stop first (the servers handle SIGTERM), SIGKILL for any that linger.
-    for id in "${!PID[@]}"; do kill -TERM "${PID[$id]}" 2>/dev/null || true; done
-    for _ in $(seq 40); do
-        alive=0
-        for id in "${!PID[@]}"; do kill -0 "${PID[$id]}" 2>/dev/null && alive=1; done
-        [ "$alive" = 0 ] && break
-        sleep 0.05
-    done
-    for id in "${!PID[@]}"; do kill -9 "${PID[$id]}" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/demo-lib.sh
+source "$(dirname "$0")/demo-lib.sh"
+trap demo_cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 declare -A ADDR
@@ -42,7 +29,6 @@ start() {
     echo "demo: node $id did not start:" >&2; cat "$DIR/n$id.log" >&2; exit 1
 }
 
-say() { printf '\n== %s\n' "$*"; }
 
 say "starting three nodes: $PEERS (data in $DIR, fsync on)"
 for id in 1 2 3; do start "$id"; done
@@ -54,9 +40,7 @@ LEADER_ADDR=$("$COUNTER" get --servers "$SERVERS" | sed -n 's/.*via \(.*\))/\1/p
 LEADER=""
 for id in 1 2 3; do [ "${ADDR[$id]}" = "$LEADER_ADDR" ] && LEADER=$id; done
 say "the leader is node $LEADER ($LEADER_ADDR): kill -9"
-kill -9 "${PID[$LEADER]}"
-wait "${PID[$LEADER]}" 2>/dev/null || true
-unset "PID[$LEADER]"
+demo_kill9 "$LEADER"
 
 say "100 more increments while it is down (the others elect a new leader)"
 start_ms=$(date +%s%3N)

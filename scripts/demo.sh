@@ -12,22 +12,9 @@ KV=examples/python/kv.py
 "$PY" -c 'import craft' 2>/dev/null || { echo "demo: craft is not installed in $PY (make python-install)" >&2; exit 1; }
 
 DIR=$(mktemp -d /tmp/craft-demo.XXXXXX)
-declare -A PID
-cleanup() {
-    exec 2>/dev/null # the shell's own "Killed" notices, now that we are leaving
-    # A graceful stop first, SIGKILL for any that linger.
-    for id in "${!PID[@]}"; do kill -TERM "${PID[$id]}" 2>/dev/null || true; done
-    for _ in $(seq 40); do
-        alive=0
-        for id in "${!PID[@]}"; do kill -0 "${PID[$id]}" 2>/dev/null && alive=1; done
-        [ "$alive" = 0 ] && break
-        sleep 0.05
-    done
-    for id in "${!PID[@]}"; do kill -9 "${PID[$id]}" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/demo-lib.sh
+source "$(dirname "$0")/demo-lib.sh"
+trap demo_cleanup EXIT
 
 # Two free port ranges, so that the demo never collides with anything on the machine.
 free_base() {
@@ -61,7 +48,6 @@ wait_serving() {
     echo "demo: node $id did not start:" >&2; cat "$DIR/n$id.out" >&2; exit 1
 }
 kv() { "$PY" "$KV" "$@"; }
-say() { printf '\n== %s\n' "$*"; }
 
 say "starting three Python kv servers (Raft on 127.0.0.1:$((RAFT + 1))-$((RAFT + 3)), data in $DIR, fsync on)"
 for id in 1 2 3; do start "$id"; done
@@ -74,9 +60,7 @@ kv set --port $((CLIENT + 3)) colour blue
 
 LEADER=$(kv status --port $((CLIENT + 1)) | sed -n 's/.*leader=\([0-9]*\).*/\1/p')
 say "the leader is node $LEADER: kill -9"
-kill -9 "${PID[$LEADER]}"
-wait "${PID[$LEADER]}" 2>/dev/null || true
-unset "PID[$LEADER]"
+demo_kill9 "$LEADER"
 
 SURVIVOR=1; [ "$LEADER" = 1 ] && SURVIVOR=2
 say "50 more increments through node $SURVIVOR while node $LEADER is down"

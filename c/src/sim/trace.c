@@ -10,42 +10,15 @@
 
 #include "sim_internal.h"
 
+/* The core names message types and roles (errors.c); one table each, not two. */
 const char *craft__sim_msg_name(int type)
 {
-    switch (type) {
-        case CRAFT_MSG_REQUEST_VOTE:
-            return "RequestVote";
-        case CRAFT_MSG_REQUEST_VOTE_RESULT:
-            return "RequestVoteResult";
-        case CRAFT_MSG_APPEND_ENTRIES:
-            return "AppendEntries";
-        case CRAFT_MSG_APPEND_ENTRIES_RESULT:
-            return "AppendEntriesResult";
-        case CRAFT_MSG_INSTALL_SNAPSHOT:
-            return "InstallSnapshot";
-        case CRAFT_MSG_INSTALL_SNAPSHOT_RESULT:
-            return "InstallSnapshotResult";
-        case CRAFT_MSG_TIMEOUT_NOW:
-            return "TimeoutNow";
-        default:
-            return "Unknown";
-    }
+    return craft_message_type_name(type);
 }
 
 static const char *role_name(int role)
 {
-    switch (role) {
-        case CRAFT_FOLLOWER:
-            return "follower";
-        case CRAFT_PRE_CANDIDATE:
-            return "pre-candidate";
-        case CRAFT_CANDIDATE:
-            return "candidate";
-        case CRAFT_LEADER:
-            return "leader";
-        default:
-            return "?";
-    }
+    return craft_role_name(role);
 }
 
 static const char *fate_name(int fate)
