@@ -333,14 +333,33 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
     return 0;
 }
 
-/* Tells the transport about every server of the configuration in effect. */
+/* Tells the transport about every server of the configuration in effect, and forgets the
+ * servers that left it (a removed server is no longer dialed; if it dials us, it is still
+ * answered on its own connection). */
 static void sync_peers(struct craft_uv_node *n)
 {
     const struct craft_configuration *conf = craft_node_configuration(n->core, NULL);
+    unsigned kept = 0;
+    for (unsigned k = 0; k < n->n_dialed; k++) {
+        if (craft_configuration_get(conf, n->dialed[k]) != NULL) {
+            n->dialed[kept++] = n->dialed[k];
+        } else {
+            craft__transport_remove_peer(n->transport, n->dialed[k]);
+        }
+    }
+    n->n_dialed = kept;
     for (unsigned i = 0; i < conf->n; i++) {
-        if (conf->servers[i].id != n->id) {
-            craft__transport_set_peer(n->transport, conf->servers[i].id,
-                                      conf->servers[i].address);
+        craft_id id = conf->servers[i].id;
+        if (id == n->id) {
+            continue;
+        }
+        craft__transport_set_peer(n->transport, id, conf->servers[i].address);
+        bool known = false;
+        for (unsigned k = 0; k < n->n_dialed && !known; k++) {
+            known = n->dialed[k] == id;
+        }
+        if (!known && n->n_dialed < sizeof n->dialed / sizeof n->dialed[0]) {
+            n->dialed[n->n_dialed++] = id;
         }
     }
 }

@@ -91,6 +91,8 @@ struct craft_uv_node {
     struct craft_node *core;
     struct craft_store *store;
     struct craft__transport *transport;
+    craft_id dialed[64]; /* the peers handed to the transport (to drop those that leave) */
+    unsigned n_dialed;
     uv_timer_t tick;
     uv_async_t async;
     uv_mutex_t lock;        /* the submit queue and the status copy */
