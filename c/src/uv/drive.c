@@ -188,7 +188,7 @@ void craft__uv_drive(struct craft_uv_node *n)
     }
     craft__uv_disk_kick(n);
     craft__uv_apply_pump(n);
-    craft__uv_publish_status(n);
+    craft__uv_maybe_publish_status(n);
 }
 
 /* A message from the transport. */

@@ -107,6 +107,7 @@ static void tick_cb(uv_timer_t *t)
     }
     craft__uv_requests_tick(n);
     craft__uv_drive(n);
+    craft__uv_publish_status(n);
 }
 
 static void transport_log(void *data, int level, const char *line)
@@ -417,8 +418,11 @@ void craft__uv_publish_status(struct craft_uv_node *n)
                 memcpy(s.leader_address, p->address, CRAFT_ADDRESS_MAX);
             }
         }
-        if (n->transport != NULL && n->started) {
-            sync_peers(n); /* membership may have changed */
+        craft_index conf_index;
+        craft_node_configuration(n->core, &conf_index);
+        if (n->transport != NULL && n->started && conf_index != n->synced_conf) {
+            sync_peers(n); /* membership changed */
+            n->synced_conf = conf_index;
         }
     }
     s.applied = n->applied;
@@ -440,9 +444,23 @@ void craft__uv_publish_status(struct craft_uv_node *n)
         s.refused_handshakes = ts.refused_handshakes;
     }
     s.stopped = n->dead;
+    n->published_ms = uv_now(n->loop);
     uv_mutex_lock(&n->lock);
     n->status = s;
     uv_mutex_unlock(&n->lock);
+}
+
+/* After every input: the copy is refreshed at most once per millisecond of loop time (a busy
+ * leader takes thousands of inputs per millisecond; a profile showed the copy as the runtime's
+ * most expensive function), and at once when the role or leader changed. Ticks refresh it
+ * unconditionally. */
+void craft__uv_maybe_publish_status(struct craft_uv_node *n)
+{
+    bool changed = n->status.role != n->role || n->status.leader != n->leader ||
+                   n->status.term != n->term;
+    if (changed || uv_now(n->loop) != n->published_ms) {
+        craft__uv_publish_status(n);
+    }
 }
 
 int craft_uv_status(struct craft_uv_node *n, struct craft_uv_status *out)

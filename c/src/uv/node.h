@@ -93,6 +93,8 @@ struct craft_uv_node {
     struct craft__transport *transport;
     craft_id dialed[64]; /* the peers handed to the transport (to drop those that leave) */
     unsigned n_dialed;
+    craft_index synced_conf; /* the configuration index the transport's peers follow */
+    uint64_t published_ms;   /* when the status copy was last refreshed */
     uv_timer_t tick;
     uv_async_t async;
     uv_mutex_t lock;        /* the submit queue and the status copy */
@@ -157,6 +159,7 @@ void craft__uv_fatal(struct craft_uv_node *n, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void craft__uv_event(struct craft_uv_node *n, const struct craft_uv_event *e);
 void craft__uv_publish_status(struct craft_uv_node *n);
+void craft__uv_maybe_publish_status(struct craft_uv_node *n);
 void craft__uv_maybe_finish_stop(struct craft_uv_node *n);
 
 /* drive.c */
