@@ -436,6 +436,18 @@ class Node:
         no longer leads."""
         self._change(_craft.OP_TRANSFER, id, None, False, timeout)
 
+    def set_faults(self, to: int, drop: float = 0.0, delay: Tuple[int, int] = (0, 0),
+                   block: bool = False) -> None:
+        """Fault injection for tests and fault campaigns (craft_uv_set_faults): every message
+        this node sends to server `to` is dropped with probability `drop` and delayed by a
+        uniform random time in delay = (min_ms, max_ms), which reorders; block=True drops
+        everything sent to `to` (a one-way cut). set_faults(to) clears them. Thread-safe."""
+        lo, hi = delay
+        try:
+            self._c.set_faults(int(to), float(drop), int(lo), int(hi), bool(block))
+        except (TypeError, OverflowError) as e:
+            raise ValueError(str(e)) from None
+
     # ---- observing -------------------------------------------------------------------------
 
     def status(self) -> Dict[str, Any]:
