@@ -38,6 +38,7 @@ build = {
     modules = {
         ["raft"] = "lua/raft/init.lua",
         ["raft.sim"] = "lua/raft/sim.lua",
+        ["raft.store"] = "lua/raft/store.lua",
         ["raft.core"] = {
             sources = {
             "c/src/core/configuration.c",
@@ -102,6 +103,7 @@ build = {
             "lua/src/core.c",
             "lua/src/node.c",
             "lua/src/sim.c",
+            "lua/src/store.c",
             },
             incdirs = { "c/include", "c/src", "$(UV_INCDIR)", "$(MSGPACK_INCDIR)" },
             libdirs = { "$(UV_LIBDIR)", "$(MSGPACK_LIBDIR)" },

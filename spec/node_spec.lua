@@ -228,6 +228,15 @@ describe("raft.node", function()
         assert.are.equal(3, #c.nodes[leader]:status().peers)
     end)
 
+    it("ignores SIGPIPE, so that a write to a peer that just died does not kill the process", function()
+        local f = assert(io.open("/proc/self/status"))
+        local status = f:read("*a")
+        f:close()
+        local mask = assert(status:match("SigIgn:%s*(%x+)"))
+        local low = tonumber(mask:sub(-4), 16) -- signals 1..16; SIGPIPE is 13: bit 12
+        assert.are.equal(1, math.floor(low / 4096) % 2)
+    end)
+
     it("transfers leadership", function()
         c = support.cluster(3)
         local leader = c.leader()

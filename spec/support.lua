@@ -86,7 +86,13 @@ function support.cluster(n, opts)
             heartbeat_ms = 20, election_timeout_ms = 200, fsync = false, timeout_ms = 5000,
             log_level = "error",
         }
-        for k, v in pairs(opts) do o[k] = v end
+        for k, v in pairs(opts) do
+            if k == "stores" then
+                o.log_store = v[i] -- a log store per node: {[id] = store}
+            else
+                o[k] = v
+            end
+        end
         c.nodes[i] = assert(raft.node(o))
         return c.nodes[i]
     end

@@ -17,6 +17,7 @@
 -- "not leader"), error() for programming mistakes. docs/lua.md is the guide.
 
 local core = require "raft.core"
+local store = require "raft.store"
 
 local raft = {
     _VERSION = "raft scm-1",
@@ -137,6 +138,9 @@ raft.on_error = core.on_error
 
 --- A monotonic clock in milliseconds.
 raft.now = core.now
+
+--- The same clock in milliseconds with a fraction (nanosecond resolution), for latencies.
+raft.hrtime = core.hrtime
 
 --- The loop's backend fd and timeout (ms, -1: none), for embedding: call raft.poll(0) when
 -- the fd is readable or the timeout has passed.
@@ -265,6 +269,13 @@ local function options(fname, first, a, b)
     return opts, cb
 end
 
+-- ---- log stores -------------------------------------------------------------------------------
+
+--- raft.memory_store(): a log store in memory, written in Lua (raft/store.lua): nothing
+-- survives the process, but a node restarted with the same store keeps its log. For tests,
+-- demos, and as the template of a log store of your own (raft.node{..., log_store = store}).
+raft.memory_store = store.memory_store
+
 -- ---- nodes ------------------------------------------------------------------------------------
 
 local Node = {}
@@ -303,9 +314,19 @@ function raft.node(o)
     if not is_id(o.id) then bad("id must be a positive integer") end
     if type(o.address) ~= "string" then bad('address must be a string "host:port" (port 0 picks one)') end
     if o.log_store ~= nil then
-        bad("log_store= (a log store written in Lua) is not supported yet: omit it to use the durable store in data_dir")
+        local st = o.log_store
+        if type(st) ~= "table" and type(st) ~= "userdata" then
+            bad("log_store must be a table of hook functions (see raft.memory_store and docs/lua.md)")
+        end
+        for _, name in ipairs(store.REQUIRED) do
+            if type(st[name]) ~= "function" then
+                bad(("log_store has no method %s() (see raft.memory_store and docs/lua.md)"):format(name))
+            end
+        end
+        if o.data_dir ~= nil and type(o.data_dir) ~= "string" then bad("data_dir must be a string") end
+    elseif type(o.data_dir) ~= "string" then
+        bad("data_dir must be a string: the durable store's directory (or give log_store)")
     end
-    if type(o.data_dir) ~= "string" then bad("data_dir must be a string: the durable store's directory") end
     if o.peers == nil and not o.join then
         bad("give peers = {[id] = \"host:port\", ...} for a new cluster (this node included), or join = true for a node a leader will add")
     end
@@ -362,7 +383,7 @@ function raft.node(o)
         snapshot_trailing = o.snapshot_trailing, fsync = o.fsync, forward = o.forward,
         max_frame = o.max_frame, timeout_ms = o.timeout_ms, seed = o.seed,
         log_level = LEVELS[level], log = o.log,
-        apply = apply, snapshot = snapshot, restore = restore,
+        apply = apply, snapshot = snapshot, restore = restore, log_store = o.log_store,
         event = function(kind, role, term, leader, index, installed, err, message)
             if kind == 1 then
                 local l = leader ~= 0 and leader or nil

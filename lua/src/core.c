@@ -7,6 +7,7 @@
  * error they raise goes to raft.on_error's handler, or, without one, stops the loop and is
  * raised again by whatever was running it, once uv_run has returned (never across libuv's
  * frames). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,13 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* Milliseconds of the same clock, with a fraction (nanosecond resolution): for latencies. */
+static int l_hrtime(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e6);
+    return 1;
+}
+
 /* For embedding in another loop: the fd to watch for readability and the timeout after which
  * raft.poll(0) must be called anyway (-1: none). */
 static int l_backend(lua_State *L)
@@ -424,6 +432,7 @@ static const luaL_Reg funcs[] = {
     {"in_loop", l_in_loop},
     {"on_error", l_on_error},
     {"now", l_now},
+    {"hrtime", l_hrtime},
     {"after", l_after},
     {"backend", l_backend},
     {"strerror", l_strerror},
@@ -442,6 +451,14 @@ int luaopen_raft_core(lua_State *L)
     lua_getfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
     bool have = !lua_isnil(L, -1);
     lua_pop(L, 1);
+    /* The runtime writes to TCP sockets with libuv, which does not ask for MSG_NOSIGNAL: a
+     * write to a peer that just died (kill -9 of the leader) raises SIGPIPE, whose default
+     * action kills the process without a word. C programs and Python ignore it; the standalone
+     * Lua interpreters do not. Ignore it unless the host installed a handler of its own. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+        signal(SIGPIPE, SIG_IGN);
+    }
     if (!have) {
         struct lraft_loop **p = lua_newuserdata(L, sizeof *p);
         *p = NULL;

@@ -7,9 +7,9 @@
  * them with a protected call.
  *
  * Threads: the Lua state is touched only on the thread that created the module (the loop
- * thread). The runtime calls the state machine's snapshot and restore, and sometimes its log
- * function, on a libuv worker thread: those calls are marshalled to the loop thread (see
- * lraft_marshal) and the worker waits for the answer. */
+ * thread). The runtime calls the state machine's snapshot and restore, a log store written in
+ * Lua (store.c), and sometimes its log function, on a libuv worker thread: those calls are
+ * marshalled to the loop thread (see lraft_marshal) and the worker waits for the answer. */
 #ifndef LRAFT_H
 #define LRAFT_H
 
@@ -25,7 +25,9 @@
 #define LRAFT_SIM_MT "raft.sim"
 
 /* A call from a worker thread to be run on the loop thread. */
-enum { CALL_SNAPSHOT = 1, CALL_RELEASE, CALL_RESTORE, CALL_LOG };
+enum { CALL_SNAPSHOT = 1, CALL_RELEASE, CALL_RESTORE, CALL_LOG, CALL_FN };
+
+struct lraft_loop;
 
 struct lraft_node;
 
@@ -41,6 +43,9 @@ struct lraft_call {
     char *data;
     size_t size;
     int level;
+    /* FN: fn(loop, arg) on the loop thread (the log store's calls, store.c). */
+    void (*fn)(struct lraft_loop *m, void *arg);
+    void *arg;
     int rc;
     bool done;
     bool detached; /* RELEASE, LOG: nobody waits; the loop frees it */
@@ -93,6 +98,11 @@ void lraft_node_init(lua_State *L);
 void lraft_node_run_call(struct lraft_loop *m, struct lraft_call *c);
 void lraft_nodes_close_all(struct lraft_loop *m, lua_State *L);
 void lraft_nodes_deferred(struct lraft_loop *m);
+
+/* store.c: a craft_store calling the Lua table at idx (raft.node's log_store). Raises for a
+ * table without the required hooks. */
+int lraft_store_new(lua_State *L, struct lraft_loop *m, int idx, unsigned long long id,
+                    struct craft_store **out);
 
 /* sim.c */
 int lraft_sim_open(lua_State *L);

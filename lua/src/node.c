@@ -353,6 +353,9 @@ void lraft_node_run_call(struct lraft_loop *m, struct lraft_call *c)
     case CALL_LOG:
         deliver_log(nd, c->level, c->data);
         break;
+    case CALL_FN:
+        c->fn(m, c->arg);
+        break;
     }
 }
 
@@ -939,6 +942,12 @@ int lraft_node_open(lua_State *L)
     if (nd->snapshot_ref == LUA_NOREF) {
         c->snapshot_entries = 0; /* nothing to take snapshots with */
     }
+    lua_getfield(L, 1, "log_store");
+    if (!lua_isnil(L, -1)) {
+        /* The node owns the store from here: craft_uv_node_new closes it even on failure. */
+        lraft_store_new(L, m, -1, (unsigned long long)c->id, &c->store);
+    }
+    lua_pop(L, 1);
     c->fsm = (struct craft_uv_fsm){nd, fsm_apply, fsm_snapshot, fsm_restore};
     c->log = on_log;
     c->log_data = nd;

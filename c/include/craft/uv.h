@@ -131,7 +131,8 @@ CRAFT_API void craft_uv_config_init(struct craft_uv_config *c, craft_id id);
  * ---------------------------------------------------------------------------------------- */
 
 /* Opens the store (the data directory is locked), restores the state machine from the latest
- * snapshot, binds the address. On failure nothing is left open; *errmsg (if given) points to
+ * snapshot, binds the address. If the process leaves SIGPIPE at its default action, it is set to
+ * ignored (a peer that goes away must not kill the process). On failure nothing is left open; *errmsg (if given) points to
  * a static or node-owned description valid until the next call. */
 CRAFT_API int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
                                 struct craft_uv_node **out);

@@ -3,6 +3,7 @@
  * stopped by a fatal error (a store or state machine failure: the node refuses everything,
  * loudly, rather than go on with a log it cannot trust). */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -240,10 +241,23 @@ static void node_free(struct craft_uv_node *n)
     craft_free(n->alloc, n);
 }
 
+/* libuv writes to sockets with write(2): a peer that went away raises SIGPIPE, whose default
+ * action kills the process without a word (seen with standalone Lua hosts). Ignore it unless
+ * the program installed a handler of its own; the write then fails with EPIPE and the
+ * transport closes the connection. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+        signal(SIGPIPE, SIG_IGN);
+    }
+}
+
 int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
                       struct craft_uv_node **out)
 {
     last_error[0] = '\0';
+    ignore_sigpipe();
     if (loop == NULL || c == NULL || out == NULL || c->id == 0 || c->address == NULL ||
         strlen(c->address) >= CRAFT_ADDRESS_MAX || c->heartbeat_ms == 0 ||
         c->election_timeout_ms < 2 * c->heartbeat_ms ||
