@@ -174,12 +174,23 @@ static int list_files(const char *dir, const char *prefix, const char *suffix, c
     return n;
 }
 
-/* Record boundaries of a segment image: offsets where whole records end (after the header). */
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (p[k] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Record boundaries of a segment image: offsets where whole records end (after the header),
+ * up to the preallocated tail of zeros. */
 static int record_ends(const uint8_t *seg, size_t len, size_t *ends, int max)
 {
     size_t pos = 40;
     int n = 0;
-    while (pos + 40 <= len && n < max) {
+    while (pos + 40 <= len && n < max && !all_zero(seg + pos, 40)) {
         uint32_t size = (uint32_t)seg[pos + 4] | (uint32_t)seg[pos + 5] << 8 |
                         (uint32_t)seg[pos + 6] << 16 | (uint32_t)seg[pos + 7] << 24;
         if (pos + 40 + size > len) {
@@ -193,6 +204,11 @@ static int record_ends(const uint8_t *seg, size_t len, size_t *ends, int max)
 
 /* --- The log cut at every byte of its last segment ----------------------------------------- */
 
+/* Segments are preallocated: the records are followed by zeros up to the file's size. A crash
+ * in an append leaves the records written before it, then any prefix of the new bytes, then
+ * the zeros that were there (mode 1); a crash between the two steps of a cut (truncation or
+ * repair) leaves a file that ends early (mode 0). Both are tried at every byte of the written
+ * part, and the file cut anywhere in the zero tail must lose nothing. */
 static void cut_every_offset(uint64_t segment_size, craft_index total)
 {
     char *dir = harness_tmpdir();
@@ -212,6 +228,7 @@ static void cut_every_offset(uint64_t segment_size, craft_index total)
     char names[256][64];
     int nseg = list_files(dir, "wal-", ".seg", names, 256);
     CHECK(nseg >= 1);
+    CHECK(total > 100 || nseg == 1); /* the single-segment case is one */
     char path[4200];
     path_join(path, sizeof path, dir, names[nseg - 1]);
     size_t len = 0;
@@ -219,50 +236,78 @@ static void cut_every_offset(uint64_t segment_size, craft_index total)
     CHECK(image != NULL);
     size_t ends[4096];
     int nrec = record_ends(image, len, ends, 4096);
-    CHECK_EQ(ends[nrec - 1], len);
+    CHECK(nrec > 0);
+    size_t dlen = ends[nrec - 1];
+    /* The file has its preallocated size, zeros after the records. */
+    CHECK(len >= dlen);
+    CHECK_EQ(len, (size_t)(segment_size > dlen ? segment_size : len));
+    CHECK(all_zero(image + dlen, len - dlen));
     craft_index seg_first = total - (craft_index)nrec + 1;
 
-    for (size_t cut = 0; cut <= len && !harness_failed(); cut++) {
-        CHECK_OK(write_file(path, image, cut));
-        struct log_count lc;
-        memset(&lc, 0, sizeof lc);
-        char *msg = NULL;
-        int rv = open_store(dir, segment_size, false, &lc, &s, &msg);
-        if (cut < 40) {
-            /* Segments are created whole under a temporary name and renamed: a segment with
-             * half a header cannot come from a crash. */
-            CHECK_EQ(rv, CRAFT_ECORRUPT);
-            CHECK(msg != NULL && strstr(msg, names[nseg - 1]) != NULL);
-            free(msg);
-            continue;
+    for (size_t cut = 0; cut <= len && !harness_failed();) {
+        for (int mode = 0; mode < 2 && !harness_failed(); mode++) {
+            if (mode == 1 && cut >= dlen) {
+                continue; /* the same as the file as written */
+            }
+            CHECK_OK(write_file(path, image, cut));
+            if (mode == 1) {
+                CHECK_OK(truncate(path, (off_t)len)); /* zeros after the cut */
+            }
+            struct log_count lc;
+            memset(&lc, 0, sizeof lc);
+            char *msg = NULL;
+            int rv = open_store(dir, segment_size, false, &lc, &s, &msg);
+            if (cut < 40) {
+                /* Segments are created whole under a temporary name and renamed: a segment
+                 * with half a header cannot come from a crash. */
+                CHECK_EQ(rv, CRAFT_ECORRUPT);
+                CHECK(msg != NULL && strstr(msg, names[nseg - 1]) != NULL);
+                free(msg);
+                continue;
+            }
+            if (rv != 0) {
+                FAIL("cut at %zu (mode %d): open failed: %s", cut, mode, msg != NULL ? msg : "?");
+            }
+            /* The whole records survive, and nothing else: a record is whole if what it lost
+             * was zeros anyway (mode 1) or nothing (mode 0). */
+            int whole = 0;
+            while (whole < nrec && (ends[whole] <= cut ||
+                                    (mode == 1 && all_zero(image + cut, ends[whole] - cut)))) {
+                whole++;
+            }
+            size_t kept = whole > 0 ? ends[whole - 1] : 40;
+            /* A torn tail is cut and logged when non-zero bytes of a record were lost. */
+            bool torn = cut > kept && !all_zero(image + kept, cut - kept);
+            check_log(s, 1, seg_first + (craft_index)whole - 1);
+            CHECK_EQ(lc.torn, torn ? 1 : 0);
+            CHECK_EQ(lc.other_warn, 0);
+            /* The torn bytes are gone from the file, not only from memory: zeros follow. */
+            size_t flen = 0;
+            uint8_t *now = read_file(path, &flen);
+            CHECK(now != NULL && flen >= kept);
+            CHECK(now != NULL && memcmp(now, image, kept) == 0 &&
+                  all_zero(now + kept, flen - kept));
+            free(now);
+            /* The log goes on from there, and the next open finds nothing to repair. */
+            craft_index last = seg_first + (craft_index)whole - 1;
+            CHECK_OK(append_range(s, last + 1, last + 3));
+            craft_store_close(s);
+            memset(&lc, 0, sizeof lc);
+            CHECK_OK(open_store(dir, segment_size, false, &lc, &s, NULL));
+            check_log(s, 1, last + 3);
+            CHECK_EQ(lc.torn, 0);
+            craft_store_close(s);
+            if (harness_failed()) {
+                fprintf(stderr, "at cut %zu (mode %d)\n", cut, mode);
+            }
         }
-        if (rv != 0) {
-            FAIL("cut at %zu: open failed: %s", cut, msg != NULL ? msg : "?");
-        }
-        /* The whole records before the cut survive, and nothing else. */
-        int whole = 0;
-        while (whole < nrec && ends[whole] <= cut) {
-            whole++;
-        }
-        bool at_boundary = cut == 40 || (whole > 0 && ends[whole - 1] == cut);
-        check_log(s, 1, seg_first + (craft_index)whole - 1);
-        CHECK_EQ(lc.torn, at_boundary ? 0 : 1);
-        /* The torn bytes are gone from the file, not only from memory. */
-        struct stat st;
-        CHECK_OK(stat(path, &st));
-        CHECK_EQ((size_t)st.st_size, whole > 0 ? ends[whole - 1] : 40);
-        CHECK_EQ(lc.other_warn, 0);
-        /* The log goes on from there, and the next open finds nothing to repair. */
-        craft_index last = seg_first + (craft_index)whole - 1;
-        CHECK_OK(append_range(s, last + 1, last + 3));
-        craft_store_close(s);
-        memset(&lc, 0, sizeof lc);
-        CHECK_OK(open_store(dir, segment_size, false, &lc, &s, NULL));
-        check_log(s, 1, last + 3);
-        CHECK_EQ(lc.torn, 0);
-        craft_store_close(s);
-        if (harness_failed()) {
-            fprintf(stderr, "at cut %zu\n", cut);
+        /* Every byte of the records; in the zero tail, the places that matter. */
+        if (cut < dlen + 41) {
+            cut++;
+        } else if (cut < len && len - cut > 512) {
+            cut = (cut | 511) + 1;
+        } else {
+            cut = cut < len - 1 ? len - 1 : cut + 1;
         }
     }
     free(image);
@@ -270,12 +315,144 @@ static void cut_every_offset(uint64_t segment_size, craft_index total)
 
 TEST(log_cut_at_every_offset_of_a_single_segment)
 {
-    cut_every_offset(1 << 20, 60);
+    /* 60 entries take about 6 KiB: one segment of 8 KiB with a zero tail of about 2 KiB (a
+     * bigger one costs every iteration a free and a reallocation of its blocks). */
+    cut_every_offset(8192, 60);
 }
 
 TEST(log_cut_at_every_offset_of_the_last_of_many_segments)
 {
     cut_every_offset(4096, 200);
+}
+
+/* --- Truncation and the preallocated tail ----------------------------------------------------- */
+
+static size_t file_size_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+/* Truncation zeros what follows the new end, durably: records it removed must never come back,
+ * neither after a crash nor when later appends stop short of where they were. */
+static void truncation_then_crash(bool fs)
+{
+    char *dir = harness_tmpdir();
+    struct craft_store *s = NULL;
+    struct log_count lc;
+    CHECK_OK(open_store(dir, 1 << 20, fs, NULL, &s, NULL));
+    for (craft_index lo = 1; lo <= 100; lo += 10) {
+        CHECK_OK(append_range(s, lo, lo + 9));
+    }
+    /* Cut in the middle of an append. */
+    CHECK_OK(s->truncate(s->impl, 65));
+    check_log(s, 1, 64);
+    /* "Crash" right after the truncation returned: a copy of the directory as it is. */
+    char cmd[9000], crashed[4200];
+    snprintf(crashed, sizeof crashed, "%s.crashed", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s && cp -r %s/. %s", crashed, dir, crashed);
+    CHECK_EQ(system(cmd), 0);
+    struct craft_store *c = NULL;
+    memset(&lc, 0, sizeof lc);
+    CHECK_OK(open_store(crashed, 1 << 20, fs, &lc, &c, NULL));
+    check_log(c, 1, 64);
+    CHECK_EQ(lc.torn, 0);
+    CHECK_EQ(lc.other_warn, 0);
+    /* Fewer entries than were removed: the old 68..100 must not reappear after them. */
+    CHECK_OK(append_range(c, 65, 67));
+    craft_store_close(c);
+    memset(&lc, 0, sizeof lc);
+    CHECK_OK(open_store(crashed, 1 << 20, fs, &lc, &c, NULL));
+    check_log(c, 1, 67);
+    CHECK_EQ(lc.torn, 0);
+    CHECK_EQ(lc.other_warn, 0);
+    craft_store_close(c);
+    /* The file kept its preallocated size, zeros after the records. */
+    char names[8][64], path[4200];
+    CHECK_EQ(list_files(dir, "wal-", ".seg", names, 8), 1);
+    path_join(path, sizeof path, dir, names[0]);
+    CHECK_EQ(file_size_of(path), (size_t)1 << 20);
+    size_t len = 0;
+    uint8_t *img = read_file(path, &len);
+    size_t ends[256];
+    int n = record_ends(img, len, ends, 256);
+    CHECK_EQ(n, 64);
+    CHECK(all_zero(img + ends[n - 1], len - ends[n - 1]));
+    free(img);
+    craft_store_close(s);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", crashed);
+    CHECK_EQ(system(cmd), 0);
+
+    /* Across segments: later segments go, the one holding from is cut and zeroed. */
+    char *dir2 = harness_tmpdir();
+    CHECK_OK(open_store(dir2, 4096, fs, NULL, &s, NULL));
+    CHECK_OK(append_range(s, 1, 200));
+    for (craft_index lo = 201; lo <= 300; lo += 5) {
+        CHECK_OK(append_range(s, lo, lo + 4));
+    }
+    CHECK_OK(s->truncate(s->impl, 230));
+    CHECK_OK(append_range(s, 230, 231));
+    craft_store_close(s);
+    memset(&lc, 0, sizeof lc);
+    CHECK_OK(open_store(dir2, 4096, fs, &lc, &s, NULL));
+    check_log(s, 1, 231);
+    CHECK_EQ(lc.torn, 0);
+    CHECK_EQ(lc.other_warn, 0);
+    craft_store_close(s);
+}
+
+TEST(truncated_suffix_never_comes_back_after_a_crash)
+{
+    /* With fsync the zeros are allocated (fallocate), without it they are sparse. */
+    truncation_then_crash(false);
+    truncation_then_crash(true);
+}
+
+/* A clean shutdown leaves the last segment with its zero tail: the next open reads it as the
+ * end of the log, reports nothing, changes nothing, and appends continue in the same file. */
+static void reopen_after_clean_shutdown(bool fs)
+{
+    char *dir = harness_tmpdir();
+    struct craft_store *s = NULL;
+    struct log_count lc;
+    CHECK_OK(open_store(dir, 1 << 20, fs, NULL, &s, NULL));
+    CHECK_OK(append_range(s, 1, 50));
+    craft_store_close(s);
+    char names[8][64], path[4200];
+    CHECK_EQ(list_files(dir, "wal-", ".seg", names, 8), 1);
+    path_join(path, sizeof path, dir, names[0]);
+    size_t len_a = 0, len_b = 0;
+    uint8_t *img_a = read_file(path, &len_a);
+    CHECK_EQ(len_a, (size_t)1 << 20);
+    for (int round = 0; round < 3; round++) {
+        memset(&lc, 0, sizeof lc);
+        CHECK_OK(open_store(dir, 1 << 20, fs, &lc, &s, NULL));
+        check_log(s, 1, 50);
+        CHECK_EQ(lc.torn, 0);
+        CHECK_EQ(lc.other_warn, 0);
+        craft_store_close(s);
+    }
+    uint8_t *img_b = read_file(path, &len_b);
+    CHECK_EQ(len_b, len_a);
+    CHECK(memcmp(img_a, img_b, len_a) == 0);
+    free(img_a);
+    free(img_b);
+    CHECK_OK(open_store(dir, 1 << 20, fs, NULL, &s, NULL));
+    CHECK_OK(append_range(s, 51, 60));
+    craft_store_close(s);
+    memset(&lc, 0, sizeof lc);
+    CHECK_OK(open_store(dir, 1 << 20, fs, &lc, &s, NULL));
+    check_log(s, 1, 60);
+    CHECK_EQ(lc.torn, 0);
+    craft_store_close(s);
+    CHECK_EQ(list_files(dir, "wal-", ".seg", names, 8), 1);
+    CHECK_EQ(file_size_of(path), (size_t)1 << 20);
+}
+
+TEST(reopen_after_clean_shutdown_with_a_preallocated_tail)
+{
+    reopen_after_clean_shutdown(false);
+    reopen_after_clean_shutdown(true);
 }
 
 /* --- The hard state torn at every offset ----------------------------------------------------- */

@@ -113,16 +113,18 @@ static int dump_segments(const char *dir, int dirfd)
             expect = 0;
             continue;
         }
-        printf("%s: entries %" PRIu64 "..%" PRIu64 " (%zu), %" PRIu64 " bytes, terms", name,
-               seg.first, seg.first + seg.n - 1, seg.n, res.file_size);
+        /* Segments are preallocated: the records end where the zero tail begins. */
+        printf("%s: entries %" PRIu64 "..%" PRIu64 " (%zu), %" PRIu64 " bytes (file %" PRIu64
+               "), terms",
+               name, seg.first, seg.first + seg.n - 1, seg.n, res.cut, res.file_size);
         for (size_t r = 0; r < seg.n_runs; r++) {
             printf(" %" PRIu64 "@%" PRIu64, seg.runs[r].term, seg.runs[r].index);
         }
         printf("%s\n", seg.n == 0 ? " (empty)" : "");
-        if (res.cut < res.file_size) {
+        if (res.torn) {
             printf("%s: torn tail at offset %" PRIu64 " (%s): %" PRIu64
                    " bytes the next open cuts\n",
-                   name, res.cut, res.why, res.file_size - res.cut);
+                   name, res.cut, res.why, res.end - res.cut);
         }
         if (expect != 0 && seg.first != expect) {
             printf("%s: CRAFT_ECORRUPT  [starts at index %" PRIu64 ", expected %" PRIu64

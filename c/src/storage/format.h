@@ -45,15 +45,20 @@ static inline uint64_t craft__get64(const uint8_t *p)
 /* --- Segment files: wal-<seq, 16 hex digits>.seg ------------------------------------------
  *
  *   0  8  magic "CRAFTWAL"
- *   8  4  format version (1)
+ *   8  4  format version (2)
  *  12  4  header size in bytes (40)
  *  16  8  segment sequence number (matches the file name)
  *  24  8  index of the first record the segment holds
  *  32  4  reserved, 0
  *  36  4  CRC32C of bytes 0..35
+ *
+ * Version 2: segments are preallocated (their size is given when they are created, as zeros),
+ * so the end of the written log is the first record boundary followed only by zero bytes, not
+ * the end of the file. Version 1 (files grown by every append) is refused: a version 1 reader
+ * would take a version 2 zero tail for damage.
  */
 #define CRAFT__SEG_MAGIC "CRAFTWAL"
-#define CRAFT__SEG_VERSION 1u
+#define CRAFT__SEG_VERSION 2u
 #define CRAFT__SEG_HEADER_SIZE 40u
 
 struct craft__seg_header {

@@ -1,5 +1,9 @@
 /* File-system helpers of the durable store (see fs.h). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* fallocate */
+#endif
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -109,4 +113,29 @@ int craft__storage_file_size(int fd, uint64_t *size)
     }
     *size = (uint64_t)st.st_size;
     return 0;
+}
+
+int craft__storage_preallocate(int fd, uint64_t size, bool allocate)
+{
+    uint64_t cur;
+    int rv = craft__storage_file_size(fd, &cur);
+    if (rv != 0 || cur >= size) {
+        return rv;
+    }
+#ifdef __linux__
+    while (allocate && fallocate(fd, 0, (off_t)cur, (off_t)(size - cur)) != 0) {
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno != EOPNOTSUPP && errno != ENOSYS) {
+            return -errno;
+        }
+        break; /* not supported here: a sparse extension reads as zeros too */
+    }
+    rv = craft__storage_file_size(fd, &cur);
+    if (rv != 0 || cur >= size) {
+        return rv;
+    }
+#endif
+    return ftruncate(fd, (off_t)size) == 0 ? 0 : -errno;
 }

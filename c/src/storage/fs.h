@@ -39,5 +39,10 @@ int craft__storage_datasync(int fd, bool sync);
 int craft__storage_syncdir(int dirfd, bool sync);
 /* The size of the file: 0 or -errno. */
 int craft__storage_file_size(int fd, uint64_t *size);
+/* Extends the file to size bytes of zeros, so that later writes below size overwrite instead
+ * of growing the file: allocated (fallocate) if allocate is true and the file system can,
+ * sparse (ftruncate) otherwise. Nothing if the file is already that long. Not synced: 0 or
+ * -errno. */
+int craft__storage_preallocate(int fd, uint64_t size, bool allocate);
 
 #endif

@@ -186,15 +186,25 @@ int craft__storage_wal_load(struct craft__wal *w, craft_index base,
             craft__storage_seg_free(w, &seg);
             break;
         }
-        if (res.cut < res.file_size) {
+        if (res.torn) {
             w->torn = true;
             w->tail = res;
+        }
+        if (k + 1 == n) {
+            w->tail_size = res.file_size;
         }
     }
     if (n > 0) {
         w->next_seq = seqs[n - 1] + 1;
     }
     craft_free(w->a, seqs);
+    /* The scan read whole (preallocated) segments into the scratch buffer: appends need far
+     * less, so let it grow again from nothing. */
+    if (w->buf_cap > ((size_t)1 << 20)) {
+        craft_free(w->a, w->buf);
+        w->buf = NULL;
+        w->buf_cap = 0;
+    }
     return rv;
 }
 
@@ -244,10 +254,8 @@ int craft__storage_wal_repair(struct craft__wal *w, struct craft__storage_err *e
         struct craft__wal_seg *s = &w->segs[w->n_segs - 1];
         char name[32];
         craft__storage_seg_name(s->seq, name);
-        int rv = ftruncate(s->fd, (off_t)w->tail.cut) != 0 ? -errno : 0;
-        if (rv == 0) {
-            rv = craft__storage_datasync(s->fd, w->sync);
-        }
+        /* Zeros from the cut on, durably: the torn bytes must not be read again. */
+        int rv = craft__storage_seg_zero_from(w, s->fd, w->tail.cut);
         if (rv != 0) {
             return craft__storage_errf(err, CRAFT_EIO, "cut torn tail of %s: %s", name,
                                        strerror(-rv));
@@ -255,8 +263,17 @@ int craft__storage_wal_repair(struct craft__wal *w, struct craft__storage_err *e
         craft__storage_logf(w->log, w->log_data, CRAFT_STORE_LOG_WARN,
               "storage: event=torn_tail file=%s offset=%" PRIu64 " cut_bytes=%" PRIu64
               " last_index=%" PRIu64 " reason=\"%s\"",
-              name, w->tail.cut, w->tail.file_size - w->tail.cut, seg_last(s), w->tail.why);
+              name, w->tail.cut, w->tail.end - w->tail.cut, seg_last(s), w->tail.why);
         w->torn = false;
+    } else if (w->n_segs > 0 && w->tail_size < craft__storage_seg_prealloc_size(w)) {
+        /* A last segment shorter than its preallocated size (written past by a big append,
+         * or cut by a crash between a truncation's two steps): give it its size back, so that
+         * appends overwrite. Only zeros are added; a failure changes nothing. */
+        struct craft__wal_seg *s = &w->segs[w->n_segs - 1];
+        if (s->offs[s->n] < w->segment_size &&
+            craft__storage_preallocate(s->fd, craft__storage_seg_prealloc_size(w), w->sync) == 0) {
+            (void)craft__storage_datasync(s->fd, w->sync);
+        }
     }
     return drop_compacted(w, err);
 }
@@ -346,10 +363,15 @@ int craft__storage_wal_append(struct craft__wal *w, const struct craft_entry *en
     craft__storage_seg_name(s->seq, name);
     rv = craft__storage_pwrite_all(s->fd, w->buf, total, start);
     if (rv != 0) {
-        /* Put the file back as it was, so that a transient error (ENOSPC) leaves a usable
-         * log. If even that fails, the caller gives up on the store. */
+        /* Put the file back as it was (zeros from start), so that a transient error (ENOSPC)
+         * leaves a usable log. If even that fails, the caller gives up on the store. The
+         * zeros need not be extended again: a segment shorter than its preallocation is
+         * valid. */
         if (ftruncate(s->fd, start) != 0) {
             w->broken = true;
+        } else {
+            (void)craft__storage_preallocate(s->fd, craft__storage_seg_prealloc_size(w),
+                                             w->sync);
         }
         return craft__storage_errf(err, CRAFT_EIO, "write %s at offset %" PRIu32 ": %s", name,
                                    start, strerror(-rv));
@@ -389,10 +411,10 @@ int craft__storage_wal_truncate(struct craft__wal *w, craft_index from,
     size_t k = (size_t)(from - s->first);
     char name[32];
     craft__storage_seg_name(s->seq, name);
-    int rv = ftruncate(s->fd, (off_t)s->offs[k]) != 0 ? -errno : 0;
-    if (rv == 0) {
-        rv = craft__storage_datasync(s->fd, w->sync);
-    }
+    /* The records from offs[k] on become zeros, durably (cut, synced, then the preallocated
+     * zeros extended again, synced): a crash leaves the old records or zeros, never stale
+     * records after zeros. */
+    int rv = craft__storage_seg_zero_from(w, s->fd, s->offs[k]);
     if (rv != 0) {
         w->broken = true;
         return craft__storage_errf(err, CRAFT_EIO, "truncate %s at offset %" PRIu32 ": %s",

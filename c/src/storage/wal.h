@@ -39,11 +39,14 @@ struct craft__wal_seg {
     size_t runs_cap;
 };
 
-/* What scanning a segment found at its end. */
+/* What scanning a segment found at its end. Segments are preallocated: after the written
+ * records comes a tail of zeros, up to the file's size. */
 struct craft__seg_scan {
     uint64_t file_size;
-    uint64_t cut;      /* where the valid records end; < file_size when a torn tail was found */
-    char why[128];     /* what was wrong at cut, when cut < file_size */
+    uint64_t cut;      /* where the valid records end (where the zero tail begins) */
+    uint64_t end;      /* after the last non-zero byte: > cut when a torn tail was found */
+    bool torn;         /* non-zero bytes after cut: a torn tail, to be zeroed from cut */
+    char why[128];     /* what was wrong at cut, when torn */
 };
 
 struct craft__wal {
@@ -65,6 +68,7 @@ struct craft__wal {
     /* Set by load when the last segment ends in a torn tail, for repair to cut. */
     bool torn;
     struct craft__seg_scan tail;
+    uint64_t tail_size; /* the size of the last segment's file when it was loaded */
 };
 
 /* --- One segment (wal_segment.c) --- */
@@ -73,17 +77,26 @@ struct craft__wal {
 void craft__storage_seg_name(uint64_t seq, char *name);
 /* Parses a segment file name: true and *seq if name is one. */
 bool craft__storage_seg_parse_name(const char *name, uint64_t *seq);
-/* Creates an empty segment (header only) through a temporary name, synced and renamed, so a
- * segment file under its real name always has a whole header. */
+/* Creates an empty segment (header, then zeros up to the preallocated size) through a
+ * temporary name, synced and renamed, so a segment file under its real name always has a whole
+ * header. */
 int craft__storage_seg_create(struct craft__wal *w, uint64_t seq, craft_index first,
                               struct craft__wal_seg *seg, struct craft__storage_err *err);
 /* Opens and checks the segment with sequence seq, filling seg. Records must start at the
- * header's first index, be contiguous, and have terms not below prev_term. In the last
- * segment, damage confined to the last append is a torn tail: res->cut says where to cut.
- * Anything else is CRAFT_ECORRUPT with a message naming the file and the offset. */
+ * header's first index, be contiguous, and have terms not below prev_term; they end at the
+ * first record boundary followed only by zeros (the preallocated tail), or at the end of the
+ * file. In the last segment, damage confined to the last append is a torn tail: res->torn,
+ * and res->cut says where the zeros must begin. Anything else is CRAFT_ECORRUPT with a
+ * message naming the file and the offset. */
 int craft__storage_seg_scan(struct craft__wal *w, uint64_t seq, bool last, craft_term prev_term,
                             struct craft__wal_seg *seg, struct craft__seg_scan *res,
                             struct craft__storage_err *err);
+/* The size segments are preallocated to: segment_size rounded up to 4 KiB, at most 1 GiB. */
+uint64_t craft__storage_seg_prealloc_size(const struct craft__wal *w);
+/* Cuts the file back to off and gives it its preallocated size again (zeros after off), synced
+ * step by step: the cut is durable before the zeros are extended, so stale bytes after off
+ * never come back. */
+int craft__storage_seg_zero_from(struct craft__wal *w, int fd, uint64_t off);
 /* Makes room for n more records in seg's arrays. */
 int craft__storage_seg_reserve(struct craft__wal *w, struct craft__wal_seg *seg, size_t n);
 /* Records one more record ending at end with term t (room reserved beforehand). */

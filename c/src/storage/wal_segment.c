@@ -3,6 +3,9 @@
  * where torn writes are told apart from corruption (see seg_scan below); everything else about
  * segments is bookkeeping of the offsets and term runs kept in memory.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* SEEK_DATA, SEEK_HOLE */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -121,6 +124,30 @@ void craft__storage_seg_free(struct craft__wal *w, struct craft__wal_seg *seg)
     seg->runs = NULL;
 }
 
+uint64_t craft__storage_seg_prealloc_size(const struct craft__wal *w)
+{
+    uint64_t size = (w->segment_size + 4095) & ~(uint64_t)4095;
+    return size < ((uint64_t)1 << 30) ? size : (uint64_t)1 << 30;
+}
+
+int craft__storage_seg_zero_from(struct craft__wal *w, int fd, uint64_t off)
+{
+    int rv = ftruncate(fd, (off_t)off) != 0 ? -errno : 0;
+    if (rv == 0) {
+        rv = craft__storage_datasync(fd, w->sync);
+    }
+    if (rv == 0) {
+        rv = craft__storage_preallocate(fd, craft__storage_seg_prealloc_size(w), w->sync);
+        if (rv == -ENOSPC || rv == -EDQUOT) {
+            rv = 0; /* a segment shorter than its preallocated size is still valid */
+        }
+        if (rv == 0) {
+            rv = craft__storage_datasync(fd, w->sync);
+        }
+    }
+    return rv;
+}
+
 int craft__storage_seg_create(struct craft__wal *w, uint64_t seq, craft_index first,
                               struct craft__wal_seg *seg, struct craft__storage_err *err)
 {
@@ -142,6 +169,13 @@ int craft__storage_seg_create(struct craft__wal *w, uint64_t seq, craft_index fi
         rv = -errno;
     } else {
         rv = craft__storage_pwrite_all(fd, hdr, sizeof hdr, 0);
+        /* The whole size now, as allocated zeros: appends then overwrite blocks of a file
+         * whose size does not change, and their fdatasync has no inode to write. Without
+         * fsync there is no sync to spare, and allocating up front would only cost (on tmpfs,
+         * 64 MiB of memory zeroed at once): the size is given sparsely. */
+        if (rv == 0) {
+            rv = craft__storage_preallocate(fd, craft__storage_seg_prealloc_size(w), w->sync);
+        }
         if (rv == 0) {
             rv = craft__storage_datasync(fd, w->sync);
         }
@@ -191,9 +225,91 @@ static bool later_batch_at(const uint8_t *buf, size_t len, size_t pos, craft_ind
     return false;
 }
 
-/* Reads the whole file into w->buf. */
-static int read_file(struct craft__wal *w, int fd, const char *name, size_t *len,
-                     struct craft__storage_err *err)
+/* The first non-zero byte of buf[from, len), or len. */
+static size_t next_nonzero(const uint8_t *buf, size_t from, size_t len)
+{
+    size_t k = from;
+    while (k < len && (k & 7) != 0) {
+        if (buf[k] != 0) {
+            return k;
+        }
+        k++;
+    }
+    while (len - k >= 8) {
+        uint64_t v;
+        memcpy(&v, buf + k, 8);
+        if (v != 0) {
+            break;
+        }
+        k += 8;
+    }
+    while (k < len && buf[k] == 0) {
+        k++;
+    }
+    return k;
+}
+
+/* Just after the last non-zero byte of buf[from, len), or from. */
+static size_t end_nonzero(const uint8_t *buf, size_t from, size_t len)
+{
+    size_t k = len;
+    while (k > from && (k & 7) != 0) {
+        if (buf[k - 1] != 0) {
+            return k;
+        }
+        k--;
+    }
+    while (k - from >= 8) {
+        uint64_t v;
+        memcpy(&v, buf + k - 8, 8);
+        if (v != 0) {
+            break;
+        }
+        k -= 8;
+    }
+    while (k > from && buf[k - 1] == 0) {
+        k--;
+    }
+    return k;
+}
+
+/* Where the file's last region of data ends (holes read as zeros, and a preallocated tail
+ * that was never written is one: fallocate's unwritten extents or a sparse extension), plus
+ * a margin of zeros; the file size if the file system cannot tell. */
+static uint64_t data_limit(int fd, uint64_t size)
+{
+#ifdef SEEK_HOLE
+    uint64_t off = 0, end = 0;
+    for (;;) {
+        off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+        if (d < 0) {
+            if (errno != ENXIO) {
+                return size; /* cannot tell: read everything */
+            }
+            break; /* no data after off */
+        }
+        off_t h = lseek(fd, d, SEEK_HOLE);
+        if (h < 0) {
+            return size;
+        }
+        end = (uint64_t)h;
+        if (end >= size) {
+            return size;
+        }
+        off = end;
+    }
+    end += 4096; /* margin: a record header torn at the edge still reads as zeros after it */
+    return end < size ? end : size;
+#else
+    (void)fd;
+    return size;
+#endif
+}
+
+/* Reads the file into w->buf: up to its size if whole, else up to the end of its last data
+ * region plus a margin when only holes (zeros) follow; *file_size is the file's size. */
+static int read_file(struct craft__wal *w, int fd, const char *name, bool whole, size_t *len,
+                     uint64_t *file_size, struct craft__storage_err *err)
 {
     uint64_t size;
     int rv = craft__storage_file_size(fd, &size);
@@ -203,6 +319,10 @@ static int read_file(struct craft__wal *w, int fd, const char *name, size_t *len
     if (size > UINT32_MAX) {
         return craft__storage_errf(err, CRAFT_ECORRUPT, "%s: %" PRIu64 " bytes, above 4 GiB",
                                    name, size);
+    }
+    *file_size = size;
+    if (!whole) {
+        size = data_limit(fd, size);
     }
     if (size > w->buf_cap) {
         uint8_t *p = craft_realloc(w->a, w->buf, (size_t)size);
@@ -235,16 +355,23 @@ int craft__storage_seg_scan(struct craft__wal *w, uint64_t seq, bool last, craft
         return craft__storage_errf(err, CRAFT_EIO, "open %s: %s", name, strerror(errno));
     }
     seg->fd = fd;
+    bool whole = false; /* read up to the file's size, not only to its last data */
+reread:;
     size_t len = 0;
-    int rv = read_file(w, fd, name, &len, err);
+    uint64_t file_size = 0;
+    int rv = read_file(w, fd, name, whole, &len, &file_size, err);
     if (rv != 0) {
         goto fail;
     }
     const uint8_t *buf = w->buf;
-    res->file_size = len;
+    res->file_size = file_size;
 
     struct craft__seg_header sh;
     rv = craft__seg_header_decode(buf, len, &sh);
+    if (rv != 0 && !whole && len < file_size) {
+        whole = true;
+        goto reread;
+    }
     if (rv == CRAFT_EVERSION) {
         craft__storage_errf(err, rv, "%s: unsupported format version %" PRIu32, name,
                             craft__get32(buf + 8));
@@ -271,7 +398,18 @@ int craft__storage_seg_scan(struct craft__wal *w, uint64_t seq, bool last, craft
     while (pos < len) {
         craft_index want = seg->first + seg->n;
         struct craft__rec_header h;
-        if (len - pos < CRAFT__REC_HEADER_SIZE) {
+        size_t avail = len - pos < CRAFT__REC_HEADER_SIZE ? len - pos : CRAFT__REC_HEADER_SIZE;
+        if (next_nonzero(buf, pos, pos + avail) == pos + avail) {
+            /* Zeros at a record boundary (a record header is never all zeros: its index is
+             * not 0): the end of the written log if only zeros follow, the preallocated tail;
+             * damage if anything else does. */
+            if (next_nonzero(buf, pos + avail, len) == len) {
+                break;
+            }
+            why = "zeroed record header before more data";
+            break;
+        }
+        if (avail < CRAFT__REC_HEADER_SIZE) {
             why = "record header cut short";
             break;
         }
@@ -313,10 +451,24 @@ int craft__storage_seg_scan(struct craft__wal *w, uint64_t seq, bool last, craft
         batch_ended = (h.flags & CRAFT__REC_FLAG_END) != 0;
         pos = end;
     }
+    /* Something reaches past what was read, into the holes: read everything and look again
+     * (holes read as zeros, so this only matters to records whose last blocks are holes). */
+    if (why != NULL && !whole && len < file_size &&
+        (strcmp(why, "record header cut short") == 0 ||
+         strcmp(why, "record payload cut short") == 0)) {
+        whole = true;
+        seg->n = 0;
+        seg->n_runs = 0;
+        goto reread;
+    }
     res->cut = pos;
+    res->end = pos;
     if (why == NULL) {
         return 0;
     }
+    /* Past the last non-zero byte there is nothing but the preallocated tail. */
+    size_t data_end = end_nonzero(buf, pos, len);
+    res->end = data_end;
     craft_index next = seg->first + seg->n;
     if (!last) {
         /* Segments before the last were complete before the next one was begun. */
@@ -331,7 +483,12 @@ int craft__storage_seg_scan(struct craft__wal *w, uint64_t seq, bool last, craft
      * damaged append had been acknowledged: that is corruption, not a crash. */
     craft_index damaged_batch = batch_ended ? next : batch;
     size_t q = skip_to > pos ? skip_to : pos + 1;
-    while (q < len) {
+    while (q < data_end) {
+        /* A record header holds a non-zero byte within its 40 bytes: skip runs of zeros. */
+        size_t z = next_nonzero(buf, q, data_end);
+        if (z >= q + CRAFT__REC_HEADER_SIZE) {
+            q = z - (CRAFT__REC_HEADER_SIZE - 1);
+        }
         size_t step = q + 1;
         if (later_batch_at(buf, len, q, next - 1, damaged_batch, next, &step)) {
             rv = craft__storage_errf(err, CRAFT_ECORRUPT,
@@ -342,6 +499,7 @@ int craft__storage_seg_scan(struct craft__wal *w, uint64_t seq, bool last, craft
         }
         q = step > q ? step : q + 1;
     }
+    res->torn = true;
     snprintf(res->why, sizeof res->why, "%s", why);
     return 0;
 

@@ -241,6 +241,8 @@ static void node_free(struct craft_uv_node *n)
     craft_free(n->alloc, n);
 }
 
+static void prepare_cb(uv_prepare_t *p);
+
 /* libuv writes to sockets with write(2): a peer that went away raises SIGPIPE, whose default
  * action kills the process without a word (seen with standalone Lua hosts). Ignore it unless
  * the program installed a handler of its own; the write then fails with EPIPE and the
@@ -338,7 +340,11 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
     n->tick.data = n;
     uv_async_init(loop, &n->async, craft__uv_async_cb);
     n->async.data = n;
-    n->open_handles = 2;
+    uv_prepare_init(loop, &n->prepare);
+    n->prepare.data = n;
+    uv_prepare_start(&n->prepare, prepare_cb);
+    uv_unref((uv_handle_t *)&n->prepare); /* it must not keep the loop alive */
+    n->open_handles = 3;
     craft__uv_log(n, CRAFT_UV_INFO, "event=open address=%s term=%llu last_index=%llu",
                   craft__transport_address(n->transport),
                   (unsigned long long)craft_node_term(n->core),
@@ -458,21 +464,30 @@ void craft__uv_publish_status(struct craft_uv_node *n)
         s.refused_handshakes = ts.refused_handshakes;
     }
     s.stopped = n->dead;
-    n->published_ms = uv_now(n->loop);
+    n->status_dirty = false;
     uv_mutex_lock(&n->lock);
     n->status = s;
     uv_mutex_unlock(&n->lock);
 }
 
-/* After every input: the copy is refreshed at most once per millisecond of loop time (a busy
- * leader takes thousands of inputs per millisecond; a profile showed the copy as the runtime's
- * most expensive function), and at once when the role or leader changed. Ticks refresh it
- * unconditionally. */
+/* After every input: the copy is marked stale and refreshed once, just before the loop next
+ * waits for I/O (a busy leader takes many inputs per loop iteration; a profile showed the copy as
+ * the runtime's most expensive function when it was refreshed after each). A role or leader
+ * change refreshes it at once. */
 void craft__uv_maybe_publish_status(struct craft_uv_node *n)
 {
-    bool changed = n->status.role != n->role || n->status.leader != n->leader ||
-                   n->status.term != n->term;
-    if (changed || uv_now(n->loop) != n->published_ms) {
+    if (n->status.role != n->role || n->status.leader != n->leader ||
+        n->status.term != n->term) {
+        craft__uv_publish_status(n);
+        return;
+    }
+    n->status_dirty = true;
+}
+
+static void prepare_cb(uv_prepare_t *p)
+{
+    struct craft_uv_node *n = p->data;
+    if (n->status_dirty) {
         craft__uv_publish_status(n);
     }
 }
@@ -509,6 +524,7 @@ static void transport_closed(void *data)
     n->transport = NULL;
     uv_close((uv_handle_t *)&n->tick, handle_closed);
     uv_close((uv_handle_t *)&n->async, handle_closed);
+    uv_close((uv_handle_t *)&n->prepare, handle_closed);
 }
 
 /* Once the disk is idle: close the transport, then the handles, then free. */

@@ -94,12 +94,13 @@ struct craft_uv_node {
     craft_id dialed[64]; /* the peers handed to the transport (to drop those that leave) */
     unsigned n_dialed;
     craft_index synced_conf; /* the configuration index the transport's peers follow */
-    uint64_t published_ms;   /* when the status copy was last refreshed */
     uv_timer_t tick;
     uv_async_t async;
+    uv_prepare_t prepare;   /* refreshes the status copy before the loop blocks */
+    bool status_dirty;
     uv_mutex_t lock;        /* the submit queue and the status copy */
     uv_thread_t loop_thread;
-    unsigned open_handles;  /* tick, async: closed asynchronously at stop */
+    unsigned open_handles;  /* tick, async, prepare: closed asynchronously at stop */
 
     /* Cross-thread submissions (under lock), linked through req->internal[0]. */
     struct craft_uv_request *sub_head, *sub_tail;
