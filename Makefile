@@ -63,9 +63,10 @@ venv:
 # --- Python package (issue 6) ------------------------------------------------------------------
 # Installs the craft package (setup.py: the C sources of c/src plus python/src as craft._craft)
 # into .venv, with what python/tests use besides pytest: hypothesis (property tests over
-# craft.sim) and mypy (the .pyi check). `make test` runs it after `venv`; a failure does not stop
+# craft.sim), mypy (the .pyi check) and matplotlib (the latency plot of fault campaigns,
+# tests/faults/campaign.py). `make test` runs it after `venv`; a failure does not stop
 # make: python/tests then fail on `import craft` and the closing summary counts it.
-PY_TEST_DEPS := hypothesis mypy
+PY_TEST_DEPS := hypothesis mypy matplotlib
 python-install: venv
 	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_TEST_DEPS)
 	$(VENV)/bin/pip install -q --disable-pip-version-check .
