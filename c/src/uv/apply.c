@@ -18,7 +18,7 @@
 
 static void item_free(struct craft_uv_node *n, struct craft__item *it)
 {
-    craft_free(n->alloc, (void *)it->e.data);
+    /* An entry's payload lives in the same allocation as its item. */
     craft_configuration_close(&it->meta.conf, n->alloc);
     craft_free(n->alloc, it);
 }
@@ -46,7 +46,8 @@ static void push(struct craft_uv_node *n, struct craft__item *it)
 
 int craft__uv_queue_entry(struct craft_uv_node *n, const struct craft_entry *e)
 {
-    struct craft__item *it = craft_calloc(n->alloc, 1, sizeof *it);
+    /* One allocation per committed entry: the item, then its payload. */
+    struct craft__item *it = craft_calloc(n->alloc, 1, sizeof *it + e->size);
     if (it == NULL) {
         return CRAFT_ENOMEM;
     }
@@ -54,13 +55,8 @@ int craft__uv_queue_entry(struct craft_uv_node *n, const struct craft_entry *e)
     it->e = *e;
     it->e.data = NULL;
     if (e->size > 0) {
-        void *p = craft_malloc(n->alloc, e->size);
-        if (p == NULL) {
-            craft_free(n->alloc, it);
-            return CRAFT_ENOMEM;
-        }
-        memcpy(p, e->data, e->size);
-        it->e.data = p;
+        memcpy(it + 1, e->data, e->size);
+        it->e.data = it + 1;
     }
     push(n, it);
     return 0;
