@@ -409,6 +409,18 @@ struct craft_read_state {
 
 /* Outputs. */
 
+/* A follower whose log went backwards: it rejected a heartbeat at an index it had already
+ * acknowledged, so its disk lost entries it had promised to keep (a cut or wiped data
+ * directory, an older copy put back, a disk that lied about fsync). The leader re-replicates
+ * from what the follower really holds. Entries that counted this follower toward their commit
+ * may now be stored on fewer servers than Raft assumes: the driver should say so loudly
+ * (docs/core.md, "A follower whose log went backwards"). */
+struct craft_log_regression {
+    craft_id id;             /* the follower */
+    craft_index match;       /* what the leader had counted as stored there */
+    craft_index last_index;  /* the follower's last index now */
+};
+
 struct craft_update {
     /* Persistence ticket: once the hard state and entries below are durable (and those of
      * every earlier update), call craft_persisted(n, seq). 0 when there is nothing to persist. */
@@ -445,6 +457,9 @@ struct craft_update {
     /* Reads that became safe (or failed). */
     const struct craft_read_state *reads;
     size_t n_reads;
+    /* Leader: followers found to have lost acknowledged entries (see above). */
+    const struct craft_log_regression *regressions;
+    size_t n_regressions;
     /* Role or leader changed in this update. */
     bool role_changed;
     int role;

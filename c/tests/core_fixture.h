@@ -57,6 +57,9 @@ struct fx {
     bool no_snapshots[FX_MAX + 1]; /* ignore snapshot_wanted */
     struct craft_read_state reads[FX_MAX + 1][64];
     unsigned n_reads[FX_MAX + 1];
+    /* Followers whose log went backwards, as reported by each leader (the last one kept). */
+    unsigned n_regressions[FX_MAX + 1];
+    struct craft_log_regression regression[FX_MAX + 1];
 };
 
 static inline void fx_copy_msg(struct fx *f, struct fx_msg *dst, const struct craft_message *m)
@@ -170,6 +173,10 @@ static inline void fx_drain(struct fx *f, craft_id id)
         if (u.dropped_from != 0) {
             f->dropped_from[id] = u.dropped_from;
         }
+        for (size_t i = 0; i < u.n_regressions; i++) {
+            f->regression[id] = u.regressions[i];
+            f->n_regressions[id]++;
+        }
         f->role_changes[id] += u.role_changed;
         if (u.seq != 0) {
             f->last_seq[id] = u.seq;
@@ -263,6 +270,50 @@ static inline void fx_boot(struct fx *f, craft_id id, craft_term term, const cra
     free(e);
     free(buf);
     craft_configuration_close(&c, NULL);
+}
+
+/* Restarts node id from its own log as it is in memory (with automatic persistence, what its
+ * disk holds), keeping only entries up to keep_last (all of them if keep_last is past the
+ * end): a crash, or a disk that lost its tail. Its term and vote are kept unless hs is given.
+ * No snapshot may have been taken. */
+static inline void fx_restart_prefix(struct fx *f, craft_id id, craft_index keep_last,
+                                     const struct craft_hard_state *hs)
+{
+    struct craft_node *old = f->node[id];
+    craft_index last = craft_node_last_index(old);
+    if (keep_last > last) {
+        keep_last = last;
+    }
+    struct craft_entry *e = calloc(keep_last ? keep_last : 1, sizeof *e);
+    for (craft_index i = 1; i <= keep_last; i++) {
+        const struct craft_entry *src = craft_node_entry(old, i);
+        if (src == NULL) {
+            abort(); /* compacted: this helper needs the whole log */
+        }
+        e[i - 1] = *src;
+        if (src->size > 0) {
+            void *p = malloc(src->size);
+            memcpy(p, src->data, src->size);
+            e[i - 1].data = p;
+        }
+    }
+    struct craft_boot b = {0};
+    b.hard_state.term = craft_node_term(old);
+    b.hard_state.vote = craft_node_vote(old);
+    if (hs != NULL) {
+        b.hard_state = *hs;
+    }
+    b.entries = e;
+    b.n_entries = keep_last;
+    craft_node_free(old);
+    if (craft_node_new(&f->cfg[id], &b, &f->node[id]) != 0) {
+        abort();
+    }
+    for (craft_index i = 0; i < keep_last; i++) {
+        free((void *)e[i].data);
+    }
+    free(e);
+    fx_drain(f, id);
 }
 
 /* Replaces node id with an empty one that has no bootstrap configuration: it waits to be added. */

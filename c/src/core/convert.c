@@ -6,7 +6,8 @@
  *   candidate     -> leader        (a majority voted for it)
  *   any           -> follower      (a higher term, a current leader, a lost election, or a
  *                                   leader that lost its quorum)
- *   candidate/pre-candidate -> pre-candidate/candidate (a new round after a timeout) */
+ *   candidate/pre-candidate -> pre-candidate/candidate (a new round after a timeout)
+ *   pre-candidate -> pre-candidate (a poll that timed out polls again: no role change) */
 #include <assert.h>
 
 #include "core/node.h"
@@ -73,6 +74,9 @@ void craft__become_candidate(struct craft_node *n)
     set_term(n, n->term + 1);
     n->vote = n->id;
     craft__mark_hard_state(n);
+    /* The ticket the next update takes holds this term and vote (update.c): our own vote
+     * counts once it is persisted (election.c). */
+    n->vote_seq = n->last_seq + 1;
     set_role(n, CRAFT_CANDIDATE);
     n->leader = 0;
     craft__reset_election_timer(n);

@@ -12,43 +12,64 @@ bool craft__is_voter(const struct craft_node *n, craft_id id)
     return s != NULL && s->role == CRAFT_VOTER;
 }
 
-static unsigned majority(const struct craft_node *n)
+/* Thesis 4.2.2: a server that is not part of its own latest configuration must still start
+ * elections while that configuration is uncommitted, without counting its own vote. The case
+ * that needs it: leader L of {L, F} appends {F} while F cannot hear it, then loses its
+ * leadership (check-quorum or a restart). F still has {L, F} and needs L's vote, which L
+ * refuses because its log is longer; only L can win, by the votes of {F}, and commit {F}
+ * (after which it steps down, membership.c). A learner never campaigns: its configuration
+ * names it, and it has never been a voter there. */
+bool craft__may_campaign(const struct craft_node *n)
 {
-    return craft_configuration_voters(&n->conf) / 2 + 1;
+    if (craft__is_voter(n, n->id)) {
+        return true;
+    }
+    return craft_configuration_get(&n->conf, n->id) == NULL && n->conf_index > n->commit &&
+           craft_configuration_voters(&n->conf) > 0;
 }
+
+static int start_round(struct craft_node *n, bool pre, bool transfer);
 
 /* Counts the votes of the current round; wins or gives up once a majority has spoken. */
 static int tally(struct craft_node *n)
 {
-    unsigned granted = 0, rejected = 0;
-    for (unsigned i = 0; i < n->n_progress; i++) {
-        const struct craft__progress *p = &n->progress[i];
-        if (p->role != CRAFT_VOTER) {
-            continue;
-        }
-        granted += p->vote > 0;
-        rejected += p->vote < 0;
-    }
-    if (granted >= majority(n)) {
+    switch (craft__quorum_vote_result(n)) {
+    case CRAFT__VOTE_WON:
         if (n->role == CRAFT_PRE_CANDIDATE) {
-            return craft__campaign(n, false);
+            return start_round(n, false, false); /* a majority would vote for us */
         }
         return craft__become_leader(n);
-    }
-    if (rejected >= majority(n)) {
+    case CRAFT__VOTE_LOST:
         craft__become_follower(n, n->term, 0);
+        return 0;
+    default:
+        return 0;
     }
-    return 0;
 }
 
-/* Starts a round: a pre-vote when enabled (unless this is a leadership transfer, which must
- * not wait, thesis 3.10), otherwise a real election. */
-int craft__campaign(struct craft_node *n, bool transfer)
+/* Our own vote in a real election counts only once the hard state that records it (the new
+ * term, voted for ourselves) is durable: the same rule as for a vote granted to another
+ * (paper Figure 2, "respond to RPCs ... after updating stable storage"). Counted at once, a
+ * candidate could win with one other vote, replicate, crash before its hard state reached the
+ * disk, restart in the old term and vote for someone else in the same term: two leaders in one
+ * term. A pre-vote records nothing, so it counts at once (thesis 9.6). */
+static void count_self_vote(struct craft_node *n)
 {
-    if (!craft__is_voter(n, n->id)) {
-        return 0; /* learners and servers outside the configuration never campaign */
+    struct craft__progress *self = craft__progress_get(n, n->id);
+    if (self == NULL || self->role != CRAFT_VOTER) {
+        return; /* not a voter of its own configuration (see craft__may_campaign) */
     }
-    bool pre = n->cfg.pre_vote && !transfer && n->role != CRAFT_PRE_CANDIDATE;
+    if (n->role == CRAFT_PRE_CANDIDATE || n->persisted_seq >= n->vote_seq) {
+        self->vote = 1;
+    }
+}
+
+/* Starts a round: a poll at term + 1 that changes nothing (pre), or a real election. */
+static int start_round(struct craft_node *n, bool pre, bool transfer)
+{
+    if (n->term == CRAFT__TERM_MAX) {
+        return 0; /* no later term exists (the wire refuses such terms: never reached) */
+    }
     craft_term ask;
     if (pre) {
         craft__become_pre_candidate(n);
@@ -57,8 +78,7 @@ int craft__campaign(struct craft_node *n, bool transfer)
         craft__become_candidate(n);
         ask = n->term;
     }
-    struct craft__progress *self = craft__progress_get(n, n->id);
-    self->vote = 1;
+    count_self_vote(n);
     for (unsigned i = 0; i < n->n_progress; i++) {
         struct craft__progress *p = &n->progress[i];
         if (p->role != CRAFT_VOTER || p->id == n->id) {
@@ -80,13 +100,38 @@ int craft__campaign(struct craft_node *n, bool transfer)
     return tally(n);
 }
 
+/* An election timeout (or a TimeoutNow): a pre-vote when enabled, unless this is a leadership
+ * transfer, which must not wait (thesis 3.10). A pre-candidate whose poll timed out polls
+ * again. */
+int craft__campaign(struct craft_node *n, bool transfer)
+{
+    if (!craft__may_campaign(n)) {
+        return 0; /* learners and servers outside the configuration never campaign */
+    }
+    return start_round(n, n->cfg.pre_vote && !transfer, transfer);
+}
+
+/* The driver confirmed persistence: a candidate's own vote may now be durable. */
+int craft__election_persisted(struct craft_node *n)
+{
+    if (n->role != CRAFT_CANDIDATE || n->persisted_seq < n->vote_seq) {
+        return 0;
+    }
+    struct craft__progress *self = craft__progress_get(n, n->id);
+    if (self == NULL || self->role != CRAFT_VOTER || self->vote != 0) {
+        return 0;
+    }
+    self->vote = 1;
+    return tally(n);
+}
+
 int craft__election_tick(struct craft_node *n)
 {
     n->election_elapsed++;
     if (n->election_elapsed < n->randomized_timeout) {
         return 0;
     }
-    if (!craft__is_voter(n, n->id)) {
+    if (!craft__may_campaign(n)) {
         /* Not a voter in its own configuration: it cannot campaign, but its timer keeps
          * running so that "a leader is alive" (thesis 4.2.3) expires and it grants votes again:
          * the others may count it as a voter (it was just promoted, or a removal it holds was
@@ -94,10 +139,6 @@ int craft__election_tick(struct craft_node *n)
          * forever (simulator seeds 2781, 3968, ...). Capped to keep the count bounded. */
         n->election_elapsed = n->randomized_timeout;
         return 0;
-    }
-    /* A pre-candidate whose poll timed out starts a fresh poll, not a real election. */
-    if (n->role == CRAFT_PRE_CANDIDATE) {
-        n->role = CRAFT_FOLLOWER;
     }
     return craft__campaign(n, false);
 }

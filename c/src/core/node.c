@@ -162,6 +162,8 @@ void craft_node_free(struct craft_node *n)
     craft_free(n->alloc, n->reads);
     craft_free(n->alloc, n->ready);
     craft_free(n->alloc, n->u_ready);
+    craft_free(n->alloc, n->regressions);
+    craft_free(n->alloc, n->u_regressions);
     craft_free(n->alloc, n);
 }
 

@@ -10,6 +10,7 @@
  *   snapshot.c     asking for snapshots, compaction, InstallSnapshot (paper section 7)
  *   transfer.c     leadership transfer (thesis 3.10)
  *   read.c         ReadIndex and lease reads (thesis 6.4)
+ *   quorum.c       every majority: votes, commit index, read rounds, check-quorum
  *   update.c       collecting outputs, persistence tickets, deferred acknowledgements
  *   log.c          the in-memory log */
 #ifndef CRAFT_CORE_NODE_H
@@ -17,6 +18,10 @@
 
 #include "core/log.h"
 #include "craft.h"
+
+/* The largest term and index: a message naming one is refused before it reaches the core
+ * (c/src/wire), and the core never increments past it. */
+#define CRAFT__TERM_MAX UINT64_MAX
 
 enum { CRAFT__PROBE = 1, CRAFT__REPLICATE = 2, CRAFT__SNAPSHOT = 3 };
 
@@ -37,6 +42,9 @@ struct craft__progress {
      * lost and the pipeline must restart from match. */
     unsigned stalls;
     int8_t vote; /* while campaigning: 1 granted, -1 rejected, 0 unknown */
+    /* A heartbeat rejection proved this follower's log went backwards: rejections of
+     * heartbeats sent up to this round are the same news again (replication.c). */
+    uint64_t regress_ctx;
     uint64_t ack_ctx;       /* highest heartbeat round this server acknowledged (reads) */
     unsigned caught_up;     /* consecutive rounds a learner was within promote_distance */
     /* Snapshot mode: which snapshot is being sent, how much was acknowledged, and whether a
@@ -109,6 +117,10 @@ struct craft_node {
     unsigned n_progress;
     craft_index *quorum_scratch;
 
+    /* The persistence ticket that holds this candidacy's term and vote: the candidate's own
+     * vote counts only once it is durable (election.c, paper Figure 2). */
+    uint64_t vote_seq;
+
     /* Timers, in ticks. */
     unsigned election_elapsed; /* since the last valid leader contact or own election */
     unsigned heartbeat_elapsed;
@@ -174,6 +186,12 @@ struct craft_node {
     uint64_t persisted_seq; /* the last ticket the driver confirmed */
     craft_index persisted_index; /* log[1..persisted_index] in memory is what is durable */
 
+    /* Followers whose log went backwards, waiting for the next update (and its buffer). */
+    struct craft_log_regression *regressions;
+    size_t n_regressions, cap_regressions;
+    struct craft_log_regression *u_regressions;
+    size_t cap_u_regressions;
+
     /* Buffers of the last update, reused. */
     struct craft_message *u_messages;
     size_t cap_u_messages;
@@ -193,7 +211,9 @@ int craft__election_tick(struct craft_node *n);
 int craft__campaign(struct craft_node *n, bool transfer);
 int craft__recv_request_vote(struct craft_node *n, const struct craft_message *m);
 int craft__recv_request_vote_result(struct craft_node *n, const struct craft_message *m);
+int craft__election_persisted(struct craft_node *n);
 bool craft__is_voter(const struct craft_node *n, craft_id id);
+bool craft__may_campaign(const struct craft_node *n);
 
 /* replication.c */
 int craft__heartbeat_tick(struct craft_node *n);
@@ -218,7 +238,14 @@ void craft__progress_ack(const struct craft_node *n, struct craft__progress *p,
                          craft_index index);
 void craft__progress_free(struct craft_node *n);
 craft_index craft__progress_self_match(const struct craft_node *n);
-craft_index craft__quorum_match(struct craft_node *n);
+
+/* quorum.c */
+enum { CRAFT__Q_MATCH = 1, CRAFT__Q_ACK_CTX = 2 };
+enum { CRAFT__VOTE_PENDING = 0, CRAFT__VOTE_WON = 1, CRAFT__VOTE_LOST = 2 };
+unsigned craft__quorum_size(unsigned voters);
+uint64_t craft__quorum_value(struct craft_node *n, int what);
+int craft__quorum_vote_result(const struct craft_node *n);
+bool craft__quorum_active(const struct craft_node *n);
 
 /* membership.c */
 int craft__conf_reload(struct craft_node *n);

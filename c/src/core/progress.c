@@ -157,27 +157,3 @@ craft_index craft__progress_self_match(const struct craft_node *n)
 {
     return n->persisted_index;
 }
-
-/* The highest index held by a majority of voters (paper 5.3): sort the voters' match indexes
- * descending and take the one at position floor(voters / 2). */
-craft_index craft__quorum_match(struct craft_node *n)
-{
-    unsigned k = 0;
-    for (unsigned i = 0; i < n->n_progress; i++) {
-        struct craft__progress *p = &n->progress[i];
-        if (p->role != CRAFT_VOTER) {
-            continue;
-        }
-        craft_index v = p->id == n->id ? craft__progress_self_match(n) : p->match;
-        unsigned j = k++;
-        while (j > 0 && n->quorum_scratch[j - 1] < v) {
-            n->quorum_scratch[j] = n->quorum_scratch[j - 1];
-            j--;
-        }
-        n->quorum_scratch[j] = v;
-    }
-    if (k == 0) {
-        return 0;
-    }
-    return n->quorum_scratch[k / 2];
-}

@@ -34,22 +34,7 @@ static int push_ready(struct craft_node *n, uint64_t id, craft_index index, int 
 /* The newest heartbeat round acknowledged by a majority of voters (ourselves included). */
 static uint64_t quorum_ctx(struct craft_node *n)
 {
-    uint64_t vals[64];
-    unsigned k = 0;
-    for (unsigned i = 0; i < n->n_progress && k < 64; i++) {
-        const struct craft__progress *p = &n->progress[i];
-        if (p->role != CRAFT_VOTER) {
-            continue;
-        }
-        uint64_t v = p->id == n->id ? n->hb_ctx : p->ack_ctx;
-        unsigned j = k++;
-        while (j > 0 && vals[j - 1] < v) {
-            vals[j] = vals[j - 1];
-            j--;
-        }
-        vals[j] = v;
-    }
-    return k == 0 ? 0 : vals[k / 2];
+    return craft__quorum_value(n, CRAFT__Q_ACK_CTX);
 }
 
 static bool lease_valid(struct craft_node *n)

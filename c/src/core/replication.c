@@ -118,21 +118,15 @@ int craft__broadcast_heartbeat(struct craft_node *n)
 /* Check-quorum (thesis 6.2): a leader that has not heard from a majority of voters within an
  * election timeout steps down, so that clients stuck with a deposed leader find the new one
  * and reads cannot be served by a leader that no longer leads. */
-static int check_quorum(struct craft_node *n)
+static void check_quorum(struct craft_node *n)
 {
-    unsigned voters = 0, active = 0;
+    bool active = craft__quorum_active(n);
     for (unsigned i = 0; i < n->n_progress; i++) {
-        struct craft__progress *p = &n->progress[i];
-        if (p->role == CRAFT_VOTER) {
-            voters++;
-            active += p->recent_active || p->id == n->id;
-        }
-        p->recent_active = p->id == n->id;
+        n->progress[i].recent_active = n->progress[i].id == n->id;
     }
-    if (active < voters / 2 + 1) {
+    if (!active) {
         craft__become_follower(n, n->term, 0);
     }
-    return 0;
 }
 
 int craft__heartbeat_tick(struct craft_node *n)
@@ -146,9 +140,9 @@ int craft__heartbeat_tick(struct craft_node *n)
     if (n->quorum_elapsed >= n->cfg.election_ticks) {
         n->quorum_elapsed = 0;
         if (n->cfg.check_quorum) {
-            int rc = check_quorum(n);
-            if (rc != 0 || n->role != CRAFT_LEADER) {
-                return rc;
+            check_quorum(n);
+            if (n->role != CRAFT_LEADER) {
+                return 0;
             }
         }
     }
@@ -181,7 +175,7 @@ int craft__heartbeat_tick(struct craft_node *n)
  * are committed with them by the Log Matching property. */
 int craft__maybe_commit(struct craft_node *n)
 {
-    craft_index q = craft__quorum_match(n);
+    craft_index q = craft__quorum_value(n, CRAFT__Q_MATCH);
     if (q <= n->commit || craft__log_term(&n->log, q) != n->term) {
         return 0;
     }
@@ -345,6 +339,39 @@ int craft__recv_append_entries(struct craft_node *n, const struct craft_message 
     return craft__send_after_persist(n, &r);
 }
 
+/* A follower rejected a heartbeat at an index it had acknowledged. A heartbeat names the
+ * follower's match index, which it acknowledged before the heartbeat left, and in one term the
+ * follower only ever adds to what matches the leader (its conflicting suffixes lie above every
+ * match), so a durable log never rejects one: this follower's log went backwards. Its disk lost
+ * what it had promised to keep (a cut or wiped directory, an older copy put back, a disk that
+ * lied about fsync). Raft assumes this never happens; a leader that trusted its old match would
+ * probe at match forever and never repair the follower (every probe rejected, next never below
+ * match + 1). So: say so (craft_update.regressions), forget the match, and probe from what the
+ * follower really holds, guided by its conflict hint as for any rejection. Rejections of
+ * heartbeats sent before this moment carry the same news and are ignored (regress_ctx). */
+static int log_went_back(struct craft_node *n, struct craft__progress *p,
+                         const struct craft_append_entries_result *res)
+{
+    int rc = craft__reserve(n->alloc, (void **)&n->regressions, &n->cap_regressions,
+                            n->n_regressions + 1, sizeof *n->regressions);
+    if (rc != 0) {
+        return rc;
+    }
+    struct craft_log_regression *r = &n->regressions[n->n_regressions++];
+    r->id = p->id;
+    r->match = p->match;
+    r->last_index = res->last_index;
+    p->regress_ctx = n->hb_ctx;
+    p->match = 0;
+    craft__progress_become_probe(p);
+    craft_index next = conflict_by_term(n, res->hint_index, res->hint_term) + 1;
+    if (next > res->last_index + 1) {
+        next = res->last_index + 1;
+    }
+    p->next = next > 0 ? next : 1;
+    return send_append(n, p, false, false);
+}
+
 int craft__recv_append_entries_result(struct craft_node *n, const struct craft_message *m)
 {
     const struct craft_append_entries_result *res = &m->u.append_entries_result;
@@ -362,6 +389,10 @@ int craft__recv_append_entries_result(struct craft_node *n, const struct craft_m
     }
 
     if (res->rejected) {
+        if (res->ctx != 0 && res->index != 0 && res->index <= p->match &&
+            res->ctx > p->regress_ctx) {
+            return log_went_back(n, p, res);
+        }
         bool stale = p->mode == CRAFT__REPLICATE ? res->index <= p->match
                                                  : res->index != p->next - 1;
         if (stale) {

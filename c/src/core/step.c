@@ -26,11 +26,20 @@ static int answer_stale(struct craft_node *n, const struct craft_message *m)
     struct craft_message r = {0};
     r.to = m->from;
     r.term = n->term;
-    if (m->type == CRAFT_MSG_APPEND_ENTRIES || m->type == CRAFT_MSG_INSTALL_SNAPSHOT) {
+    if (m->type == CRAFT_MSG_APPEND_ENTRIES) {
         r.type = CRAFT_MSG_APPEND_ENTRIES_RESULT;
         r.u.append_entries_result.rejected = true;
         r.u.append_entries_result.index = m->u.append_entries.prev_index;
         r.u.append_entries_result.last_index = craft__log_last(&n->log);
+        return craft__send(n, &r, 0, 0);
+    }
+    if (m->type == CRAFT_MSG_INSTALL_SNAPSHOT) {
+        /* Answered in kind (an InstallSnapshot has no prev_index to echo): the term is what
+         * makes the deposed sender step down. */
+        r.type = CRAFT_MSG_INSTALL_SNAPSHOT_RESULT;
+        r.u.install_snapshot_result.index = m->u.install_snapshot.meta.index;
+        r.u.install_snapshot_result.offset = 0;
+        r.u.install_snapshot_result.rejected = true;
         return craft__send(n, &r, 0, 0);
     }
     if (m->type == CRAFT_MSG_REQUEST_VOTE) {

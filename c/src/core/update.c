@@ -115,7 +115,7 @@ bool craft_has_update(const struct craft_node *n)
         return false;
     }
     if (dirty(n) || n->n_outbox > 0 || n->role_changed || n->dropped_from != 0 ||
-        n->want_pending || n->n_ready > 0) {
+        n->want_pending || n->n_ready > 0 || n->n_regressions > 0) {
         return true;
     }
     for (size_t i = 0; i < n->n_reads; i++) {
@@ -145,6 +145,10 @@ int craft_take_update(struct craft_node *n, struct craft_update *u)
     if (rc == 0) {
         rc = craft__reserve(n->alloc, (void **)&n->u_ready, &n->cap_u_ready, n->n_ready,
                             sizeof *n->u_ready);
+    }
+    if (rc == 0) {
+        rc = craft__reserve(n->alloc, (void **)&n->u_regressions, &n->cap_u_regressions,
+                            n->n_regressions, sizeof *n->u_regressions);
     }
     if (rc != 0) {
         return rc;
@@ -256,6 +260,14 @@ int craft_take_update(struct craft_node *n, struct craft_update *u)
     u->n_reads = n->n_ready;
     n->n_ready = 0;
 
+    /* 6. Followers whose log went backwards. */
+    for (size_t i = 0; i < n->n_regressions; i++) {
+        n->u_regressions[i] = n->regressions[i];
+    }
+    u->regressions = n->u_regressions;
+    u->n_regressions = n->n_regressions;
+    n->n_regressions = 0;
+
     u->dropped_from = n->dropped_from;
     n->dropped_from = 0;
     u->role_changed = n->role_changed;
@@ -302,6 +314,9 @@ int craft_persisted(struct craft_node *n, uint64_t seq)
             p = craft__log_last(&n->log);
         }
         n->persisted_index = p;
+    }
+    if (n->role == CRAFT_CANDIDATE) {
+        return craft__election_persisted(n);
     }
     if (n->role == CRAFT_LEADER) {
         return craft__maybe_commit(n);
