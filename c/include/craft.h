@@ -330,10 +330,12 @@ struct craft_boot {
     const struct craft_snapshot_meta *snapshot; /* NULL if none */
     const struct craft_entry *entries;          /* contiguous, following the snapshot */
     size_t n_entries;
-    /* For a brand-new cluster only: with an empty store, the core writes this configuration
-     * as entry 1 of term 1 (emitted in the first update for persistence). A node started empty
-     * without it waits, never campaigning, until a leader adds it. Ignored if the store is
-     * not empty. */
+    /* For a brand-new cluster only: with a store that holds no entry and no snapshot, the
+     * core writes this configuration as entry 1 of term 1 (emitted in the first update for
+     * persistence), keeping any term and vote the hard state holds (a crash may land between
+     * the hard state and entry 1 of that first write). A node started empty without it waits,
+     * never campaigning, until a leader adds it. Ignored if the store holds entries or a
+     * snapshot. */
     const struct craft_configuration *bootstrap;
 };
 

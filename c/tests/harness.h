@@ -182,6 +182,13 @@ HARNESS__UNUSED static int harness__take_failure(char *buf, size_t size)
         return;                                                                                    \
     } while (0)
 
+/* FAIL in a helper that returns a value. */
+#define FAIL_R(retval, ...)                                                                        \
+    do {                                                                                           \
+        harness__fail(__FILE__, __LINE__, __VA_ARGS__);                                            \
+        return (retval);                                                                           \
+    } while (0)
+
 #define SKIP(...)                                                                                  \
     do {                                                                                           \
         harness__skip(__VA_ARGS__);                                                                \

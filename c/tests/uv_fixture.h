@@ -31,7 +31,11 @@ struct uf_node {
     int64_t value;
     int64_t *history; /* value after applying index i, or INT64_MIN if not seen */
     unsigned installs, snapshots;
+    unsigned logs_lost; /* leader: followers reported with a log gone backwards */
     bool stopped_flag;
+    /* Optional: the store to open the node with (taken by the node); NULL: the durable store
+     * in dir. */
+    struct craft_store *(*make_store)(struct uf_node *u);
 };
 
 struct uf {
@@ -120,6 +124,9 @@ static int uf_restore(void *data, craft_uv_read_fn read, void *ctx)
 static void uf_event(void *data, const struct craft_uv_event *e)
 {
     struct uf_node *u = data;
+    if (e->type == CRAFT_UV_EVENT_FOLLOWER_LOG_LOST) {
+        u->logs_lost++;
+    }
     if (e->type == CRAFT_UV_EVENT_SNAPSHOT) {
         if (e->installed) {
             u->installs++;
@@ -187,6 +194,7 @@ static inline int uf_open(struct uf *f, int i)
     c.event = uf_event;
     c.event_data = u;
     c.seed = (uint64_t)i * 7919;
+    c.store = u->make_store != NULL ? u->make_store(u) : NULL;
     u->value = 0;
     int rc = craft_uv_node_new(&f->loop, &c, &u->n);
     if (rc != 0) {

@@ -75,7 +75,7 @@ int main(int argc, char **argv)
 
     struct craft__sim_soak_options o = {.line = print_line, .verbose = verbose && one};
     uint64_t events = 0, virtual_ms = 0, proposals = 0, messages = 0, crashes = 0;
-    uint64_t changes = 0, transfers = 0, reads = 0;
+    uint64_t changes = 0, transfers = 0, reads = 0, losses = 0, regressions = 0, torn = 0;
     for (uint64_t k = 0; k < n_seeds; k++) {
         struct craft__sim_soak_result r;
         o.seed = from + k;
@@ -89,6 +89,9 @@ int main(int argc, char **argv)
         changes += r.changes;
         transfers += r.transfers;
         reads += r.reads;
+        losses += r.disk_losses;
+        regressions += r.regressions;
+        torn += r.torn_writes;
         if (rc != 0 && keep_going && !one) {
             printf("FAILED seed %" PRIu64 " (%u nodes): %s\n", o.seed, r.n_nodes, r.error);
             failed++;
@@ -117,10 +120,10 @@ int main(int argc, char **argv)
     printf("craft-soak: %" PRIu64 " seeds from %" PRIu64 " %s: %" PRIu64
            " s of virtual time, %" PRIu64 " events, %" PRIu64 " messages, %" PRIu64
            " proposals, %" PRIu64 " crashes, %" PRIu64 " membership changes, %" PRIu64
-           " leadership transfers, %" PRIu64
-           " reads served%s\n",
-           n_seeds, from, failed ? "run" : "passed", virtual_ms / 1000, events, messages, proposals, crashes, changes,
-           transfers, reads,
+           " leadership transfers, %" PRIu64 " reads served, %" PRIu64 " torn writes, %" PRIu64
+           " disk losses, %" PRIu64 " logs gone backwards repaired%s\n",
+           n_seeds, from, failed ? "run" : "passed", virtual_ms / 1000, events, messages,
+           proposals, crashes, changes, transfers, reads, torn, losses, regressions,
            failed ? "" : "; every invariant held and every run recovered");
     return failed ? 1 : 0;
 }

@@ -282,7 +282,8 @@ local Node = {}
 Node.__index = Node
 raft.Node = Node
 
-local EVENTS = { role = true, leader = true, membership = true, snapshot = true, stopped = true }
+local EVENTS = { role = true, leader = true, membership = true, snapshot = true, stopped = true,
+    follower_log_lost = true }
 local LEVELS = { debug = 0, info = 1, warn = 2, warning = 2, error = 3 }
 local KNOWN = {
     id = true, address = true, data_dir = true, peers = true, join = true, apply = true,
@@ -384,7 +385,7 @@ function raft.node(o)
         max_frame = o.max_frame, timeout_ms = o.timeout_ms, seed = o.seed,
         log_level = LEVELS[level], log = o.log,
         apply = apply, snapshot = snapshot, restore = restore, log_store = o.log_store,
-        event = function(kind, role, term, leader, index, installed, err, message)
+        event = function(kind, role, term, leader, index, installed, err, message, match)
             if kind == 1 then
                 local l = leader ~= 0 and leader or nil
                 dispatch("role", role, term, l)
@@ -399,6 +400,8 @@ function raft.node(o)
             elseif kind == 4 then
                 local _, name = core.strerror(err)
                 dispatch("stopped", name, message)
+            elseif kind == 5 then
+                dispatch("follower_log_lost", leader, match, index)
             end
         end,
     })
@@ -410,7 +413,9 @@ function raft.node(o)
 end
 
 --- node:on(event, fn): "role" fn(role, term, leader_id|nil); "leader" fn(leader_id|nil, term);
--- "membership" fn(index); "snapshot" fn(index, installed); "stopped" fn(code, message).
+-- "membership" fn(index); "snapshot" fn(index, installed); "stopped" fn(code, message);
+-- "follower_log_lost" fn(follower_id, acknowledged, last_index) on the leader when a follower's
+-- data directory lost entries it had acknowledged (docs/core.md).
 -- Handlers run on the loop: keep them short; they must not wait (use callbacks or raft.spawn).
 function Node:on(event, fn)
     if not EVENTS[event] then argerror(1, "on", "unknown event " .. tostring(event)) end

@@ -468,7 +468,8 @@ static int event_body(lua_State *L)
     lua_pushboolean(L, e->installed);
     lua_pushinteger(L, e->error);
     lua_pushstring(L, e->message != NULL ? e->message : "");
-    lraft_pcall(x->nd->m, 8, 0);
+    lraft_pushu64(L, e->match);
+    lraft_pcall(x->nd->m, 9, 0);
     return 0;
 }
 

@@ -202,7 +202,7 @@ def _close_all() -> None:
 
 
 _ROLE_NAMES = {1: "follower", 2: "pre-candidate", 3: "candidate", 4: "leader"}
-_EVENTS = ("role", "leader", "membership", "snapshot", "stopped")
+_EVENTS = ("role", "leader", "membership", "snapshot", "stopped", "follower_log_lost")
 
 
 class Node:
@@ -489,7 +489,9 @@ class Node:
         "leader": callback(leader_id or None, term) when the known leader changes;
         "membership": callback(index) when a configuration entry was applied;
         "snapshot": callback(index, installed) when a snapshot was taken or installed;
-        "stopped": callback(error_code, message) when a fatal error stopped the node."""
+        "stopped": callback(error_code, message) when a fatal error stopped the node;
+        "follower_log_lost": callback(follower_id, acknowledged, last_index) on the leader
+        when a follower's data directory lost entries it had acknowledged (docs/core.md)."""
         if event not in self._handlers:
             raise ValueError(f"unknown event {event!r}; events: {', '.join(_EVENTS)}")
         if not callable(callback):
@@ -497,7 +499,7 @@ class Node:
         self._handlers[event].append(callback)
 
     def _on_event(self, kind: int, role: int, term: int, leader: int, index: int,
-                  installed: bool, error: int, message: str) -> None:
+                  installed: bool, error: int, message: str, match: int = 0) -> None:
         self._adapter.loop_ident = threading.get_ident()
         calls: List[Tuple[str, Tuple[Any, ...]]] = []
         if kind == _craft.EVENT_ROLE:
@@ -511,6 +513,8 @@ class Node:
             calls.append(("snapshot", (index, bool(installed))))
         elif kind == _craft.EVENT_STOPPED:
             calls.append(("stopped", (error, message)))
+        elif kind == _craft.EVENT_FOLLOWER_LOG_LOST:
+            calls.append(("follower_log_lost", (leader, match, index)))
         for name, args in calls:
             for cb in list(self._handlers[name]):
                 try:

@@ -153,8 +153,10 @@ _HINTS = {
     -5: "the node is closed or shutting down; create a new Node to go on",
     -6: "timed out; the outcome is unknown: retry through a session for exactly-once",
     -7: "malformed data",
-    -8: "corrupt data in storage: restore this node's data directory from a backup or wipe it "
-        "and let it rejoin",
+    -8: "corrupt data in storage: do not put back a backup or start it empty in place (it "
+        "may vote again and the cluster may lose acknowledged writes); remove this server "
+        "from the cluster on the leader, move its data directory aside, and add it back as a "
+        "new member so that it catches up from the others (docs/core.md)",
     -9: "I/O error in the log store; the node stopped: fix the disk and restart it",
     -10: "not found",
     -11: "too big",

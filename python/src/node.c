@@ -40,7 +40,8 @@ typedef struct {
     struct craft_configuration bootstrap;
     bool has_bootstrap;
     PyObject *fsm;    /* adapter: apply_batch(list), snapshot(), restore(reader) */
-    PyObject *events; /* events(kind, role, term, leader, index, installed, error, message) */
+    PyObject *events; /* events(kind, role, term, leader, index, installed, error, message,
+                       * match) */
     PyObject *store;  /* a Python log store, or NULL */
 } NodeObject;
 
@@ -512,12 +513,13 @@ static void on_event(void *data, const struct craft_uv_event *e)
         return;
     }
     PyGILState_STATE g = PyGILState_Ensure();
-    PyObject *r = PyObject_CallFunction(self->events, "iiKKKOis", e->type, e->role,
+    PyObject *r = PyObject_CallFunction(self->events, "iiKKKOisK", e->type, e->role,
                                         (unsigned long long)e->term,
                                         (unsigned long long)e->leader,
                                         (unsigned long long)e->index,
                                         e->installed ? Py_True : Py_False, e->error,
-                                        e->message != NULL ? e->message : "");
+                                        e->message != NULL ? e->message : "",
+                                        (unsigned long long)e->match);
     if (r == NULL) {
         craftpy_log_exception("craft: an event callback raised");
     }
@@ -1180,6 +1182,7 @@ int craftpy_node_init(PyObject *m)
     ADD_INT("EVENT_MEMBERSHIP", CRAFT_UV_EVENT_MEMBERSHIP);
     ADD_INT("EVENT_SNAPSHOT", CRAFT_UV_EVENT_SNAPSHOT);
     ADD_INT("EVENT_STOPPED", CRAFT_UV_EVENT_STOPPED);
+    ADD_INT("EVENT_FOLLOWER_LOG_LOST", CRAFT_UV_EVENT_FOLLOWER_LOG_LOST);
     ADD_INT("LOG_DEBUG", CRAFT_UV_DEBUG);
     ADD_INT("LOG_INFO", CRAFT_UV_INFO);
     ADD_INT("LOG_WARN", CRAFT_UV_WARN);

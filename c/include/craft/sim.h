@@ -19,8 +19,10 @@
  * - Each node has a disk: an update's hard state and entries become durable after a random
  *   latency in [disk_min_ms, disk_max_ms], in the order they were written; then the sim writes
  *   them to the node's in-memory craft_store and calls craft_persisted().
- * - A crash loses the node's volatile state, its unfinished disk writes and every message in
- *   flight to it. A restart boots a new core from what the store holds.
+ * - A crash loses the node's volatile state, its unfinished disk writes (the one in progress
+ *   possibly torn between two store operations) and every message in flight to it. A restart
+ *   boots a new core from what the store holds. Disks can also be wiped, cut short or rolled
+ *   back to an older copy while the node is down (craft_sim_disk_lose).
  *
  * Checked after every event (a violation stops the run; see craft_sim_error()):
  *   election safety (one leader per term), log matching, leader append-only, leader
@@ -132,6 +134,10 @@ struct craft_sim_options {
     double dup_rate;         /* probability a message is delivered twice; default 0 */
     unsigned disk_min_ms;    /* disk write latency; default 0 */
     unsigned disk_max_ms;    /* default 2 */
+    /* A crash tears the write the disk is working on half of the time: any prefix of its
+     * store operations (hard state, snapshot chunk, truncation, each entry appended) survives,
+     * as on a real disk between two writes. Default true. */
+    bool torn_writes;
     /* Start as a new cluster: each node's first boot passes a configuration with every node
      * as a voter. Default true. */
     bool bootstrap;
@@ -256,6 +262,29 @@ struct craft_sim_read {
 CRAFT_API int craft_sim_read_result(const struct craft_sim *s, uint64_t id,
                                     struct craft_sim_read *out);
 
+/* Disk loss, as operators and failing disks cause it (docs/simulator.md, "Disk loss"). The
+ * node must be down (CRAFT_ESTATE otherwise); it comes back with craft_sim_restart().
+ *  - CRAFT_SIM_DISK_WIPE: the data directory is lost; the node restarts empty (with the
+ *    bootstrap configuration if it is a founding voter, as its unchanged command line would).
+ *  - CRAFT_SIM_DISK_CUT_TAIL: the last n entries of its log are lost (a torn segment cut back
+ *    at recovery), never below the snapshot; the hard state is kept.
+ *  - CRAFT_SIM_DISK_ROLLBACK: the copy saved by craft_sim_disk_save() is put back (an older
+ *    backup restored); CRAFT_ENOTFOUND if none was saved.
+ * Raft assumes durable state is never lost: a loss can take away the last majority copy of a
+ * committed entry, or let the node vote twice in a term, and the checker then reports the
+ * violation it causes. craft_sim_disk_loss_safe() tells whether a loss stays within what
+ * Raft tolerates (every committed entry still on a majority of every configuration's voters
+ * without the lost part; the node's term and vote unchanged, or the node a member of no
+ * configuration). */
+enum craft_sim_disk_loss {
+    CRAFT_SIM_DISK_WIPE = 1,
+    CRAFT_SIM_DISK_CUT_TAIL = 2,
+    CRAFT_SIM_DISK_ROLLBACK = 3
+};
+CRAFT_API int craft_sim_disk_save(struct craft_sim *s, craft_id id);
+CRAFT_API int craft_sim_disk_lose(struct craft_sim *s, craft_id id, int kind, uint64_t n);
+CRAFT_API bool craft_sim_disk_loss_safe(struct craft_sim *s, craft_id id, int kind, uint64_t n);
+
 /* Adds a free-text line to the trace (at most CRAFT_SIM_TEXT_MAX - 1 bytes are kept). */
 CRAFT_API void craft_sim_note(struct craft_sim *s, const char *text);
 
@@ -299,6 +328,9 @@ struct craft_sim_stats {
     uint64_t disk_writes;
     uint64_t crashes;
     uint64_t restarts;
+    uint64_t disk_losses; /* craft_sim_disk_lose calls */
+    uint64_t regressions; /* followers a leader found with a log gone backwards */
+    uint64_t torn_writes; /* crashes that tore the write in progress */
     uint64_t changes;   /* membership changes the leader accepted */
     uint64_t transfers; /* leadership transfers the leader accepted */
     uint64_t reads_served;

@@ -73,7 +73,11 @@ enum craft_uv_event_type {
     CRAFT_UV_EVENT_ROLE = 1,       /* role or leader changed: role, term, leader */
     CRAFT_UV_EVENT_MEMBERSHIP = 2, /* a configuration entry was applied: index */
     CRAFT_UV_EVENT_SNAPSHOT = 3,   /* a snapshot was taken (installed = false) or installed */
-    CRAFT_UV_EVENT_STOPPED = 4     /* the node stopped on a fatal error: error, message */
+    CRAFT_UV_EVENT_STOPPED = 4,    /* the node stopped on a fatal error: error, message */
+    /* Leader: follower `leader` lost entries it had acknowledged (its log went backwards: a
+     * cut, wiped or restored data directory); match is what it had acknowledged, index its
+     * last index now. The leader repairs it; see docs/core.md for what this weakens. */
+    CRAFT_UV_EVENT_FOLLOWER_LOG_LOST = 5
 };
 
 struct craft_uv_event {
@@ -85,6 +89,7 @@ struct craft_uv_event {
     bool installed;
     int error;
     const char *message;
+    craft_index match; /* CRAFT_UV_EVENT_FOLLOWER_LOG_LOST */
 };
 
 struct craft_uv_config {

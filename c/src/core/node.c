@@ -86,7 +86,12 @@ static int load(struct craft_node *n, const struct craft_boot *b)
     }
     n->persisted_index = craft__log_last(&n->log);
 
-    bool empty = b->snapshot == NULL && craft__log_last(&n->log) == 0 && n->term == 0;
+    /* Empty: no snapshot and no entry. The hard state may hold a term (and a vote) already:
+     * a crash can land between the hard state and entry 1 of the bootstrap write (the driver
+     * writes the hard state first, docs/core.md), or a joining server may have heard a term
+     * before it was told to bootstrap. Entry 1 is the same on every founding server, so
+     * writing it now is writing what the others have; the term and vote are kept. */
+    bool empty = b->snapshot == NULL && craft__log_last(&n->log) == 0;
     if (empty && b->bootstrap != NULL) {
         /* A new cluster: its first configuration is entry 1 of term 1 on every founding
          * server, identical everywhere, so no election is needed to agree on it. */
@@ -100,7 +105,9 @@ static int load(struct craft_node *n, const struct craft_boot *b)
         if (rc != 0) {
             return rc;
         }
-        n->term = 1;
+        if (n->term < 1) {
+            n->term = 1;
+        }
         rc = craft__log_append(&n->log, 1, CRAFT_ENTRY_CONFIG, buf, size);
         craft_free(n->alloc, buf);
         if (rc != 0) {

@@ -95,41 +95,27 @@ int craft__sim_disk_write(struct craft_sim *s, unsigned i, const struct craft_up
     return 0;
 }
 
-static int store_write(struct craft_sim *s, unsigned i, const struct craft__sim_write *w)
+/* Carries out w on node i's store in the driver contract's order (the runtime's too). With
+ * crash armed, only a prefix of its store operations completes. */
+static int store_write(struct craft_sim *s, unsigned i, const struct craft__sim_write *w,
+                       struct craft__crash_point *crash)
 {
-    struct craft_store *st = s->nodes[i].store;
-    int rc;
-    if (w->has_chunk) {
-        rc = craft__sim_snap_store_chunk(s, i, &w->chunk, w->discard_log);
-        if (rc != 0) {
-            return rc;
-        }
-    }
-    if (w->has_hard_state) {
-        rc = st->save_hard_state(st->impl, &w->hard_state);
-        if (rc != 0) {
-            return craft__sim_fail(s, rc, "n%u: store save_hard_state failed: %s", i + 1,
-                                   craft_err_name(rc));
-        }
-    }
-    if (w->n_entries == 0) {
-        return 0;
-    }
-    craft_index first, last;
-    rc = st->bounds(st->impl, &first, &last);
-    if (rc == 0 && w->entries[0].index <= last) {
-        /* A follower's conflicting suffix (paper section 5.3): the update says to replace it. */
-        rc = st->truncate(st->impl, w->entries[0].index);
-    }
-    if (rc == 0) {
-        rc = st->append(st->impl, w->entries, w->n_entries);
+    struct craft__sim_node *sn = &s->nodes[i];
+    struct craft__persist_job j = {
+        .has_hard_state = w->has_hard_state,
+        .hard_state = w->hard_state,
+        .chunk = w->has_chunk ? &w->chunk : NULL,
+        .discard_log = w->discard_log,
+        .entries = w->entries,
+        .n_entries = w->n_entries,
+    };
+    const char *what = "";
+    int rc = craft__persist(sn->store, &sn->rx_store, &j, crash, &what);
+    if (rc == CRAFT__PERSIST_CRASHED) {
+        return rc;
     }
     if (rc != 0) {
-        return craft__sim_fail(s, rc,
-                               "n%u: storing entries %llu..%llu failed: %s (store last=%llu)",
-                               i + 1, (unsigned long long)w->entries[0].index,
-                               (unsigned long long)w->entries[w->n_entries - 1].index,
-                               craft_err_name(rc), (unsigned long long)last);
+        return craft__sim_fail(s, rc, "n%u: %s failed: %s", i + 1, what, craft_err_name(rc));
     }
     return 0;
 }
@@ -151,7 +137,7 @@ int craft__sim_disk_complete(struct craft_sim *s, unsigned i)
         rc = craft__sim_inv_durable(s, i, &w->hard_state);
     }
     if (rc == 0) {
-        rc = store_write(s, i, w);
+        rc = store_write(s, i, w, NULL);
     }
     if (rc == 0) {
         s->stats.disk_writes++;
@@ -174,6 +160,40 @@ int craft__sim_disk_complete(struct craft_sim *s, unsigned i)
     if (rc == 0) {
         rc = craft__sim_drain(s, i);
     }
+    return rc;
+}
+
+int craft__sim_disk_crash(struct craft_sim *s, unsigned i)
+{
+    struct craft__sim_node *sn = &s->nodes[i];
+    struct craft__sim_write *w = sn->disk.head;
+    int rc = 0;
+    /* The write at the head of the queue is the one the disk is working on: half the time
+     * the crash tears it, after a random number of its store operations (any point between
+     * two of them, including none and the middle of an append). The rest never started. */
+    if (w != NULL && s->o.torn_writes && craft__sim_prng_chance(&s->rng, 0.5)) {
+        unsigned ops = (unsigned)(w->has_hard_state + (w->has_chunk ? 3 : 0) + 1 + w->n_entries);
+        struct craft__crash_point crash = {
+            .armed = true,
+            .ops_left = (unsigned)craft__sim_prng_range(&s->rng, 0, ops - 1),
+        };
+        unsigned planned = crash.ops_left;
+        s->stats.torn_writes++;
+        rc = store_write(s, i, w, &crash);
+        if (rc == 0 || rc == CRAFT__PERSIST_CRASHED) {
+            rc = 0;
+            struct craft_hard_state hs;
+            if (sn->store->load_hard_state(sn->store->impl, &hs) == 0 &&
+                (hs.term != sn->durable.term || hs.vote != sn->durable.vote)) {
+                rc = craft__sim_inv_durable(s, i, &hs);
+            }
+            craft__sim_emit_text(s, CRAFT_SIM_EV_NOTE, sn->id,
+                                 "n%u crashed in the middle of a write: %u of its store "
+                                 "operations done",
+                                 i + 1, planned - crash.ops_left);
+        }
+    }
+    craft__sim_disk_discard(s, i);
     return rc;
 }
 

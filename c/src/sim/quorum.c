@@ -10,7 +10,8 @@
  *
  * - Election quorum: a new leader must have received granted votes (counted from the messages
  *   the network delivered to it) from a majority of the voters of its configuration, itself
- *   included. Recorded per term with that configuration.
+ *   included only if its own vote (its term and vote for itself) was durable when it won: a
+ *   vote that a crash can take back is no vote. Recorded per term with that configuration.
  * - Commit quorum: when a leader's commit index advances, the entry there must be of the
  *   leader's term (paper Figure 8: earlier entries are committed only indirectly) and a
  *   majority of the voters of its configuration (before or after the input) must hold it in
@@ -108,7 +109,11 @@ int craft__sim_inv_elected(struct craft_sim *s, unsigned i, craft_term term)
         return 0; /* recorded already (the term table is grown by craft__sim_inv_role) */
     }
     uint64_t voters = craft__sim_voters_of(craft_node_configuration(sn->core, NULL));
-    uint64_t quorum = bit(sn->id) | (sn->grant_term == term ? sn->grant_mask : 0);
+    /* Its own vote counts only if it is durable (paper Figure 2; the core waits for it too):
+     * a vote that a crash can take back lets the same server vote again in this term. */
+    bool self_durable = sn->durable.term == term && sn->durable.vote == sn->id;
+    uint64_t quorum = (self_durable ? bit(sn->id) : 0) |
+                      (sn->grant_term == term ? sn->grant_mask : 0);
     if (!majority_of(quorum, voters)) {
         char q[200], v[200];
         craft__sim_mask_format(quorum & voters, q, sizeof(q));

@@ -22,6 +22,7 @@ void craft_sim_options_init(struct craft_sim_options *o)
     o->max_delay_ms = 10;
     o->disk_min_ms = 0;
     o->disk_max_ms = 2;
+    o->torn_writes = true;
     o->bootstrap = true;
     o->trace_depth = 64;
 }
@@ -142,6 +143,14 @@ static int process(struct craft_sim *s, unsigned i, const struct craft_update *u
     if (rc == 0 && u->n_reads > 0) {
         rc = craft__sim_reads_reported(s, i, u->reads, u->n_reads);
     }
+    for (size_t k = 0; rc == 0 && k < u->n_regressions; k++) {
+        const struct craft_log_regression *g = &u->regressions[k];
+        s->stats.regressions++;
+        craft__sim_emit_text(s, CRAFT_SIM_EV_NOTE, sn->id,
+                             "n%u: follower n%" PRIu64 "'s log went backwards: it had "
+                             "acknowledged %" PRIu64 ", it now ends at %" PRIu64,
+                             i + 1, g->id, g->match, g->last_index);
+    }
     if (rc == 0 && u->dropped_from != 0) {
         craft__sim_emit_text(s, CRAFT_SIM_EV_NOTE, sn->id,
                              "n%u dropped its pending proposals from index %" PRIu64, i + 1,
@@ -237,7 +246,7 @@ static int boot(struct craft_sim *s, unsigned i)
     b.snapshot = has_snapshot ? &meta : NULL;
     b.entries = entries;
     b.n_entries = n;
-    bool empty = b.hard_state.term == 0 && b.hard_state.vote == 0 && n == 0 && !has_snapshot;
+    bool empty = n == 0 && !has_snapshot; /* a torn bootstrap write may have left a term */
     if (s->o.bootstrap && empty && sn->id <= s->o.n_voters) {
         b.bootstrap = &s->bootstrap;
     }
@@ -338,6 +347,7 @@ int craft_sim_new(const struct craft_sim_options *o, struct craft_sim **out)
         char address[32];
         snprintf(address, sizeof(address), "sim-%u", i + 1);
         s->nodes[i].id = i + 1;
+        s->nodes[i].rx_store.alloc = s->alloc;
         rc = 0;
         if (i < s->o.n_voters) {
             rc = craft_configuration_add(&s->bootstrap, s->alloc, i + 1, address, CRAFT_VOTER);
@@ -378,6 +388,8 @@ static void node_close(struct craft_sim *s, struct craft__sim_node *sn, unsigned
     sn->rx = NULL;
     craft_store_close(sn->store);
     sn->store = NULL;
+    craft_store_close(sn->saved);
+    sn->saved = NULL;
 }
 
 void craft_sim_free(struct craft_sim *s)
@@ -576,10 +588,13 @@ int craft_sim_crash(struct craft_sim *s, craft_id id)
     /* Stale ticks, disk completions and messages addressed to the old process all carry the
      * old incarnation and are ignored. */
     sn->incarnation++;
-    craft__sim_disk_discard(s, i);
+    int rc = craft__sim_disk_crash(s, i);
     craft__sim_snap_crash(s, i);
     craft__sim_reads_crash(s, i);
     s->stats.crashes++;
+    if (rc != 0) {
+        return rc;
+    }
     struct craft_sim_event ev;
     craft__sim_event_init(s, &ev, CRAFT_SIM_EV_CRASH, id);
     craft__sim_emit(s, &ev);
@@ -589,7 +604,7 @@ int craft_sim_crash(struct craft_sim *s, craft_id id)
     craft_index first, last;
     struct craft_entry *entries = NULL;
     size_t n = 0;
-    int rc = st->bounds(st->impl, &first, &last);
+    rc = st->bounds(st->impl, &first, &last);
     if (rc == 0 && last >= first) {
         rc = st->entries(st->impl, first, last, s->alloc, &entries, &n);
     }

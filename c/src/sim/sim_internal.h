@@ -16,6 +16,7 @@
 #include "craft/sim.h"
 #include "events.h"
 #include "prng.h"
+#include "storage/driver_contract.h"
 
 /* A message in flight: a deep copy, since the core's pointers die at its next call. */
 struct craft__sim_packet {
@@ -91,8 +92,9 @@ struct craft__sim_node {
      * last chunk arrives) and the store's writer (when the chunks reach the disk). */
     unsigned char *rx;
     size_t rx_len, rx_cap;
-    void *snap_writer;
-    craft_index snap_skip; /* chunks of this snapshot are obsolete: not stored */
+    struct craft__snap_rx rx_store;
+    /* A copy of the store saved by craft_sim_disk_save (an older copy to put back). */
+    struct craft_store *saved;
     /* Granted votes delivered to this node in grant_term (a mask): its election quorum. */
     craft_term grant_term;
     uint64_t grant_mask;
@@ -172,6 +174,9 @@ size_t craft__sim_message_bytes(const struct craft_message *m);
 /* disk.c */
 int craft__sim_disk_write(struct craft_sim *s, unsigned i, const struct craft_update *u);
 int craft__sim_disk_complete(struct craft_sim *s, unsigned i);
+/* A crash: the write in progress may be torn (a prefix of its store operations done), the
+ * rest of the queue is lost. */
+int craft__sim_disk_crash(struct craft_sim *s, unsigned i);
 void craft__sim_disk_discard(struct craft_sim *s, unsigned i);
 
 /* snapshot.c */
@@ -181,9 +186,6 @@ int craft__sim_snap_take(struct craft_sim *s, unsigned i, const struct craft_sna
 /* A chunk in an update: collect it; on the last, restore the state machine and the mirror. */
 int craft__sim_snap_chunk(struct craft_sim *s, unsigned i, const struct craft_install_snapshot *c,
                           bool discard_log);
-/* At disk completion: write the chunk to the store. */
-int craft__sim_snap_store_chunk(struct craft_sim *s, unsigned i,
-                                const struct craft_install_snapshot *c, bool discard_log);
 /* At boot: restore the state machine from the store's snapshot (or to empty). */
 int craft__sim_snap_boot(struct craft_sim *s, unsigned i, bool has_snapshot,
                          const struct craft_snapshot_meta *meta);

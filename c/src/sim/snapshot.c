@@ -206,65 +206,6 @@ int craft__sim_snap_chunk(struct craft_sim *s, unsigned i, const struct craft_in
     return rc;
 }
 
-int craft__sim_snap_store_chunk(struct craft_sim *s, unsigned i,
-                                const struct craft_install_snapshot *c, bool discard_log)
-{
-    struct craft__sim_node *sn = &s->nodes[i];
-    struct craft_store *st = sn->store;
-    int rc = 0;
-    const char *what = "snapshot_begin";
-    if (c->offset == 0) {
-        if (sn->snap_writer != NULL) {
-            st->snapshot_abort(st->impl, sn->snap_writer);
-            sn->snap_writer = NULL;
-        }
-        /* The node may have taken a newer snapshot of its own since the chunk was handed out
-         * (snapshots it takes are stored at once, chunks in disk order): a store never goes
-         * back to an older one, so this transfer is obsolete. A core does not install it
-         * (restore() would catch that); its remaining chunks are skipped here. */
-        struct craft_snapshot_meta cur;
-        if (st->snapshot_meta(st->impl, s->alloc, &cur) == 0) {
-            craft_configuration_close(&cur.conf, s->alloc);
-            if (cur.index >= c->meta.index) {
-                sn->snap_skip = c->meta.index;
-                return 0;
-            }
-        }
-        sn->snap_skip = 0;
-        rc = st->snapshot_begin(st->impl, &c->meta, &sn->snap_writer);
-    } else if (sn->snap_skip == c->meta.index) {
-        return 0;
-    } else if (sn->snap_writer == NULL) {
-        rc = CRAFT_ESTATE;
-    }
-    if (rc == 0 && c->size > 0) {
-        what = "snapshot_write";
-        rc = st->snapshot_write(st->impl, sn->snap_writer, c->data, c->size);
-    }
-    if (rc == 0 && c->done) {
-        what = "snapshot_commit";
-        rc = st->snapshot_commit(st->impl, sn->snap_writer);
-        sn->snap_writer = NULL;
-        craft_index first, last;
-        if (rc == 0) {
-            what = "bounds";
-            rc = st->bounds(st->impl, &first, &last);
-        }
-        if (rc == 0 && discard_log && last >= first) {
-            what = "truncate";
-            rc = st->truncate(st->impl, first);
-        } else if (rc == 0 && !discard_log && first <= c->meta.index) {
-            what = "compact";
-            rc = st->compact(st->impl, c->meta.index < last ? c->meta.index : last);
-        }
-    }
-    if (rc != 0) {
-        return craft__sim_fail(s, rc, "n%u: storing a snapshot chunk (%s at offset %" PRIu64
-                               "): %s", i + 1, what, c->offset, craft_err_name(rc));
-    }
-    return 0;
-}
-
 int craft__sim_snap_boot(struct craft_sim *s, unsigned i, bool has_snapshot,
                          const struct craft_snapshot_meta *meta)
 {
@@ -314,10 +255,6 @@ int craft__sim_snap_boot(struct craft_sim *s, unsigned i, bool has_snapshot,
 void craft__sim_snap_crash(struct craft_sim *s, unsigned i)
 {
     struct craft__sim_node *sn = &s->nodes[i];
-    if (sn->snap_writer != NULL) {
-        sn->store->snapshot_abort(sn->store->impl, sn->snap_writer);
-        sn->snap_writer = NULL;
-    }
+    craft__snap_rx_abort(sn->store, &sn->rx_store);
     sn->rx_len = 0;
-    sn->snap_skip = 0;
 }

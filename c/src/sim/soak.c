@@ -23,7 +23,8 @@ struct soak {
     uint64_t counter;
     uint64_t read_id;
     /* What this run mixes in besides faults and proposals. */
-    bool membership, transfers, reads;
+    bool membership, transfers, reads, disk_loss;
+    unsigned disk_profile;
 };
 
 static void say(struct soak *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -61,6 +62,31 @@ static unsigned pick_size(struct craft__sim_prng *p)
     return r < 11 ? 3 : 5;
 }
 
+/* The disk latency of a profile: 0 fast, 1 ordinary, 2 slower than the network. */
+static void disk_range(struct soak *k, unsigned profile, unsigned *lo, unsigned *hi)
+{
+    struct craft__sim_prng *p = &k->p;
+    switch (profile) {
+    case 0:
+        *lo = 0;
+        *hi = (unsigned)craft__sim_prng_range(p, 0, 3);
+        break;
+    case 1:
+        *lo = 0;
+        *hi = (unsigned)craft__sim_prng_range(p, 2, 15);
+        break;
+    default:
+        *lo = (unsigned)craft__sim_prng_range(p, 5, 25);
+        *hi = *lo + (unsigned)craft__sim_prng_range(p, 20, 120);
+        break;
+    }
+}
+
+static void set_disk_profile(struct soak *k, struct craft_sim_options *so)
+{
+    disk_range(k, k->disk_profile, &so->disk_min_ms, &so->disk_max_ms);
+}
+
 static void configure(struct soak *k, struct craft_sim_options *so)
 {
     struct craft__sim_prng *p = &k->p;
@@ -75,6 +101,7 @@ static void configure(struct soak *k, struct craft_sim_options *so)
     k->membership = craft__sim_prng_chance(p, 0.75);
     k->transfers = craft__sim_prng_chance(p, 0.6);
     k->reads = craft__sim_prng_chance(p, 0.7);
+    k->disk_loss = craft__sim_prng_chance(p, 0.6);
     so->node.pre_vote = craft__sim_prng_chance(p, 0.7);
     so->node.check_quorum = craft__sim_prng_chance(p, 0.7);
     so->node.election_ticks = 10;
@@ -99,8 +126,11 @@ static void configure(struct soak *k, struct craft_sim_options *so)
     so->max_delay_ms = so->min_delay_ms + (unsigned)craft__sim_prng_range(p, 0, 40);
     so->drop_rate = craft__sim_prng_unit(p) * 0.2;
     so->dup_rate = craft__sim_prng_unit(p) * 0.1;
-    so->disk_min_ms = 0;
-    so->disk_max_ms = (unsigned)craft__sim_prng_range(p, 0, 15);
+    /* Disks, drawn independently of the network: fast, ordinary, or slower than a round trip
+     * (then a vote granted by a peer usually comes back before the candidate's own write
+     * lands, and an acknowledgement before the leader's own append). */
+    k->disk_profile = (unsigned)craft__sim_prng_range(p, 0, 2);
+    set_disk_profile(k, so);
     so->trace_depth = k->o->trace_depth ? k->o->trace_depth : 60;
     if (k->o->verbose && k->o->line != NULL) {
         so->trace = trace_line;
@@ -200,13 +230,24 @@ static int membership_step(struct soak *k)
     } else if (r < 65 && (id = random_in(k, learners)) != 0) {
         rc = craft_sim_promote(k->sim, id, NULL);
     } else if (r >= 65) {
-        /* A voter only while more than two remain, so that runs keep real elections; the
-         * leader itself a quarter of the time. */
-        uint64_t removable = learners | (__builtin_popcountll(voters) > 2 ? voters : 0);
-        bool self = craft__sim_prng_chance(p, 0.25) && (removable & (1ull << (leader - 1)));
+        /* Voters down to the last one; the leader itself a third of the time (thesis
+         * 4.2.2), and then, often, the removed leader crashes before its removal commits,
+         * or a little after. */
+        uint64_t removable = learners | (__builtin_popcountll(voters) > 1 ? voters : 0);
+        bool self = craft__sim_prng_chance(p, 0.33) && (removable & (1ull << (leader - 1)));
         id = self ? leader : random_in(k, removable);
         if (id != 0) {
             rc = craft_sim_remove_server(k->sim, id, NULL);
+        }
+        if (rc == 0 && self && craft__sim_prng_chance(p, 0.4)) {
+            rc = craft_sim_run_for(k->sim, craft__sim_prng_range(p, 0, 40));
+            if (rc == 0 && craft_sim_is_up(k->sim, leader)) {
+                rc = craft_sim_crash(k->sim, leader);
+            }
+            if (rc == 0) {
+                k->r->changes++;
+            }
+            return rc;
         }
     }
     if (rc == 0) {
@@ -258,11 +299,39 @@ static int read_step(struct soak *k)
     return 0;
 }
 
+/* A down server's disk: a backup taken, or a loss that stays within what Raft tolerates
+ * (craft_sim_disk_loss_safe): a cut tail, an older copy put back, a wipe of a server that is
+ * no longer a member. The leader must notice and repair the follower (liveness is checked in
+ * the final phase). */
+static int disk_loss_on(struct soak *k, craft_id id)
+{
+    struct craft__sim_prng *p = &k->p;
+    uint64_t r = craft__sim_prng_range(p, 0, 5);
+    if (r == 0) {
+        return craft_sim_disk_save(k->sim, id);
+    }
+    int kind = r <= 2 ? CRAFT_SIM_DISK_CUT_TAIL : r <= 4 ? CRAFT_SIM_DISK_ROLLBACK
+                                                         : CRAFT_SIM_DISK_WIPE;
+    uint64_t n = craft__sim_prng_chance(p, 0.7) ? craft__sim_prng_range(p, 1, 6)
+                                                : craft__sim_prng_range(p, 7, 60);
+    if (!craft_sim_disk_loss_safe(k->sim, id, kind, n)) {
+        return 0;
+    }
+    k->r->disk_losses++;
+    return craft_sim_disk_lose(k->sim, id, kind, n);
+}
+
+static int disk_loss_step(struct soak *k)
+{
+    craft_id id = random_node(k, false);
+    return id != 0 ? disk_loss_on(k, id) : 0;
+}
+
 static int fault_step(struct soak *k)
 {
     struct craft__sim_prng *p = &k->p;
     struct craft_sim *sim = k->sim;
-    uint64_t a = craft__sim_prng_range(p, 0, 129);
+    uint64_t a = craft__sim_prng_range(p, 0, 139);
     int rc = 0;
     if (a < 40) {
         unsigned count = (unsigned)craft__sim_prng_range(p, 1, 5);
@@ -276,6 +345,10 @@ static int fault_step(struct soak *k)
         craft_id id = random_node(k, true);
         if (id != 0) {
             rc = craft_sim_crash(sim, id);
+            /* Often the disk of a server that just went down is the one that suffers. */
+            if (rc == 0 && k->disk_loss && craft__sim_prng_chance(p, 0.4)) {
+                rc = disk_loss_on(k, id);
+            }
         }
     } else if (a < 60) {
         craft_id id = random_node(k, false);
@@ -303,7 +376,9 @@ static int fault_step(struct soak *k)
                                    craft__sim_prng_unit(p) * 0.1, lo,
                                    lo + (unsigned)craft__sim_prng_range(p, 0, 60));
     } else if (a < 90) {
-        rc = craft_sim_set_disk(sim, 0, (unsigned)craft__sim_prng_range(p, 0, 30));
+        unsigned lo, hi;
+        disk_range(k, (unsigned)craft__sim_prng_range(p, 0, 2), &lo, &hi);
+        rc = craft_sim_set_disk(sim, lo, hi);
     } else if (a < 100) {
         /* nothing: just run */
     } else if (a < 118) {
@@ -314,8 +389,12 @@ static int fault_step(struct soak *k)
         if (k->transfers) {
             rc = transfer_step(k);
         }
-    } else if (k->reads) {
-        rc = read_step(k);
+    } else if (a < 130) {
+        if (k->reads) {
+            rc = read_step(k);
+        }
+    } else if (k->disk_loss) {
+        rc = disk_loss_step(k);
     }
     if (rc == CRAFT_ESTATE) {
         rc = 0;
@@ -434,7 +513,9 @@ static int final_phase(struct soak *k)
         rc = craft_sim_set_network(sim, 0.0, 0.0, 1, 10);
     }
     if (rc == 0) {
-        rc = craft_sim_set_disk(sim, 0, 2);
+        unsigned lo, hi;
+        disk_range(k, k->disk_profile, &lo, &hi);
+        rc = craft_sim_set_disk(sim, lo, hi);
     }
     if (rc != 0) {
         return rc;
@@ -530,14 +611,16 @@ int craft__sim_soak_run(const struct craft__sim_soak_options *o,
     if (o->verbose) {
         say(&k,
             "seed %" PRIu64 ": %u nodes (%u voters), membership=%d transfers=%d reads=%d "
+            "disk_loss=%d "
             "promote_distance=%" PRIu64 " pre_vote=%d check_quorum=%d heartbeat=%u batch=%u "
             "inflight=%u snapshot_entries=%" PRIu64 " trailing=%" PRIu64 " chunk=%zu "
             "drop=%.3f dup=%.3f delay=%u..%ums disk<=%ums",
-            o->seed, k.n, k.voters, k.membership, k.transfers, k.reads,
+            o->seed, k.n, k.voters, k.membership, k.transfers, k.reads, k.disk_loss,
             so.node.promote_distance, so.node.pre_vote, so.node.check_quorum, so.node.heartbeat_ticks,
             so.node.max_batch_entries, so.node.max_inflight, so.node.snapshot_entries,
             so.node.snapshot_trailing, so.node.snapshot_chunk_bytes, so.drop_rate, so.dup_rate,
             so.min_delay_ms, so.max_delay_ms, so.disk_max_ms);
+        say(&k, "disk %u..%ums", so.disk_min_ms, so.disk_max_ms);
     }
     uint64_t fault_ms = craft__sim_prng_range(&k.p, 2000, 5000);
     /* Let the first election happen on a quiet network most of the time. */
@@ -568,6 +651,8 @@ int craft__sim_soak_run(const struct craft__sim_soak_options *o,
     r->changes = st.changes;
     r->transfers = st.transfers;
     r->reads = st.reads_served;
+    r->regressions = st.regressions;
+    r->torn_writes = st.torn_writes;
     if (rc != 0) {
         say(&k, "FAILED seed %" PRIu64 " (%u nodes, t=%" PRIu64 "ms): %s", o->seed, k.n,
             r->virtual_ms, r->error);

@@ -4,7 +4,10 @@
  * schedule (loss, duplication, reordering, partitions, one-way cuts, crashes and restarts)
  * mixed with proposals, membership changes (adds of spare or removed servers as learners, with
  * and without auto-promotion, promotions, removals of followers, learners and the leader
- * itself), leadership transfers and ReadIndex reads; then healed, after which a leader must
+ * itself, down to one voter, the removed leader often crashing right after), leadership
+ * transfers and ReadIndex reads, disks fast or slower than the network, crashes that tear the
+ * write in progress, and disk losses within Raft's fault model (a cut tail, an older copy put
+ * back, a wiped non-member); then healed, after which a leader must
  * emerge among the voters of the final configuration, and a final proposal must be applied on
  * every server of that configuration and a final read served. Shared by craft-soak
  * (c/tools/craft_soak.c) and the soak test (c/tests/test_sim_soak.c).
@@ -37,6 +40,9 @@ struct craft__sim_soak_result {
     uint64_t changes;   /* membership changes accepted by a leader */
     uint64_t transfers; /* leadership transfers accepted */
     uint64_t reads;     /* reads served */
+    uint64_t disk_losses; /* wiped, cut or rolled-back disks (within Raft's fault model) */
+    uint64_t regressions; /* followers found with a log gone backwards, and repaired */
+    uint64_t torn_writes; /* crashes that tore the write in progress */
 };
 
 /* Runs the soak for o->seed; returns r->rc. */

@@ -591,6 +591,31 @@ static int load(struct disk_store *s, bool *discard)
                                    " but the compaction point in state is %" PRIu64 " (a gap)",
                                    name, w->segs[0].first, BASE(s));
     }
+    /* The commit hint in state names entries that were synced before it was written (the
+     * driver contract caps it below what its job changes), so a log that ends before it, and
+     * no snapshot that covers it, lost synced entries: a segment file removed or cut short
+     * (a removed middle segment is the gap above). */
+    craft_index end = craft__storage_wal_last(w);
+    if (s->have_snap && s->snap.index > end) {
+        end = s->snap.index;
+    }
+    craft_index hint = s->hs.cur.hs.commit;
+    if (hint > end) {
+        if (s->o.fsync) {
+            return craft__storage_errf(&s->err, CRAFT_ECORRUPT,
+                                       "the log ends at index %" PRIu64
+                                       " but state records index %" PRIu64
+                                       " as committed and synced: entries %" PRIu64
+                                       "..%" PRIu64 " are missing (a log segment removed or "
+                                       "cut short)",
+                                       end, hint, end + 1, hint);
+        }
+        /* Without fsync a machine crash may lose what was written: nothing was promised. */
+        craft__storage_logf(s->o.log, s->o.log_data, CRAFT_STORE_LOG_WARN,
+                            "storage: event=log_behind_commit last=%" PRIu64 " commit=%" PRIu64
+                            " (fsync is off: entries written before a machine crash are lost)",
+                            end, hint);
+    }
     /* The entry at base, if still on disk, must have the term recorded with base; if not, the
      * log beyond it was being dropped for a snapshot when the process stopped. */
     craft_term t;

@@ -13,6 +13,7 @@
 
 #include "craft.h"
 #include "storage/log_rules.h"
+#include "storage/mem_store.h"
 
 /* One log entry held by the store; the payload is a separate allocation (NULL when empty). */
 struct slot {
@@ -509,5 +510,44 @@ int craft_mem_store_new(const struct craft_allocator *a, struct craft_store **ou
     s->iface.snapshot_close = snapshot_close;
     s->iface.close = close_store;
     *out = &s->iface;
+    return 0;
+}
+
+int craft__mem_store_clone(const struct craft_store *src, struct craft_store **out)
+{
+    const struct mem_store *from = src->impl;
+    int rv = craft_mem_store_new(from->a, out);
+    if (rv != 0) {
+        return rv;
+    }
+    struct mem_store *s = (*out)->impl;
+    s->hs = from->hs;
+    s->base = from->base;
+    s->base_term = from->base_term;
+    rv = reserve(s, from->count);
+    for (size_t k = 0; rv == 0 && k < from->count; k++) {
+        const struct slot *f = &from->slots[from->head + k];
+        struct slot *d = &s->slots[k];
+        *d = *f;
+        d->data = NULL;
+        if (f->size > 0) {
+            d->data = craft_malloc(s->a, f->size);
+            if (d->data == NULL) {
+                rv = CRAFT_ENOMEM;
+                break;
+            }
+            memcpy(d->data, f->data, f->size);
+        }
+        s->count++;
+    }
+    if (rv != 0) {
+        close_store(s);
+        *out = NULL;
+        return rv;
+    }
+    s->snap = from->snap;
+    if (s->snap != NULL) {
+        s->snap->refs++;
+    }
     return 0;
 }

@@ -1,8 +1,8 @@
 /* The disk queue. Every store call of a running node happens here, on libuv's thread pool, one
  * job at a time (the storage interface allows no concurrent calls), in FIFO order:
  *
- *   JOB_WRITE          a snapshot chunk, entries and hard state of one or more updates, then
- *                      craft_persisted(seq) on the loop. Updates taken while a write runs are
+ *   JOB_WRITE          the hard state, a snapshot chunk and entries of one or more updates, in
+ *                      the driver contract's order, then craft_persisted(seq) on the loop. Updates taken while a write runs are
  *                      merged into the job waiting behind it: one append and one fdatasync for
  *                      all of them (group commit). A chunk is never merged with what follows it,
  *                      because installing a snapshot must come before the entries after it.
@@ -73,72 +73,22 @@ static void fail(struct craft__job *j, int rc, const char *what, struct craft_st
     snprintf(j->err, sizeof j->err, "%s: %s", what, craft_strerror(rc));
 }
 
+/* The store operations of a write job, in the order of the driver contract shared with the
+ * simulator (storage/driver_contract.h says why each crash point between them is safe). */
 static void do_write(struct craft_uv_node *n, struct craft__job *j)
 {
-    struct craft_store *s = n->store;
-    int rc;
-    if (j->has_chunk) {
-        const struct craft_install_snapshot *c = &j->chunk;
-        if (c->offset == 0 || n->writer_index != c->meta.index) {
-            if (n->writer != NULL) {
-                s->snapshot_abort(s->impl, n->writer);
-                n->writer = NULL;
-            }
-            n->writer_index = c->meta.index;
-            n->skip_index = 0;
-            struct craft_snapshot_meta latest;
-            if (s->snapshot_meta(s->impl, n->alloc, &latest) == 0) {
-                craft_configuration_close(&latest.conf, n->alloc);
-                if (latest.index >= c->meta.index) {
-                    n->skip_index = c->meta.index; /* we took a newer one: craft.h says skip */
-                }
-            }
-            if (n->skip_index == 0) {
-                struct craft_snapshot_meta m = c->meta;
-                m.size = 0;
-                rc = s->snapshot_begin(s->impl, &m, &n->writer);
-                if (rc != 0) {
-                    fail(j, rc, "storing a received snapshot", s);
-                    return;
-                }
-            }
-        }
-        if (n->skip_index != c->meta.index) {
-            rc = c->size > 0 ? s->snapshot_write(s->impl, n->writer, c->data, c->size) : 0;
-            if (rc == 0 && c->done) {
-                rc = s->snapshot_commit(s->impl, n->writer);
-                n->writer = NULL;
-                /* The follower held the snapshot's last entry: keep what follows it. */
-                if (rc == 0 && !j->discard_log) {
-                    rc = s->compact(s->impl, c->meta.index);
-                }
-            }
-            if (rc != 0) {
-                fail(j, rc, "storing a received snapshot", s);
-                return;
-            }
-        }
-    }
-    if (j->n_entries > 0) {
-        craft_index first, last;
-        rc = s->bounds(s->impl, &first, &last);
-        if (rc == 0 && j->entries[0].index <= last) {
-            rc = s->truncate(s->impl, j->entries[0].index);
-        }
-        if (rc == 0) {
-            rc = s->append(s->impl, j->entries, j->n_entries);
-        }
-        if (rc != 0) {
-            fail(j, rc, "appending to the log", s);
-            return;
-        }
-    }
-    if (j->has_hs) {
-        rc = s->save_hard_state(s->impl, &j->hs);
-        if (rc != 0) {
-            fail(j, rc, "saving the hard state", s);
-            return;
-        }
+    struct craft__persist_job pj = {
+        .has_hard_state = j->has_hs,
+        .hard_state = j->hs,
+        .chunk = j->has_chunk ? &j->chunk : NULL,
+        .discard_log = j->discard_log,
+        .entries = j->entries,
+        .n_entries = j->n_entries,
+    };
+    const char *what = "writing";
+    int rc = craft__persist(n->store, &n->rx, &pj, NULL, &what);
+    if (rc != 0) {
+        fail(j, rc, what, n->store);
     }
 }
 

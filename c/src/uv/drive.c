@@ -145,6 +145,28 @@ static void note_role(struct craft_uv_node *n, const struct craft_update *u)
     craft__uv_requests_on_role(n);
 }
 
+/* Loudly: Raft assumes a durable log never goes backwards, and entries this follower had
+ * acknowledged may have been counted toward a commit (docs/core.md). The core repairs it. */
+static void follower_log_lost(struct craft_uv_node *n, const struct craft_log_regression *g)
+{
+    craft__uv_log(n, CRAFT_UV_ERROR,
+                  "event=follower_log_lost follower=%llu acknowledged=%llu last=%llu "
+                  "reason=\"its data directory lost entries it had acknowledged (cut, wiped or "
+                  "restored from an older copy); re-replicating. Committed entries may be on "
+                  "fewer servers than Raft assumes until it catches up: remove and re-add a "
+                  "server instead of restoring or wiping its directory in place\"",
+                  (unsigned long long)g->id, (unsigned long long)g->match,
+                  (unsigned long long)g->last_index);
+    struct craft_uv_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = CRAFT_UV_EVENT_FOLLOWER_LOG_LOST;
+    ev.leader = g->id;
+    ev.index = g->last_index;
+    ev.match = g->match;
+    ev.term = n->term;
+    craft__uv_event(n, &ev);
+}
+
 void craft__uv_drive(struct craft_uv_node *n)
 {
     if (n->dead || n->core == NULL) {
@@ -184,6 +206,9 @@ void craft__uv_drive(struct craft_uv_node *n)
         }
         for (size_t k = 0; k < u.n_reads; k++) {
             craft__uv_requests_on_read(n, &u.reads[k]);
+        }
+        for (size_t k = 0; k < u.n_regressions; k++) {
+            follower_log_lost(n, &u.regressions[k]);
         }
     }
     craft__uv_disk_kick(n);

@@ -230,9 +230,7 @@ static void node_free(struct craft_uv_node *n)
         craft__uv_job_free(n, j);
     }
     if (n->store != NULL) {
-        if (n->writer != NULL) {
-            n->store->snapshot_abort(n->store->impl, n->writer);
-        }
+        craft__snap_rx_abort(n->store, &n->rx);
         craft_store_close(n->store);
     }
     craft_node_free(n->core);
@@ -277,6 +275,7 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
     n->loop = loop;
     n->cfg = *c;
     n->alloc = c->alloc;
+    n->rx.alloc = c->alloc;
     n->id = c->id;
     n->role = CRAFT_FOLLOWER;
     n->loop_thread = uv_thread_self();

@@ -13,6 +13,7 @@
 #include "craft.h"
 #include "craft/uv.h"
 #include "craft/wire.h"
+#include "storage/driver_contract.h"
 #include "uv/transport.h"
 
 /* ---- disk jobs ---------------------------------------------------------------------------- */
@@ -24,8 +25,9 @@ struct craft__job {
     bool started;
     int rc;
     char err[160];
-    /* JOB_WRITE: everything of one or more updates, in order: a snapshot chunk (never merged
-     * with a later update's), entries, hard state; then craft_persisted(seq). */
+    /* JOB_WRITE: everything of one or more updates, carried out in the driver contract's
+     * order (storage/driver_contract.h: hard state, snapshot chunk, entries; a chunk is never
+     * merged with a later update's); then craft_persisted(seq). */
     uint64_t seq;
     bool has_hs;
     struct craft_hard_state hs;
@@ -117,9 +119,7 @@ struct craft_uv_node {
     struct craft__job *jobs, *jobs_tail; /* FIFO; the head runs when started */
     uv_work_t work;
     bool job_running;
-    void *writer;           /* snapshot being received, store writer (disk thread only) */
-    craft_index writer_index;
-    craft_index skip_index; /* a received snapshot older than the store's latest: skipped */
+    struct craft__snap_rx rx; /* snapshot being received (disk thread only) */
 
     /* Apply. */
     struct craft__item *items, *items_tail;
