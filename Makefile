@@ -72,18 +72,18 @@ python-install: venv
 	$(VENV)/bin/pip install -q --disable-pip-version-check .
 
 # --- Lua rock (issue 7) ----------------------------------------------------------------------
-# Builds the rock "raft" (raft-scm-1.rockspec: the C sources of c/src plus lua/src as raft.core,
-# and lua/raft/*.lua) into ./lua_modules with luarocks, offline, twice: for Lua 5.4 and for
-# LuaJIT (luarocks' 5.1 tree with LuaJIT's headers). spec/helper.lua finds them there, so
+# Builds the rock "raft" (raft-<version>-1.rockspec: the C sources of c/src plus lua/src as
+# raft.core, and lua/raft/*.lua) into ./lua_modules with luarocks, offline, twice: for Lua 5.4
+# and for LuaJIT (luarocks' 5.1 tree with LuaJIT's headers). spec/helper.lua finds them there, so
 # `busted --lua=lua5.4` and `busted --lua=luajit` test what this built. `make test` runs it; a
 # failure does not stop make: the specs then fail on require "raft" and the summary counts it.
-# luarocks' builtin backend links the module in ./raft/: removed afterwards.
+# The rockspec's name carries craft's version (c/include/craft.h): there is exactly one.
 LUA_TREE := lua_modules
+ROCKSPEC := $(wildcard raft-*.rockspec)
 lua-install:
-	luarocks --lua-version=5.4 --tree $(LUA_TREE) make --deps-mode=none raft-scm-1.rockspec
-	luarocks --lua-version=5.1 --tree $(LUA_TREE) make --deps-mode=none raft-scm-1.rockspec \
+	luarocks --lua-version=5.4 --tree $(LUA_TREE) make --deps-mode=none $(ROCKSPEC)
+	luarocks --lua-version=5.1 --tree $(LUA_TREE) make --deps-mode=none $(ROCKSPEC) \
 		LUA_INCDIR=/usr/include/luajit-2.1
-	@rm -f raft/core.so && rmdir raft 2>/dev/null || true
 
 build: build-default build-asan
 

@@ -20,7 +20,7 @@ local core = require "raft.core"
 local store = require "raft.store"
 
 local raft = {
-    _VERSION = "raft scm-1",
+    _VERSION = "raft " .. core.craft_version,
     craft_version = core.craft_version,
     codes = core.codes,
 }
