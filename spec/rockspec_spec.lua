@@ -24,6 +24,29 @@ local function rockspec_name()
     return names[1]
 end
 
+-- What a tree holds once the rock is installed, luarocks' own metadata (lib/luarocks/) aside.
+local function installed_tree(tree)
+    local installed = {}
+    for _, f in ipairs(lines_of(("cd '%s' && find . -path ./lib/luarocks -prune -o ! -type d -print | sort"):format(tree))) do
+        if f ~= "./log" then installed[#installed + 1] = f:sub(3) end
+    end
+    return installed
+end
+
+-- Only the C module and the Lua files: no sources, objects or headers.
+local function expected_tree(v)
+    return {
+        ("lib/lua/%s/raft/core.so"):format(v),
+        ("share/lua/%s/raft/init.lua"):format(v),
+        ("share/lua/%s/raft/sim.lua"):format(v),
+        ("share/lua/%s/raft/store.lua"):format(v),
+    }
+end
+
+local function succeeded(ok)
+    return ok == true or ok == 0
+end
+
 describe("the rockspec", function()
     after_each(support.cleanup)
 
@@ -60,22 +83,13 @@ describe("the rockspec", function()
             :format(v, tree, empty, rockspec_name(), jit_ and "LUA_INCDIR=/usr/include/luajit-2.1" or "", tree)
         local objects = lines_of("find c lua -name '*.o' | sort")
         local ok = os.execute(cmd)
-        assert.is_truthy(ok == true or ok == 0, read(tree .. "/log"))
+        assert.is_truthy(succeeded(ok), read(tree .. "/log"))
         local so = ("%s/lib/lua/%s/raft/core.so"):format(tree, v)
         assert.is_truthy(io.open(so, "rb"), "no " .. so)
         assert.is_truthy(io.open(("%s/share/lua/%s/raft/init.lua"):format(tree, v), "rb"))
         -- Only the C module and the Lua files are installed: no sources, objects or headers
         -- (luarocks' own metadata lives under lib/luarocks/).
-        local installed = {}
-        for _, f in ipairs(lines_of(("cd '%s' && find . -path ./lib/luarocks -prune -o ! -type d -print | sort"):format(tree))) do
-            if f ~= "./log" then installed[#installed + 1] = f:sub(3) end
-        end
-        assert.are.same({
-            ("lib/lua/%s/raft/core.so"):format(v),
-            ("share/lua/%s/raft/init.lua"):format(v),
-            ("share/lua/%s/raft/sim.lua"):format(v),
-            ("share/lua/%s/raft/store.lua"):format(v),
-        }, installed)
+        assert.are.same(expected_tree(v), installed_tree(tree))
         -- The module loads in a fresh interpreter from that tree, and does not link liblua.
         local lua = jit_ and "luajit" or "lua" .. v
         local check = ([[%s -e "package.path='%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua;'..package.path; package.cpath='%s/lib/lua/%s/?.so;'..package.cpath; local r = require 'raft'; assert(r.craft_version); print('ok')"]])
@@ -86,5 +100,23 @@ describe("the rockspec", function()
         local libs = table.concat(lines_of("ldd '" .. so .. "'"), "\n")
         assert.is_nil(libs:find("liblua", 1, true))
         assert.is_nil(libs:find("libluajit", 1, true))
+    end)
+
+    it("packs a binary rock that installs the same files, with no rocks server", function()
+        local jit_ = rawget(_G, "jit") ~= nil
+        local v = _VERSION:match("%d+%.%d+")
+        local out, tree, empty = support.tmpdir(), support.tmpdir(), support.tmpdir()
+        -- luarocks writes the .rock into the current directory (the checkout): moved out at once.
+        local pack = ("luarocks --lua-version=%s --only-server='%s' make --deps-mode=none --pack-binary-rock %s %s > '%s/log' 2>&1")
+            :format(v, empty, rockspec_name(), jit_ and "LUA_INCDIR=/usr/include/luajit-2.1" or "", out)
+        local ok = os.execute(pack)
+        os.execute(("mv raft-*.rock '%s/' 2>/dev/null"):format(out))
+        assert.is_truthy(succeeded(ok), read(out .. "/log"))
+        local rocks = lines_of(("ls '%s'/raft-*.rock"):format(out))
+        assert.are.equal(1, #rocks)
+        local install = ("luarocks --lua-version=%s --tree '%s' --only-server='%s' install --deps-mode=none '%s' > '%s/log' 2>&1")
+            :format(v, tree, empty, rocks[1], out)
+        assert.is_truthy(succeeded(os.execute(install)), read(out .. "/log"))
+        assert.are.same(expected_tree(v), installed_tree(tree))
     end)
 end)
