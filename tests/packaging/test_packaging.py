@@ -53,11 +53,17 @@ def clean_env(**extra):
     return env
 
 
+def make_env():
+    """The environment for running make from a test that `make test` started: without the
+    outer make's flags (jobserver descriptors this process does not hold)."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+
 @pytest.fixture(scope="module")
 def artefacts(tmp_path_factory):
     dist = tmp_path_factory.mktemp("dist")
     r = run(["make", "--no-print-directory", "-C", ROOT, "wheel", f"DIST={dist}"],
-            timeout=BUILD_TIMEOUT, check=False)
+            timeout=BUILD_TIMEOUT, check=False, env=make_env())
     assert r.returncode == 0, f"make wheel failed:\n{r.stdout[-6000:]}\n{r.stderr[-6000:]}"
     v = craft_version()
     sdist = dist / f"craft-{v}.tar.gz"
@@ -278,7 +284,8 @@ def test_make_demo_installs_the_package_alone(tmp_path):
     # What `make demo` would run, on a venv that does not exist yet: it must create it and
     # install craft and nothing else (no test tools: pytest, hypothesis, mypy, matplotlib...).
     venv = tmp_path / "v"
-    r = run(["make", "-n", "--no-print-directory", "-C", ROOT, "demo", f"VENV={venv}"])
+    r = run(["make", "-n", "--no-print-directory", "-C", ROOT, "demo", f"VENV={venv}"],
+            env=make_env())
     lines = [line.strip() for line in r.stdout.splitlines()]
     assert f"python3 -m venv {venv}" in lines, r.stdout
     installs = [line for line in lines if " install " in line and "pip" in line]
