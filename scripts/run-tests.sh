@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds both CMake trees and runs every test suite of craft, whatever fails along the way:
 #   ctest in cbuild/default (RelWithDebInfo, -Werror) and cbuild/asan (ASan + UBSan),
-#   pytest over python/tests (once it holds tests) and tests/faults, busted over spec/ once it
+#   pytest over python/tests (once it holds tests), tests/faults and tests/packaging (the sdist,
+#   the repaired wheel and the version, through one `make wheel`), busted over spec/ once it
 #   holds specs. pytest is the project's own: .venv/bin/python (made by `make venv`).
 # Its last line sums all suites: "N passed, N failed" (", N skipped" when some were). A build
 # that fails counts as one failed test; it keeps going, so every target that compiles is built
@@ -127,7 +128,7 @@ run_fuzz() {
 
 run_fuzz
 
-# --- Python: pytest over python/tests and tests/faults ----------------------------------------
+# --- Python: pytest over python/tests, tests/faults and tests/packaging ----------------------
 
 # run_pytest DIR: one suite per folder, each with its own line in the recap.
 # pytest exits 5 when it collects nothing. A folder without test files is 0 tests; a folder with
@@ -177,6 +178,7 @@ run_pytest() {
 
 run_pytest python/tests
 run_pytest tests/faults
+run_pytest tests/packaging
 
 # --- Lua: busted over spec/ -------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ local support = require "spec.support"
 local procs = require "spec.support.procs"
 
 local OPTS = { heartbeat_ms = 50, election_timeout_ms = 500, fsync = false,
-    snapshot_entries = 64, snapshot_trailing = 8 }
+    snapshot_entries = 64, snapshot_trailing = 8, segment_size = support.SEGMENT }
 
 -- The node in this Lua state, behind the same interface as a process (spec/support/procs.lua).
 local function local_node(node, fsm)

@@ -142,7 +142,7 @@ describe("raft.node", function()
         -- One node of three: it can never commit.
         local nd = assert(raft.node{ id = 1, address = addrs[1], data_dir = dir, peers = peers,
             apply = function() end, heartbeat_ms = 20, election_timeout_ms = 100, fsync = false,
-            log_level = "error" })
+            log_level = "error", segment_size = support.SEGMENT })
         c = { close = function() nd:close() end }
         local t0 = raft.now()
         local r, err, code = nd:apply("x", { timeout_ms = 300 })
@@ -208,7 +208,8 @@ describe("raft.node", function()
         local fsm = support.kv()
         local dir = support.tmpdir()
         local joiner = assert(raft.node{ id = 4, address = addr, data_dir = dir, join = true, fsm = fsm,
-            heartbeat_ms = 20, election_timeout_ms = 200, fsync = false, log_level = "error" })
+            heartbeat_ms = 20, election_timeout_ms = 200, fsync = false, log_level = "error",
+            segment_size = support.SEGMENT })
         c.nodes[4] = joiner
         local changes = {}
         c.nodes[leader]:on("membership", function(index) changes[#changes + 1] = index end)
@@ -235,6 +236,51 @@ describe("raft.node", function()
         local mask = assert(status:match("SigIgn:%s*(%x+)"))
         local low = tonumber(mask:sub(-4), 16) -- signals 1..16; SIGPIPE is 13: bit 12
         assert.are.equal(1, math.floor(low / 4096) % 2)
+    end)
+
+    it("takes segment_size: the WAL segments are preallocated to it", function()
+        local addr = support.free_addresses(1)[1]
+        local dir = support.tmpdir()
+        local nd = assert(raft.node{ id = 1, address = addr, data_dir = dir, peers = { addr },
+            apply = function() return "ok" end, heartbeat_ms = 20, election_timeout_ms = 100,
+            fsync = false, log_level = "error", segment_size = 8192 })
+        c = { close = function() nd:close() end }
+        assert(raft.wait(function() return nd:is_leader() end, 5000, "leadership"))
+        for _ = 1, 20 do assert(nd:apply(string.rep("v", 1000))) end
+        nd:close()
+        local sizes = {}
+        local ls = assert(io.popen("ls '" .. dir .. "'"))
+        for name in ls:lines() do
+            if name:match("^wal%-%d+%.seg$") then
+                local f = assert(io.open(dir .. "/" .. name, "rb"))
+                sizes[#sizes + 1] = f:seek("end")
+                f:close()
+            end
+        end
+        ls:close()
+        -- ~20 KiB of records in 8 KiB segments; one append is never split, so a segment may
+        -- end a record past its preallocated size.
+        assert.is_true(#sizes >= 2, "segments: " .. #sizes)
+        for _, size in ipairs(sizes) do
+            assert.is_true(size >= 8192 and size < 8192 + 2048, "segment of " .. size .. " bytes")
+        end
+    end)
+
+    it("refuses a segment_size outside 4 KiB .. 1 GiB, naming the range", function()
+        local dir = support.tmpdir()
+        for _, bad in ipairs({ 0, 4095, 2 ^ 30 + 1, -1, 8192.5, "1M", true }) do
+            local ok, err = pcall(raft.node, { id = 1, address = "127.0.0.1:0", data_dir = dir,
+                join = true, apply = print, segment_size = bad })
+            assert.is_false(ok)
+            assert.matches("segment_size", err)
+            assert.matches("4096", err)
+            assert.matches("1073741824", err)
+        end
+        for _, good in ipairs({ 4096, 2 ^ 30 }) do
+            local nd = assert(raft.node{ id = 1, address = "127.0.0.1:0", data_dir = dir .. "/" .. good,
+                join = true, apply = print, fsync = false, segment_size = good })
+            nd:close()
+        end
     end)
 
     it("transfers leadership", function()

@@ -5,6 +5,9 @@ local support = {}
 
 local counter = 0
 
+-- WAL segments of spec nodes: 1 MiB instead of the default 64 MiB each node preallocates.
+support.SEGMENT = 1048576
+
 --- A fresh empty directory under $TMPDIR, removed by support.cleanup().
 function support.tmpdir()
     counter = counter + 1
@@ -29,7 +32,7 @@ function support.free_addresses(n)
     local dir = support.tmpdir()
     for i = 1, n do
         probes[i] = assert(raft.node{ id = i, address = "127.0.0.1:0", data_dir = dir .. "/p" .. i,
-            join = true, fsync = false, apply = function() end })
+            join = true, fsync = false, apply = function() end, segment_size = support.SEGMENT })
         out[i] = probes[i]:address()
     end
     for i = 1, n do probes[i]:close() end
@@ -84,7 +87,7 @@ function support.cluster(n, opts)
         local o = {
             id = i, address = c.peers[i], data_dir = c.dirs[i], peers = c.peers, fsm = c.fsms[i],
             heartbeat_ms = 20, election_timeout_ms = 200, fsync = false, timeout_ms = 5000,
-            log_level = "error",
+            log_level = "error", segment_size = support.SEGMENT,
         }
         for k, v in pairs(opts) do
             if k == "stores" then

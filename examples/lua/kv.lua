@@ -51,6 +51,7 @@ local function start(id)
     nodes[id] = assert(raft.node{
         id = id, address = peers[id], data_dir = root .. "/n" .. id, peers = peers, fsm = fsms[id],
         heartbeat_ms = 30, election_timeout_ms = 300, snapshot_entries = 50, snapshot_trailing = 10,
+        segment_size = 1048576, -- 1 MiB WAL segments (preallocated): craft's default is 64 MiB
         on = { leader = function(leader, term)
             if leader then print(("  node %d: the leader is node %d (term %d)"):format(id, leader, term)) end
         end },

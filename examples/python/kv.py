@@ -36,7 +36,9 @@ The protocol, one request per line, one answer per line ("ERR ..." on failure):
 
 Options of serve for other layouts: --peers 1=HOST:PORT,2=... (any number of servers),
 --join with --address (a new empty server, added by "add" on the leader), --client-unix PATH
-(clients on a Unix socket instead of TCP), --snapshot-entries, --timeout.
+(clients on a Unix socket instead of TCP), --snapshot-entries, --timeout, --segment-size (bytes
+of one WAL segment: 1 MiB here, an example's size; craft's default, 64 MiB, suits a server that
+writes a lot).
 
 Checked with mypy --strict (python/tests/test_stubs.py).
 """
@@ -54,6 +56,9 @@ from craft import codec
 
 RAFT_PORTS = {1: 7001, 2: 7002, 3: 7003}
 CLIENT_PORT_BASE = 8000
+# Each WAL segment is preallocated: 1 MiB keeps three demo servers small on disk. A server that
+# writes a lot keeps craft's default (64 MiB: fewer files to create and sync).
+SEGMENT_SIZE = 1 << 20
 NIL = "(nil)"
 HISTORY_MAX = 2_000_000  # digests remembered per process (index -> hash), for "digest I"
 
@@ -212,7 +217,7 @@ def serve(node_id: int, data_root: str, raft_base: int = 7000,
           client_base: int = CLIENT_PORT_BASE, *, peers: Optional[Dict[int, str]] = None,
           address: Optional[str] = None, join: bool = False, client_unix: Optional[str] = None,
           timeout: float = 30.0, wait_leader: float = 30.0, test_hooks: bool = False,
-          snapshot_entries: int = 16384) -> int:
+          snapshot_entries: int = 16384, segment_size: int = SEGMENT_SIZE) -> int:
     if peers is None and not join:
         peers = {i: f"127.0.0.1:{raft_base + i}" for i in RAFT_PORTS}
     if address is None:
@@ -222,7 +227,8 @@ def serve(node_id: int, data_root: str, raft_base: int = 7000,
         address = peers[node_id]
     data_dir = os.path.join(data_root, f"kv{node_id}")
     node = craft.Node(node_id, address, data_dir, KV(), peers=None if join else peers,
-                      join=join, timeout=timeout, snapshot_entries=snapshot_entries)
+                      join=join, timeout=timeout, snapshot_entries=snapshot_entries,
+                      segment_size=segment_size)
     node.on("leader", lambda leader, term: print(f"[{node_id}] leader is now {leader} "
                                                  f"(term {term})", flush=True))
     try:
@@ -288,6 +294,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.add_argument("--wait-leader", type=float, default=30.0,
                    help="seconds to wait for a leader before serving clients (0: don't)")
     s.add_argument("--snapshot-entries", type=int, default=16384)
+    s.add_argument("--segment-size", type=int, default=SEGMENT_SIZE,
+                   help="bytes of one WAL segment, preallocated (default 1 MiB; craft's own "
+                        "default is 64 MiB)")
     s.add_argument("--test-hooks", action="store_true", help="accept the 'faults' command")
     for name in ("set", "get", "del", "cas", "incr", "status", "digest"):
         c = sub.add_parser(name)
@@ -298,7 +307,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return serve(a.id, a.data, a.raft_base, a.client_base, peers=a.peers, address=a.address,
                      join=a.join, client_unix=a.client_unix, timeout=a.timeout,
                      wait_leader=a.wait_leader, test_hooks=a.test_hooks,
-                     snapshot_entries=a.snapshot_entries)
+                     snapshot_entries=a.snapshot_entries, segment_size=a.segment_size)
     ok, answer = client(a.port, " ".join([a.cmd, *a.args]))
     print(answer)
     return 0 if ok else 1

@@ -20,7 +20,7 @@ local core = require "raft.core"
 local store = require "raft.store"
 
 local raft = {
-    _VERSION = "raft scm-1",
+    _VERSION = "raft " .. core.craft_version,
     craft_version = core.craft_version,
     codes = core.codes,
 }
@@ -291,7 +291,13 @@ local KNOWN = {
     cluster_id = true, heartbeat_ms = true, election_timeout_ms = true, pre_vote = true,
     check_quorum = true, snapshot_entries = true, snapshot_trailing = true, fsync = true,
     forward = true, max_frame = true, timeout_ms = true, seed = true, log_store = true,
+    segment_size = true,
 }
+
+-- The WAL segment sizes a node accepts (segment_size): the store's minimum, and the largest size
+-- it preallocates (docs/storage.md). Left out, the store's default: 64 MiB.
+raft.SEGMENT_SIZE_MIN = 4096
+raft.SEGMENT_SIZE_MAX = 1073741824
 
 local function is_id(v)
     return type(v) == "number" and v > 0 and v == math.floor(v)
@@ -359,6 +365,13 @@ function raft.node(o)
         if o[k] ~= nil and (type(o[k]) ~= "number" or o[k] < 0) then bad(k .. " must be a number >= 0") end
     end
 
+    local seg = o.segment_size
+    if seg ~= nil and (type(seg) ~= "number" or seg ~= math.floor(seg)
+            or seg < raft.SEGMENT_SIZE_MIN or seg > raft.SEGMENT_SIZE_MAX) then
+        bad(("segment_size must be an integer from %d (4 KiB) to %d (1 GiB) bytes, not %s (leave it out for the default, 64 MiB)")
+            :format(raft.SEGMENT_SIZE_MIN, raft.SEGMENT_SIZE_MAX, tostring(seg)))
+    end
+
     local self = setmetatable({ _handlers = {}, _last_leader = nil }, Node)
     for name in pairs(EVENTS) do self._handlers[name] = {} end
     if o.on ~= nil then
@@ -383,7 +396,7 @@ function raft.node(o)
         check_quorum = o.check_quorum, snapshot_entries = o.snapshot_entries,
         snapshot_trailing = o.snapshot_trailing, fsync = o.fsync, forward = o.forward,
         max_frame = o.max_frame, timeout_ms = o.timeout_ms, seed = o.seed,
-        log_level = LEVELS[level], log = o.log,
+        segment_size = seg, log_level = LEVELS[level], log = o.log,
         apply = apply, snapshot = snapshot, restore = restore, log_store = o.log_store,
         event = function(kind, role, term, leader, index, installed, err, message, match)
             if kind == 1 then

@@ -909,6 +909,8 @@ int lraft_node_open(lua_State *L)
     c->snapshot_trailing = (uint64_t)lraft_opt_int(L, 1, "snapshot_trailing",
                                                    (lua_Integer)c->snapshot_trailing);
     c->fsync = lraft_opt_bool(L, 1, "fsync", c->fsync);
+    /* Range checked by raft.node (lua/raft/init.lua); 0: the store's default. */
+    c->segment_size = (uint64_t)lraft_opt_int(L, 1, "segment_size", 0);
     c->forward = lraft_opt_bool(L, 1, "forward", c->forward);
     c->max_frame = (uint32_t)lraft_opt_int(L, 1, "max_frame", c->max_frame);
     c->default_timeout_ms =

@@ -41,7 +41,7 @@ __all__ = [
     "StateMachine", "Node", "Session", "MemoryLogStore", "codec",
     "Error", "NotLeader", "Timeout", "Closed", "ConfigError", "StorageError", "ApplyError",
     "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "LogCompacted",
-    "LogUnavailable", "__version__",
+    "LogUnavailable", "SEGMENT_SIZE_MIN", "SEGMENT_SIZE_MAX", "__version__",
 ]
 
 Bytes = Union[bytes, bytearray, memoryview]
@@ -201,6 +201,20 @@ def _close_all() -> None:
             pass
 
 
+# The WAL segment sizes a node accepts (segment_size=): the store's minimum, and the largest
+# size it preallocates (docs/storage.md). The default, 64 MiB, is the store's.
+SEGMENT_SIZE_MIN = 4096
+SEGMENT_SIZE_MAX = 1 << 30
+
+
+def _check_segment_size(size: Any) -> None:
+    if (not isinstance(size, int) or isinstance(size, bool)
+            or not SEGMENT_SIZE_MIN <= size <= SEGMENT_SIZE_MAX):
+        raise ConfigError(f"segment_size must be an int from {SEGMENT_SIZE_MIN} (4 KiB) to "
+                          f"{SEGMENT_SIZE_MAX} (1 GiB) bytes, not {size!r} (leave it out for "
+                          f"the default, 64 MiB)")
+
+
 _ROLE_NAMES = {1: "follower", 2: "pre-candidate", 3: "candidate", 4: "leader"}
 _EVENTS = ("role", "leader", "membership", "snapshot", "stopped", "follower_log_lost")
 
@@ -221,7 +235,9 @@ class Node:
     snapshot_entries (16384), snapshot_trailing (1024), fsync (True), forward (True: followers
     forward proposals and reads to the leader), max_frame, cluster_id, seed, log_level
     ("debug", "info", "warn", "error": lines go to the "craft" logger), session_options (dict:
-    max_sessions, expire_after, max_cached_results).
+    max_sessions, expire_after, max_cached_results), segment_size (bytes of one WAL segment of
+    the durable store, preallocated when the segment is created, so what the node takes on disk
+    from the start: 64 MiB by default; SEGMENT_SIZE_MIN to SEGMENT_SIZE_MAX, 4 KiB to 1 GiB).
     """
 
     def __init__(self, id: int, address: str, data_dir: Optional[str] = None,
@@ -247,10 +263,12 @@ class Node:
             raise ConfigError(f"log_level must be one of {sorted(levels)}")
         known = {"heartbeat_ms", "election_timeout_ms", "pre_vote", "check_quorum",
                  "snapshot_entries", "snapshot_trailing", "fsync", "forward", "max_frame",
-                 "cluster_id", "seed"}
+                 "cluster_id", "seed", "segment_size"}
         unknown = set(options) - known
         if unknown:
             raise ConfigError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+        if "segment_size" in options:
+            _check_segment_size(options["segment_size"])
         self.timeout = float(timeout)
         self.fsm = fsm
         self._adapter = _Adapter(fsm, sessions, dict(session_options or {}))

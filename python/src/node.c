@@ -671,9 +671,9 @@ static int Node_init(NodeObject *self, PyObject *args, PyObject *kw)
                              "cluster_id", "heartbeat_ms", "election_timeout_ms", "pre_vote",
                              "check_quorum", "snapshot_entries", "snapshot_trailing", "fsync",
                              "forward", "max_frame", "default_timeout_ms", "log_level", "seed",
-                             NULL};
+                             "segment_size", NULL};
     unsigned long long id, cluster_id = 0, snapshot_entries = 16384, snapshot_trailing = 1024,
-                           seed = 0;
+                           seed = 0, segment_size = 0;
     const char *address, *data_dir = NULL;
     PyObject *fsm, *events = Py_None, *peers = Py_None, *store = Py_None;
     unsigned heartbeat_ms = 50, election_ms = 500, max_frame = 0, default_timeout_ms = 10000;
@@ -682,11 +682,12 @@ static int Node_init(NodeObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_RuntimeError, "Node.__init__ called twice");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "Ksz|O$OOOKIIppKKppIIiK", kwlist, &id, &address,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Ksz|O$OOOKIIppKKppIIiKK", kwlist, &id, &address,
                                      &data_dir, &fsm, &events, &peers, &store, &cluster_id,
                                      &heartbeat_ms, &election_ms, &pre_vote, &check_quorum,
                                      &snapshot_entries, &snapshot_trailing, &fsync, &forward,
-                                     &max_frame, &default_timeout_ms, &log_level, &seed)) {
+                                     &max_frame, &default_timeout_ms, &log_level, &seed,
+                                     &segment_size)) {
         return -1;
     }
     craft_uv_config_init(&self->cfg, id);
@@ -702,6 +703,7 @@ static int Node_init(NodeObject *self, PyObject *args, PyObject *kw)
     self->cfg.snapshot_entries = snapshot_entries;
     self->cfg.snapshot_trailing = snapshot_trailing;
     self->cfg.fsync = fsync;
+    self->cfg.segment_size = segment_size; /* range checked by craft.Node; 0: the default */
     self->cfg.forward = forward;
     if (max_frame != 0) {
         self->cfg.max_frame = max_frame;

@@ -13,6 +13,10 @@ import pytest
 
 import craft
 
+# WAL segments of test nodes: 1 MiB instead of the 64 MiB a node preallocates by default, so a
+# suite of clusters does not take hundreds of MB of disk (issue 18).
+SEGMENT = 1 << 20
+
 # A hung test dumps every thread's stack and the run goes on failing, never hanging CI.
 WATCHDOG_S = float(os.environ.get("CRAFT_TEST_WATCHDOG", "120"))
 
@@ -87,7 +91,8 @@ class Cluster:
         self.tmp = tmp_path
         self.fsm_factory = fsm
         self.peers = {i: f"127.0.0.1:{p}" for i, p in zip(range(1, n + 1), free_ports(n))}
-        self.options = dict(fsync=False, heartbeat_ms=20, election_timeout_ms=200, timeout=5.0)
+        self.options = dict(fsync=False, heartbeat_ms=20, election_timeout_ms=200, timeout=5.0,
+                            segment_size=SEGMENT)
         self.options.update(options)
         self.nodes = {}
         for i in self.peers:

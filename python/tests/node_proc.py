@@ -25,7 +25,8 @@ def main():
     node_id, data_dir, peers = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
     peers = {int(k): v for k, v in peers.items()}
     node = craft.Node(node_id, peers[node_id], data_dir, KV(), peers=peers, heartbeat_ms=20,
-                      election_timeout_ms=200, timeout=5, log_level="error")
+                      election_timeout_ms=200, timeout=5, log_level="error",
+                      segment_size=1 << 20)
     node.start()
     print("ready", flush=True)
     for line in sys.stdin:

@@ -10,7 +10,7 @@ import pytest
 
 import craft
 
-from conftest import KV, Cluster, cmd, free_ports, wait_until
+from conftest import SEGMENT, KV, Cluster, cmd, free_ports, wait_until
 
 loads = craft.codec.loads
 
@@ -202,7 +202,7 @@ def test_events_status_and_leader(tmp_path):
     seen = []
     node = craft.Node(1, f"127.0.0.1:{ports[0]}", str(tmp_path / "solo"), KV(),
                       peers={1: f"127.0.0.1:{ports[0]}"}, fsync=False, heartbeat_ms=20,
-                      election_timeout_ms=100)
+                      election_timeout_ms=100, segment_size=SEGMENT)
     node.on("leader", lambda leader, term: seen.append(("leader", leader, term)))
     node.on("role", lambda role, term, leader: seen.append(("role", role)))
     with pytest.raises(ValueError):
@@ -263,8 +263,10 @@ def test_config_errors(tmp_path):
     with pytest.raises(craft.ConfigError):
         craft.Node(1, "127.0.0.1:0", str(tmp_path), KV(), join=True, bogus=3)
     port = free_ports(2)
-    a = craft.Node(1, f"127.0.0.1:{port[0]}", str(tmp_path / "d"), KV(), join=True, fsync=False)
-    b = craft.Node(2, f"127.0.0.1:{port[1]}", str(tmp_path / "d"), KV(), join=True, fsync=False)
+    a = craft.Node(1, f"127.0.0.1:{port[0]}", str(tmp_path / "d"), KV(), join=True, fsync=False,
+                   segment_size=SEGMENT)
+    b = craft.Node(2, f"127.0.0.1:{port[1]}", str(tmp_path / "d"), KV(), join=True, fsync=False,
+                   segment_size=SEGMENT)
     with a:
         with pytest.raises(craft.StorageError) as info:
             b.start()
@@ -275,7 +277,8 @@ def test_blocking_call_from_the_loop_thread_is_refused(tmp_path):
     port = free_ports(1)[0]
     errors = []
     node = craft.Node(1, f"127.0.0.1:{port}", str(tmp_path / "s"), KV(),
-                      peers={1: f"127.0.0.1:{port}"}, fsync=False, election_timeout_ms=100)
+                      peers={1: f"127.0.0.1:{port}"}, fsync=False, election_timeout_ms=100,
+                      segment_size=SEGMENT)
 
     def on_leader(leader, term):
         try:
@@ -293,7 +296,7 @@ def test_apply_loop_memory_does_not_grow(tmp_path):
     port = free_ports(1)[0]
     with craft.Node(1, f"127.0.0.1:{port}", str(tmp_path / "m"), KV(),
                     peers={1: f"127.0.0.1:{port}"}, fsync=False, election_timeout_ms=100,
-                    snapshot_entries=2048, snapshot_trailing=64) as node:
+                    snapshot_entries=2048, snapshot_trailing=64, segment_size=SEGMENT) as node:
         wait_until(lambda: node.is_leader, 5, "leadership")
 
         def rss():

@@ -15,7 +15,7 @@ for k, v in peers_arg:gmatch("(%d+)=([^,]+)") do peers[tonumber(k)] = v end
 local o = {
     id = id, address = peers[id], data_dir = data_dir, peers = peers,
     heartbeat_ms = 50, election_timeout_ms = 500, fsync = false, timeout_ms = 5000,
-    log_level = "warn",
+    log_level = "warn", segment_size = 1048576,
 }
 for i = 5, #arg do
     local k, v = arg[i]:match("^([%w_]+)=(.*)$")

@@ -73,7 +73,8 @@ def write_atomic(path, text):
 def main():
     node_id, peers_arg, data_dir, ctl = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     peers = {int(k): v for k, v in (p.split("=", 1) for p in peers_arg.split(","))}
-    opts = {"heartbeat_ms": 50, "election_timeout_ms": 500, "fsync": False}
+    opts = {"heartbeat_ms": 50, "election_timeout_ms": 500, "fsync": False,
+            "segment_size": 1 << 20}
     for kv in sys.argv[5:]:
         k, v = kv.split("=", 1)
         opts[k] = v == "true" if v in ("true", "false") else int(v)

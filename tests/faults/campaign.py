@@ -1348,7 +1348,7 @@ class Campaign:
             try:
                 self.plot(os.path.join(out, "latency.png"))
             except ImportError:
-                log("no matplotlib: latency.png skipped (make python-install installs it)")
+                log("no matplotlib: latency.png skipped (make venv installs it)")
 
     def plot(self, path: str) -> None:
         import matplotlib

@@ -1,5 +1,5 @@
 """Parser for Jepsen's textual operation log (jepsen.util lines), as in the etcd histories of
-../shared/data/jepsen-etcd (see the README there):
+tests/faults/data/jepsen-etcd (see the README there):
 
     INFO  jepsen.util - 3	:invoke	:cas	[3 0]
     INFO  jepsen.util - 3	:ok	:cas	[3 0]

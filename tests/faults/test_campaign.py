@@ -89,7 +89,8 @@ def test_node_set_faults_binding(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     addr = f"127.0.0.1:{port}"
-    node = craft.Node(1, addr, str(tmp_path / "n1"), Sink(), peers={1: addr}, fsync=False)
+    node = craft.Node(1, addr, str(tmp_path / "n1"), Sink(), peers={1: addr}, fsync=False,
+                      segment_size=1 << 20)
     with node:
         node.wait_for_leader(10)
         node.set_faults(2, drop=0.5, delay=(5, 20))

@@ -1,8 +1,8 @@
 """Tests of the linearizability checker (linearizability.py) and the Jepsen log parser.
 
 The reference: 70 histories recorded by Jepsen against etcd, with verdicts in
-../shared/data/jepsen-etcd/EXPECTED (relative to the repository root). The checker must agree with
-every one. Then small hand-written histories, one per rule, and a randomized cross-check against a
+tests/faults/data/jepsen-etcd/EXPECTED (from anishathalye/porcupine; source, commit and licence in
+the README there). The checker must agree with every one. Then small hand-written histories, one per rule, and a randomized cross-check against a
 brute-force checker that tries every order.
 """
 
@@ -22,10 +22,10 @@ import linearizability as lin  # noqa: E402
 from jepsen_log import parse_jepsen_lines, parse_jepsen_log, parse_value  # noqa: E402
 from linearizability import Op, check  # noqa: E402
 
-REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
-DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "jepsen-etcd"))
-MISSING = ("Jepsen etcd histories not found at %s (expected the shared data directory next to the "
-           "repository, with EXPECTED and etcd_NNN.log; CI always has it)" % DATA)
+# Inside the repository: a test reads nothing from outside it (a fresh clone runs alone).
+DATA = os.path.join(HERE, "data", "jepsen-etcd")
+MISSING = ("Jepsen etcd histories not found at %s (EXPECTED and etcd_NNN.log are part of the "
+           "repository: is the checkout complete?)" % DATA)
 
 
 # --------------------------------------------------------------------------------------------

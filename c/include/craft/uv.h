@@ -111,6 +111,10 @@ struct craft_uv_config {
     uint64_t snapshot_bytes;      /* default 64 MiB */
     uint64_t snapshot_trailing;   /* default 1024 */
     bool fsync;                   /* default true: acknowledged writes survive a crash */
+    /* The durable store's WAL segment size (craft_disk_store_options.segment_size): every
+     * segment file is preallocated to it, so it is what a node occupies on disk from the
+     * start. 0: the store's default, 64 MiB. Ignored with a store of the caller's. */
+    uint64_t segment_size;
     bool forward;                 /* default true: followers forward proposals and reads */
     uint32_t max_frame;           /* default 64 MiB */
     unsigned default_timeout_ms;  /* requests without their own timeout; default 10000 */

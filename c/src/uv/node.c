@@ -302,6 +302,9 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
         struct craft_disk_store_options so;
         craft_disk_store_options_init(&so);
         so.fsync = c->fsync;
+        if (c->segment_size != 0) {
+            so.segment_size = c->segment_size;
+        }
         so.log = store_log;
         so.log_data = n;
         char *msg = NULL;
