@@ -236,6 +236,7 @@ static void node_free(struct craft_uv_node *n)
         craft_store_close(n->store);
     }
     craft_node_free(n->core);
+    craft_free(n->alloc, n->read_out);
     uv_mutex_destroy(&n->lock);
     craft_free(n->alloc, n->data_dir);
     craft_free(n->alloc, n);

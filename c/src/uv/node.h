@@ -121,6 +121,12 @@ struct craft_uv_node {
     craft_index writer_index;
     craft_index skip_index; /* a received snapshot older than the store's latest: skipped */
 
+    /* Driving (drive.c): a call is running; a callback asked it to go round once more; the
+     * read results of the update being carried out, copied out of the core. */
+    bool driving, drive_again;
+    struct craft_read_state *read_out;
+    size_t cap_read_out;
+
     /* Apply. */
     struct craft__item *items, *items_tail;
     bool fsm_busy;
@@ -163,7 +169,7 @@ void craft__uv_publish_status(struct craft_uv_node *n);
 void craft__uv_maybe_publish_status(struct craft_uv_node *n);
 void craft__uv_maybe_finish_stop(struct craft_uv_node *n);
 
-/* drive.c */
+/* drive.c. craft__uv_drive() after every input; it does not nest (see drive.c). */
 void craft__uv_drive(struct craft_uv_node *n);
 void craft__uv_recv(void *data, struct craft__conn *conn, craft_id from,
                     const struct craft_wire_message *m);
@@ -177,7 +183,7 @@ void craft__uv_disk_kick(struct craft_uv_node *n);
 /* apply.c */
 int craft__uv_queue_entry(struct craft_uv_node *n, const struct craft_entry *e);
 int craft__uv_queue_item(struct craft_uv_node *n, int kind, const struct craft_snapshot_meta *m);
-void craft__uv_apply_pump(struct craft_uv_node *n);
+void craft__uv_apply_pump(struct craft_uv_node *n); /* only from craft__uv_drive() */
 void craft__uv_items_free(struct craft_uv_node *n);
 void craft__uv_snapshot_done(struct craft_uv_node *n, struct craft__job *j);
 void craft__uv_restore_done(struct craft_uv_node *n, struct craft__job *j);
