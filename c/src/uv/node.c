@@ -221,7 +221,8 @@ static int boot_core(struct craft_uv_node *n)
     return rc;
 }
 
-static void node_free(struct craft_uv_node *n)
+/* Frees everything but the node itself and its lock (see handle_closed). */
+static void node_release(struct craft_uv_node *n)
 {
     craft__uv_items_free(n);
     while (n->jobs != NULL) {
@@ -234,11 +235,21 @@ static void node_free(struct craft_uv_node *n)
             n->store->snapshot_abort(n->store->impl, n->writer);
         }
         craft_store_close(n->store);
+        n->store = NULL;
+        n->writer = NULL;
     }
     craft_node_free(n->core);
+    n->core = NULL;
     craft_free(n->alloc, n->read_out);
-    uv_mutex_destroy(&n->lock);
+    n->read_out = NULL;
     craft_free(n->alloc, n->data_dir);
+    n->data_dir = NULL;
+}
+
+static void node_free(struct craft_uv_node *n)
+{
+    node_release(n);
+    uv_mutex_destroy(&n->lock);
     craft_free(n->alloc, n);
 }
 
@@ -506,16 +517,21 @@ int craft_uv_status(struct craft_uv_node *n, struct craft_uv_status *out)
 
 /* ---- stopping ---------------------------------------------------------------------------- */
 
+/* The last handle closed: the node is released, then the stop callback runs, and only then
+ * are the node's memory and lock freed. Other threads may still be inside craft_uv_submit,
+ * craft_uv_set_faults or craft_uv_status (they return CRAFT_ESHUTDOWN, or a status, without
+ * touching anything released): until the callback has returned, that is safe, and the
+ * callback is where their owner makes sure no more calls come. */
 static void handle_closed(uv_handle_t *h)
 {
     struct craft_uv_node *n = h->data;
     if (--n->open_handles == 0) {
-        void (*cb)(void *) = n->stop_cb;
-        void *data = n->stop_data;
-        node_free(n);
-        if (cb != NULL) {
-            cb(data);
+        node_release(n);
+        if (n->stop_cb != NULL) {
+            n->stop_cb(n->stop_data);
         }
+        uv_mutex_destroy(&n->lock);
+        craft_free(n->alloc, n);
     }
 }
 

@@ -374,8 +374,10 @@ int craft_uv_submit(struct craft_uv_node *n, struct craft_uv_request *req)
         n->sub_head = req;
     }
     n->sub_tail = req;
-    uv_mutex_unlock(&n->lock);
+    /* Woken under the lock: craft_uv_node_stop sets `stopping` under it before the handle is
+     * closed, so no wake-up can reach a closed (or freed) handle. */
     uv_async_send(&n->async);
+    uv_mutex_unlock(&n->lock);
     return 0;
 }
 
@@ -407,8 +409,8 @@ int craft_uv_set_faults(struct craft_uv_node *n, craft_id to, double drop,
     n->faults[k].delay_min_ms = delay_min_ms;
     n->faults[k].delay_max_ms = delay_max_ms;
     n->faults[k].block = block;
+    uv_async_send(&n->async); /* under the lock, as in craft_uv_submit */
     uv_mutex_unlock(&n->lock);
-    uv_async_send(&n->async);
     return 0;
 }
 
