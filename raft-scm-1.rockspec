@@ -81,6 +81,7 @@ build = {
             "c/src/uv/apply.c",
             "c/src/uv/backoff.c",
             "c/src/uv/client.c",
+            "c/src/uv/clock.c",
             "c/src/uv/conn.c",
             "c/src/uv/disk.c",
             "c/src/uv/drive.c",

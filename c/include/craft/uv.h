@@ -164,7 +164,9 @@ enum craft_uv_op {
     CRAFT_UV_PROPOSE = 1,  /* commit and apply a command; result: the state machine's */
     CRAFT_UV_READ = 2,     /* linearizable read barrier: the callback runs once the local state
                               machine reflects every write committed before the request */
-    CRAFT_UV_READ_LEASE = 3, /* the same with a lease when configured (else a barrier) */
+    CRAFT_UV_READ_LEASE = 3, /* the same, without the heartbeat round while the leader's
+                                lease holds (on the monotonic clock; a stall of the loop longer
+                                than the lease voids it), else a barrier */
     CRAFT_UV_ADD = 4,      /* add server id at address as a learner (auto_promote optional) */
     CRAFT_UV_PROMOTE = 5,  /* learner id becomes a voter */
     CRAFT_UV_REMOVE = 6,   /* remove server id */

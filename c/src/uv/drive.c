@@ -264,6 +264,12 @@ void craft__uv_recv(void *data, struct craft__conn *conn, craft_id from,
     if (n->dead || n->stopping) {
         return;
     }
+    /* The core learns how much time has passed before it sees the message. */
+    int rc = craft__uv_clock_feed(n);
+    if (rc != 0) {
+        craft__uv_fatal(n, rc, "craft_tick failed");
+        return;
+    }
     if (m->type >= 1 && m->type <= CRAFT_MSG_TYPE_MAX) {
         if (from == 0 || m->u.raft.from != from) {
             craft__uv_log(n, CRAFT_UV_WARN,
@@ -271,7 +277,7 @@ void craft__uv_recv(void *data, struct craft__conn *conn, craft_id from,
                           (unsigned long long)from, (unsigned long long)m->u.raft.from);
             return;
         }
-        int rc = craft_step(n->core, &m->u.raft);
+        rc = craft_step(n->core, &m->u.raft);
         if (rc != 0) {
             craft__uv_log(n, CRAFT_UV_WARN, "event=bad_message from=%llu type=%s rc=%s",
                           (unsigned long long)from, craft_message_type_name(m->type),

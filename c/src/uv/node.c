@@ -95,22 +95,6 @@ void craft__uv_fatal(struct craft_uv_node *n, int rc, const char *fmt, ...)
     craft__uv_publish_status(n);
 }
 
-static void tick_cb(uv_timer_t *t)
-{
-    struct craft_uv_node *n = t->data;
-    if (n->dead || n->stopping) {
-        return;
-    }
-    int rc = craft_tick(n->core);
-    if (rc != 0) {
-        craft__uv_fatal(n, rc, "craft_tick failed");
-        return;
-    }
-    craft__uv_requests_tick(n);
-    craft__uv_drive(n);
-    craft__uv_publish_status(n);
-}
-
 static void transport_log(void *data, int level, const char *line)
 {
     struct craft_uv_node *n = data;
@@ -192,9 +176,12 @@ static int boot_core(struct craft_uv_node *n)
     if (cc.election_ticks < 3) {
         cc.election_ticks = 3;
     }
+    n->election_ticks = cc.election_ticks;
     cc.heartbeat_ticks = 1;
     cc.pre_vote = n->cfg.pre_vote;
     cc.check_quorum = n->cfg.check_quorum;
+    /* CRAFT_UV_READ_LEASE asks for a lease read; CRAFT_UV_READ never uses one. */
+    cc.lease_reads = true;
     cc.snapshot_entries = n->cfg.snapshot_entries;
     cc.snapshot_bytes = n->cfg.snapshot_bytes;
     cc.snapshot_trailing = n->cfg.snapshot_trailing;
@@ -404,7 +391,7 @@ int craft_uv_node_start(struct craft_uv_node *n)
     }
     n->started = true;
     sync_peers(n);
-    uv_timer_start(&n->tick, tick_cb, n->cfg.heartbeat_ms, n->cfg.heartbeat_ms);
+    craft__uv_clock_start(n);
     craft__uv_drive(n);
     return 0;
 }

@@ -1,5 +1,6 @@
 /* The libuv node: the protocol core driven by a loop. Files:
  *   node.c      creation from the store, start, stop, status, logging
+ *   clock.c     time for the core: ticks from the monotonic clock, missed ticks made up
  *   drive.c     taking the core's updates: writes to disk, messages out, committed entries in
  *   disk.c      the disk queue: one job at a time on libuv's thread pool, group commit
  *   apply.c     the apply queue: committed entries to the state machine in batches, snapshots
@@ -94,7 +95,11 @@ struct craft_uv_node {
     craft_id dialed[64]; /* the peers handed to the transport (to drop those that leave) */
     unsigned n_dialed;
     craft_index synced_conf; /* the configuration index the transport's peers follow */
-    uv_timer_t tick;
+    uv_timer_t tick;        /* one-shot, armed for the next tick the clock says is due */
+    uint64_t clock_origin;  /* clock.c: ns when ticking started */
+    uint64_t ticks_fed;     /* ticks given to the core (or skipped in a long stall) since */
+    bool clock_started;
+    unsigned election_ticks;
     uv_async_t async;
     uv_prepare_t prepare;   /* refreshes the status copy before the loop blocks */
     bool status_dirty;
@@ -168,6 +173,10 @@ void craft__uv_event(struct craft_uv_node *n, const struct craft_uv_event *e);
 void craft__uv_publish_status(struct craft_uv_node *n);
 void craft__uv_maybe_publish_status(struct craft_uv_node *n);
 void craft__uv_maybe_finish_stop(struct craft_uv_node *n);
+
+/* clock.c: ticks from the monotonic clock; craft__uv_clock_feed() before every input. */
+void craft__uv_clock_start(struct craft_uv_node *n);
+int craft__uv_clock_feed(struct craft_uv_node *n);
 
 /* drive.c. craft__uv_drive() after every input; it does not nest (see drive.c). */
 void craft__uv_drive(struct craft_uv_node *n);

@@ -228,9 +228,16 @@ static void unpark(struct craft_uv_node *n)
 
 static void process(struct craft_uv_node *n, struct craft__waiter *w)
 {
-    int rc;
     if (n->dead || n->stopping) {
         complete(n, w, n->dead ? n->dead_rc : CRAFT_ESHUTDOWN, 0, NULL, 0);
+        return;
+    }
+    /* The core learns how much time has passed before it judges the request: a lease read that
+     * waited out a stall of the loop in the submit queue must find the lease run out. */
+    int rc = craft__uv_clock_feed(n);
+    if (rc != 0) {
+        craft__uv_fatal(n, rc, "craft_tick failed");
+        complete(n, w, n->dead_rc, 0, NULL, 0);
         return;
     }
     bool leader = craft_node_role(n->core) == CRAFT_LEADER;
