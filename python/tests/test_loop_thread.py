@@ -72,3 +72,35 @@ def test_event_callback_submits_on_the_loop_thread(tmp_path):
         assert node.read(lambda f: f.data) == {"by": "event"}
     finally:
         node.close()
+
+
+def test_close_from_the_loop_thread_is_refused(tmp_path):
+    """close() joins the loop thread: called on that thread (an event callback, a read function)
+    it used to fail to join itself, say nothing, mark the node closed and drop the loop's
+    reference to it while the loop went on running. It is refused with a clear error; the node
+    keeps serving, and closes from another thread."""
+    node = single_node(tmp_path)
+    refused = []
+
+    def on_role(role, term, leader):
+        if role == "leader":
+            try:
+                node.close()
+            except Exception as e:  # noqa: BLE001 - the test records whatever it is
+                refused.append(e)
+
+    node.on("role", on_role)
+    node.start()
+    try:
+        wait_until(lambda: refused, 10, "close() from the event callback to be refused")
+        assert isinstance(refused[0], RuntimeError), repr(refused[0])
+        assert "another thread" in str(refused[0])
+        assert node.running
+        with pytest.raises(RuntimeError, match="another thread"):
+            node.read(lambda fsm: node.close())
+        assert node.running
+        assert loads(node.apply(cmd("set", "after", 1))) == 1
+    finally:
+        node.close()
+    assert not node.running
+    node.close()  # idempotent
