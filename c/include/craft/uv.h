@@ -1,8 +1,9 @@
 /*
- * craft/uv.h: the libuv runtime. Real nodes on real sockets and real files: a tick timer feeds the
- * protocol core, peers are TCP connections (wire format: craft/wire.h), the log is written on
- * libuv's thread pool with group commit, committed commands go to the user's state machine in
- * batches, proposals and reads made on a follower are forwarded to the leader.
+ * craft/uv.h: the libuv runtime. Real nodes on real sockets and real files: ticks from the
+ * monotonic clock feed the protocol core, peers are TCP connections (wire format:
+ * craft/wire.h), the log is written on libuv's thread pool with group commit, committed commands
+ * go to the user's state machine in batches, proposals and reads made on a follower are
+ * forwarded to the leader.
  *
  * Threads. A node lives on the thread that runs its loop; one loop may drive several nodes.
  * Every function here must be called on that thread, except craft_uv_submit(),
