@@ -2,9 +2,9 @@
 # make demo: a three-node replicated key-value service written in Python
 # (examples/python/kv.py on craft), on 127.0.0.1, that survives its leader being killed.
 # Starts three server processes (real sockets, real files with fsync), increments a counter
-# through them, kills the leader with SIGKILL, keeps writing, restarts it, and shows that nothing
-# acknowledged was lost and that every node serves the same value. Everything it starts is
-# stopped and removed on exit.
+# through them, kills the leader with SIGKILL while a client is connected to every node, keeps
+# writing, restarts it on the same ports, and shows that nothing acknowledged was lost and that
+# every node serves the same value. Everything it starts is stopped and removed on exit.
 set -euo pipefail
 
 PY=${PY:-.venv/bin/python}
@@ -58,6 +58,16 @@ say "50 increments of 'visits' through node 2, and a set through node 3"
 for _ in $(seq 50); do kv incr --port $((CLIENT + 2)) visits >/dev/null; done
 kv set --port $((CLIENT + 3)) colour blue
 
+say "a client connected to every node, kept open through the kill and the restart"
+declare -A CONN
+for id in 1 2 3; do
+    exec {fd}<>"/dev/tcp/127.0.0.1/$((CLIENT + id))"
+    echo status >&"$fd"
+    read -r -t 10 line <&"$fd" || { echo "demo: node $id did not answer" >&2; exit 1; }
+    echo "client on node $id: $line"
+    CONN[$id]=$fd
+done
+
 LEADER=$(kv status --port $((CLIENT + 1)) | sed -n 's/.*leader=\([0-9]*\).*/\1/p')
 say "the leader is node $LEADER: kill -9"
 demo_kill9 "$LEADER"
@@ -68,9 +78,10 @@ t0=$(date +%s%3N)
 for _ in $(seq 50); do kv incr --port $((CLIENT + SURVIVOR)) visits >/dev/null; done
 echo "(50 increments, one client process each, in $(( $(date +%s%3N) - t0 )) ms, failover included)"
 
-say "restarting node $LEADER from its data directory"
+say "restarting node $LEADER from its data directory, on the same ports (clients still connected)"
 start "$LEADER"
 wait_serving "$LEADER"
+for id in "${!CONN[@]}"; do fd=${CONN[$id]}; exec {fd}>&-; done
 
 say "every node, read linearizably"
 for id in 1 2 3; do

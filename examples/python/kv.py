@@ -204,6 +204,15 @@ class Handler(socketserver.StreamRequestHandler):
                "digest [I] | add ID ADDRESS | remove ID | transfer [ID]"
 
 
+class TCPServer(socketserver.ThreadingTCPServer):
+    """The client listener. A server restarted after kill -9 binds its port again at once: the
+    connections of the process it replaces (its clients may still be connected) linger in
+    FIN_WAIT or TIME_WAIT on that port, and without SO_REUSEADDR the bind fails with "Address
+    already in use". (Two live listeners on one port are still refused.)"""
+
+    allow_reuse_address = True
+
+
 def parse_peers(text: str) -> Dict[int, str]:
     """'1=127.0.0.1:7001,2=...' -> {1: '127.0.0.1:7001', ...}"""
     peers = {}
@@ -252,7 +261,7 @@ def serve(node_id: int, data_root: str, raft_base: int = 7000,
             where = client_unix
         else:
             port = client_base + node_id
-            server = socketserver.ThreadingTCPServer(("127.0.0.1", port), Handler)
+            server = TCPServer(("127.0.0.1", port), Handler)
             where = f"127.0.0.1:{port}"
         server.daemon_threads = True
         print(f"[{node_id}] serving clients on {where}", flush=True)

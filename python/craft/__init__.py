@@ -300,7 +300,9 @@ class Node:
 
     def close(self) -> None:
         """Stops gracefully: pending requests fail with Closed, writes in progress are flushed,
-        connections and the store are closed. Idempotent."""
+        connections and the store are closed. Idempotent. Raises RuntimeError on the node's own
+        loop thread (in an event callback, a read function or apply): close it from another
+        thread."""
         self._c.close()
         with _live_lock:
             _live_nodes.discard(self._c)

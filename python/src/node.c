@@ -793,10 +793,23 @@ static PyObject *Node_start(NodeObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* close() stops the loop thread and joins it: on that thread (an event callback, a read
+ * function, apply) it cannot, and must not mark the node closed and drop the loop's reference
+ * while the loop still runs. Refused there, before anything changes. */
 static PyObject *Node_close(NodeObject *self, PyObject *noargs)
 {
+    uv_thread_t me = uv_thread_self();
     uv_mutex_lock(&self->lock);
     int st = self->state;
+    if ((st == ST_STARTING || st == ST_RUNNING || st == ST_STOPPING) &&
+        uv_thread_equal(&me, &self->thread)) {
+        uv_mutex_unlock(&self->lock);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "close() called on the node's own loop thread (from an event callback, "
+                        "a read function or apply), which it would have to stop and wait for: "
+                        "close the node from another thread");
+        return NULL;
+    }
     if (st == ST_RUNNING) {
         self->state = ST_STOPPING;
     }

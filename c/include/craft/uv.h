@@ -1,12 +1,17 @@
 /*
- * craft/uv.h: the libuv runtime. Real nodes on real sockets and real files: a tick timer feeds the
- * protocol core, peers are TCP connections (wire format: craft/wire.h), the log is written on
- * libuv's thread pool with group commit, committed commands go to the user's state machine in
- * batches, proposals and reads made on a follower are forwarded to the leader.
+ * craft/uv.h: the libuv runtime. Real nodes on real sockets and real files: ticks from the
+ * monotonic clock feed the protocol core, peers are TCP connections (wire format:
+ * craft/wire.h), the log is written on libuv's thread pool with group commit, committed commands
+ * go to the user's state machine in batches, proposals and reads made on a follower are
+ * forwarded to the leader.
  *
  * Threads. A node lives on the thread that runs its loop; one loop may drive several nodes.
  * Every function here must be called on that thread, except craft_uv_submit(),
- * craft_uv_status() and craft_uv_set_faults(), which any thread may call. Every callback runs on
+ * craft_uv_status() and craft_uv_set_faults(), which any thread may call, also while the node
+ * stops: once craft_uv_node_stop() has begun they return CRAFT_ESHUTDOWN (craft_uv_status()
+ * the last status), until the stop callback has returned; after that the node no longer
+ * exists, and the stop callback is where the owner of such threads makes sure that they stop
+ * calling (it may wait for calls in progress: they do not need the loop). Every callback runs on
  * the loop's thread, except the state machine's snapshot and restore, which run on a worker
  * thread while no apply is in progress (the loop keeps serving the network meanwhile), and the
  * store's log lines (see log below).
@@ -150,7 +155,8 @@ CRAFT_API const char *craft_uv_last_error(void);
 /* Starts ticking and connecting. */
 CRAFT_API int craft_uv_node_start(struct craft_uv_node *n);
 /* Stops gracefully: pending requests fail with CRAFT_ESHUTDOWN, what is being written is
- * flushed, connections and the store are closed; then the node is freed and cb is called. */
+ * flushed, connections and the store are closed; then cb is called, and the node's memory is
+ * freed (with its allocator) when cb returns. */
 CRAFT_API void craft_uv_node_stop(struct craft_uv_node *n, void (*cb)(void *data), void *data);
 /* The address actually bound. */
 CRAFT_API const char *craft_uv_node_address(const struct craft_uv_node *n);
@@ -168,7 +174,9 @@ enum craft_uv_op {
     CRAFT_UV_PROPOSE = 1,  /* commit and apply a command; result: the state machine's */
     CRAFT_UV_READ = 2,     /* linearizable read barrier: the callback runs once the local state
                               machine reflects every write committed before the request */
-    CRAFT_UV_READ_LEASE = 3, /* the same with a lease when configured (else a barrier) */
+    CRAFT_UV_READ_LEASE = 3, /* the same, without the heartbeat round while the leader's
+                                lease holds (on the monotonic clock; a stall of the loop longer
+                                than the lease voids it), else a barrier */
     CRAFT_UV_ADD = 4,      /* add server id at address as a learner (auto_promote optional) */
     CRAFT_UV_PROMOTE = 5,  /* learner id becomes a voter */
     CRAFT_UV_REMOVE = 6,   /* remove server id */

@@ -212,7 +212,7 @@ void craft__uv_snapshot_done(struct craft_uv_node *n, struct craft__job *j)
         craft_configuration_init(&c->meta.conf);
         craft__uv_job_push(n, c);
     }
-    craft__uv_apply_pump(n);
+    /* Applying resumes in the craft__uv_drive() that follows every finished job. */
 }
 
 void craft__uv_restore_done(struct craft_uv_node *n, struct craft__job *j)
@@ -230,5 +230,5 @@ void craft__uv_restore_done(struct craft_uv_node *n, struct craft__job *j)
     ev.index = j->meta.index;
     ev.installed = true;
     craft__uv_event(n, &ev);
-    craft__uv_apply_pump(n);
+    /* Applying resumes in the craft__uv_drive() that follows every finished job. */
 }

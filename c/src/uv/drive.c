@@ -2,7 +2,19 @@
  * which takes the core's updates and carries them out in the order docs/core.md gives:
  * what to persist goes to the disk queue (merged with what already waits there), messages go
  * to the transport at once, committed entries go to the apply queue, and reads, role changes
- * and dropped proposals go to the request tables. */
+ * and dropped proposals go to the request tables.
+ *
+ * Re-entry. Those last steps, and the apply queue, run the user's callbacks (events, request
+ * completions), and a callback may submit a request on the loop thread, which is an input
+ * followed by craft__uv_drive() again. Two rules keep that safe:
+ *   - an update points into the core and is valid only until the next call into it, so each
+ *     update is carried out completely (what it points to copied or queued) before any user
+ *     callback runs;
+ *   - craft__uv_drive() does not nest: called while it runs (from a callback), it only asks
+ *     the running call to go round once more. Otherwise an inner call would take the next
+ *     update while the outer one still reads its own, and the apply queue would start a batch
+ *     while the outer one is still answering the previous batch's requests (which then saw
+ *     later indexes applied first and reported their own proposals as dropped). */
 #include <string.h>
 
 #include "uv/node.h"
@@ -120,27 +132,28 @@ static void send_messages(struct craft_uv_node *n, const struct craft_update *u)
     }
 }
 
-static void note_role(struct craft_uv_node *n, const struct craft_update *u)
+/* Role, term or leader changed: an event for the user, then the request tables (forwarded
+ * requests whose leader is gone, parked ones that may go now). Runs user callbacks. */
+static void note_role(struct craft_uv_node *n, craft_term term, craft_id leader, int role)
 {
-    if (u->role == CRAFT_CANDIDATE && n->role != CRAFT_CANDIDATE) {
+    if (role == CRAFT_CANDIDATE && n->role != CRAFT_CANDIDATE) {
         n->elections++;
     }
-    bool changed = u->role != n->role || u->leader != n->leader || u->term != n->term;
-    n->role = u->role;
-    n->term = u->term;
-    n->leader = u->leader;
+    bool changed = role != n->role || leader != n->leader || term != n->term;
+    n->role = role;
+    n->term = term;
+    n->leader = leader;
     if (!changed) {
         return;
     }
     craft__uv_log(n, CRAFT_UV_INFO, "event=role role=%s term=%llu leader=%llu",
-                  craft_role_name(u->role), (unsigned long long)u->term,
-                  (unsigned long long)u->leader);
+                  craft_role_name(role), (unsigned long long)term, (unsigned long long)leader);
     struct craft_uv_event ev;
     memset(&ev, 0, sizeof ev);
     ev.type = CRAFT_UV_EVENT_ROLE;
-    ev.role = u->role;
-    ev.term = u->term;
-    ev.leader = u->leader;
+    ev.role = role;
+    ev.term = term;
+    ev.leader = leader;
     craft__uv_event(n, &ev);
     craft__uv_requests_on_role(n);
 }
@@ -167,52 +180,116 @@ static void follower_log_lost(struct craft_uv_node *n, const struct craft_log_re
     craft__uv_event(n, &ev);
 }
 
+/* Takes one update and carries it out: first everything that reads it (writes, messages,
+ * committed entries, the read results copied out), then what calls the user back. Returns 0, or
+ * an error after which the node is dead. */
+static int take_one(struct craft_uv_node *n)
+{
+    struct craft_update u;
+    int rc = craft_take_update(n->core, &u);
+    if (rc == 0 && (u.seq != 0 || u.snapshot_chunk != NULL)) {
+        rc = queue_write(n, &u);
+    }
+    if (rc != 0) {
+        craft__uv_fatal(n, rc, "taking the core's update");
+        return rc;
+    }
+    send_messages(n, &u);
+    if (u.snapshot_chunk != NULL && u.snapshot_chunk->done) {
+        /* Restore the state machine after the chunk's write, before what follows. */
+        rc = craft__uv_queue_item(n, ITEM_RESTORE, &u.snapshot_chunk->meta);
+    }
+    for (size_t k = 0; rc == 0 && k < u.n_committed; k++) {
+        rc = craft__uv_queue_entry(n, &u.committed[k]);
+    }
+    if (rc == 0 && u.snapshot_wanted != NULL) {
+        rc = craft__uv_queue_item(n, ITEM_SNAPSHOT, u.snapshot_wanted);
+    }
+    if (rc == 0 && u.n_reads > n->cap_read_out) {
+        size_t cap = n->cap_read_out ? n->cap_read_out : 16;
+        while (cap < u.n_reads) {
+            cap *= 2;
+        }
+        struct craft_read_state *p = craft_realloc(n->alloc, n->read_out, cap * sizeof *p);
+        if (p == NULL) {
+            rc = CRAFT_ENOMEM;
+        } else {
+            n->read_out = p;
+            n->cap_read_out = cap;
+        }
+    }
+    /* Followers whose log went backwards (rare): copied out before any callback runs. */
+    struct craft_log_regression *lost = NULL;
+    size_t n_lost = u.n_regressions;
+    if (rc == 0 && n_lost > 0) {
+        lost = craft_malloc(n->alloc, n_lost * sizeof *lost);
+        if (lost == NULL) {
+            rc = CRAFT_ENOMEM;
+        } else {
+            memcpy(lost, u.regressions, n_lost * sizeof *lost);
+        }
+    }
+    if (rc != 0) {
+        craft__uv_fatal(n, rc, "queueing committed entries");
+        return rc;
+    }
+    size_t n_reads = u.n_reads;
+    if (n_reads > 0) {
+        memcpy(n->read_out, u.reads, n_reads * sizeof *u.reads);
+    }
+    /* From here on the update is not read again: user callbacks may call into the core. */
+    if (u.role_changed) {
+        note_role(n, u.term, u.leader, u.role);
+    }
+    if (u.dropped_from != 0) {
+        craft__uv_requests_on_dropped(n, u.dropped_from);
+    }
+    for (size_t k = 0; k < n_reads && !n->dead; k++) {
+        craft__uv_requests_on_read(n, &n->read_out[k]);
+    }
+    for (size_t k = 0; k < n_lost && !n->dead; k++) {
+        follower_log_lost(n, &lost[k]);
+    }
+    craft_free(n->alloc, lost);
+    return 0;
+}
+
+/* Rounds of taking updates and applying in one call, before the rest of the loop gets a turn
+ * (callbacks that keep submitting requests that complete at once could otherwise hold it
+ * forever); what is left is taken on the next turn of the loop. */
+#define MAX_ROUNDS 1000
+
 void craft__uv_drive(struct craft_uv_node *n)
 {
     if (n->dead || n->core == NULL) {
         return;
     }
-    int guard = 0;
-    while (craft_has_update(n->core) && guard++ < 1000) {
-        struct craft_update u;
-        int rc = craft_take_update(n->core, &u);
-        if (rc == 0 && (u.seq != 0 || u.snapshot_chunk != NULL)) {
-            rc = queue_write(n, &u);
-        }
-        if (rc != 0) {
-            craft__uv_fatal(n, rc, "taking the core's update");
-            return;
-        }
-        send_messages(n, &u);
-        if (u.role_changed) {
-            note_role(n, &u);
-        }
-        if (u.snapshot_chunk != NULL && u.snapshot_chunk->done) {
-            /* Restore the state machine after the chunk's write, before what follows. */
-            rc = craft__uv_queue_item(n, ITEM_RESTORE, &u.snapshot_chunk->meta);
-        }
-        for (size_t k = 0; rc == 0 && k < u.n_committed; k++) {
-            rc = craft__uv_queue_entry(n, &u.committed[k]);
-        }
-        if (rc == 0 && u.snapshot_wanted != NULL) {
-            rc = craft__uv_queue_item(n, ITEM_SNAPSHOT, u.snapshot_wanted);
-        }
-        if (rc != 0) {
-            craft__uv_fatal(n, rc, "queueing committed entries");
-            return;
-        }
-        if (u.dropped_from != 0) {
-            craft__uv_requests_on_dropped(n, u.dropped_from);
-        }
-        for (size_t k = 0; k < u.n_reads; k++) {
-            craft__uv_requests_on_read(n, &u.reads[k]);
-        }
-        for (size_t k = 0; k < u.n_regressions; k++) {
-            follower_log_lost(n, &u.regressions[k]);
-        }
+    if (n->driving) {
+        n->drive_again = true; /* a callback's request: the running call takes it */
+        return;
     }
-    craft__uv_disk_kick(n);
-    craft__uv_apply_pump(n);
+    n->driving = true;
+    unsigned rounds = 0;
+    bool more = false;
+    do {
+        n->drive_again = false;
+        while (!n->dead && rounds < MAX_ROUNDS && craft_has_update(n->core)) {
+            rounds++;
+            if (take_one(n) != 0) {
+                break;
+            }
+        }
+        if (n->dead) {
+            break;
+        }
+        craft__uv_disk_kick(n);
+        craft__uv_apply_pump(n);
+        more = !n->dead && (n->drive_again || craft_has_update(n->core));
+    } while (more && ++rounds < MAX_ROUNDS);
+    n->driving = false;
+    if (more && !n->dead && !n->closing) {
+        uv_async_send(&n->async); /* the rest on the next turn: craft__uv_async_cb drives */
+    }
     craft__uv_maybe_publish_status(n);
 }
 
@@ -224,6 +301,12 @@ void craft__uv_recv(void *data, struct craft__conn *conn, craft_id from,
     if (n->dead || n->stopping) {
         return;
     }
+    /* The core learns how much time has passed before it sees the message. */
+    int rc = craft__uv_clock_feed(n);
+    if (rc != 0) {
+        craft__uv_fatal(n, rc, "craft_tick failed");
+        return;
+    }
     if (m->type >= 1 && m->type <= CRAFT_MSG_TYPE_MAX) {
         if (from == 0 || m->u.raft.from != from) {
             craft__uv_log(n, CRAFT_UV_WARN,
@@ -231,7 +314,7 @@ void craft__uv_recv(void *data, struct craft__conn *conn, craft_id from,
                           (unsigned long long)from, (unsigned long long)m->u.raft.from);
             return;
         }
-        int rc = craft_step(n->core, &m->u.raft);
+        rc = craft_step(n->core, &m->u.raft);
         if (rc != 0) {
             craft__uv_log(n, CRAFT_UV_WARN, "event=bad_message from=%llu type=%s rc=%s",
                           (unsigned long long)from, craft_message_type_name(m->type),

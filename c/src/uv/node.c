@@ -95,22 +95,6 @@ void craft__uv_fatal(struct craft_uv_node *n, int rc, const char *fmt, ...)
     craft__uv_publish_status(n);
 }
 
-static void tick_cb(uv_timer_t *t)
-{
-    struct craft_uv_node *n = t->data;
-    if (n->dead || n->stopping) {
-        return;
-    }
-    int rc = craft_tick(n->core);
-    if (rc != 0) {
-        craft__uv_fatal(n, rc, "craft_tick failed");
-        return;
-    }
-    craft__uv_requests_tick(n);
-    craft__uv_drive(n);
-    craft__uv_publish_status(n);
-}
-
 static void transport_log(void *data, int level, const char *line)
 {
     struct craft_uv_node *n = data;
@@ -192,9 +176,12 @@ static int boot_core(struct craft_uv_node *n)
     if (cc.election_ticks < 3) {
         cc.election_ticks = 3;
     }
+    n->election_ticks = cc.election_ticks;
     cc.heartbeat_ticks = 1;
     cc.pre_vote = n->cfg.pre_vote;
     cc.check_quorum = n->cfg.check_quorum;
+    /* CRAFT_UV_READ_LEASE asks for a lease read; CRAFT_UV_READ never uses one. */
+    cc.lease_reads = true;
     cc.snapshot_entries = n->cfg.snapshot_entries;
     cc.snapshot_bytes = n->cfg.snapshot_bytes;
     cc.snapshot_trailing = n->cfg.snapshot_trailing;
@@ -221,7 +208,8 @@ static int boot_core(struct craft_uv_node *n)
     return rc;
 }
 
-static void node_free(struct craft_uv_node *n)
+/* Frees everything but the node itself and its lock (see handle_closed). */
+static void node_release(struct craft_uv_node *n)
 {
     craft__uv_items_free(n);
     while (n->jobs != NULL) {
@@ -232,10 +220,20 @@ static void node_free(struct craft_uv_node *n)
     if (n->store != NULL) {
         craft__snap_rx_abort(n->store, &n->rx);
         craft_store_close(n->store);
+        n->store = NULL;
     }
     craft_node_free(n->core);
-    uv_mutex_destroy(&n->lock);
+    n->core = NULL;
+    craft_free(n->alloc, n->read_out);
+    n->read_out = NULL;
     craft_free(n->alloc, n->data_dir);
+    n->data_dir = NULL;
+}
+
+static void node_free(struct craft_uv_node *n)
+{
+    node_release(n);
+    uv_mutex_destroy(&n->lock);
     craft_free(n->alloc, n);
 }
 
@@ -394,7 +392,7 @@ int craft_uv_node_start(struct craft_uv_node *n)
     }
     n->started = true;
     sync_peers(n);
-    uv_timer_start(&n->tick, tick_cb, n->cfg.heartbeat_ms, n->cfg.heartbeat_ms);
+    craft__uv_clock_start(n);
     craft__uv_drive(n);
     return 0;
 }
@@ -507,16 +505,21 @@ int craft_uv_status(struct craft_uv_node *n, struct craft_uv_status *out)
 
 /* ---- stopping ---------------------------------------------------------------------------- */
 
+/* The last handle closed: the node is released, then the stop callback runs, and only then
+ * are the node's memory and lock freed. Other threads may still be inside craft_uv_submit,
+ * craft_uv_set_faults or craft_uv_status (they return CRAFT_ESHUTDOWN, or a status, without
+ * touching anything released): until the callback has returned, that is safe, and the
+ * callback is where their owner makes sure no more calls come. */
 static void handle_closed(uv_handle_t *h)
 {
     struct craft_uv_node *n = h->data;
     if (--n->open_handles == 0) {
-        void (*cb)(void *) = n->stop_cb;
-        void *data = n->stop_data;
-        node_free(n);
-        if (cb != NULL) {
-            cb(data);
+        node_release(n);
+        if (n->stop_cb != NULL) {
+            n->stop_cb(n->stop_data);
         }
+        uv_mutex_destroy(&n->lock);
+        craft_free(n->alloc, n);
     }
 }
 

@@ -1,5 +1,6 @@
 /* The libuv node: the protocol core driven by a loop. Files:
  *   node.c      creation from the store, start, stop, status, logging
+ *   clock.c     time for the core: ticks from the monotonic clock, missed ticks made up
  *   drive.c     taking the core's updates: writes to disk, messages out, committed entries in
  *   disk.c      the disk queue: one job at a time on libuv's thread pool, group commit
  *   apply.c     the apply queue: committed entries to the state machine in batches, snapshots
@@ -96,7 +97,11 @@ struct craft_uv_node {
     craft_id dialed[64]; /* the peers handed to the transport (to drop those that leave) */
     unsigned n_dialed;
     craft_index synced_conf; /* the configuration index the transport's peers follow */
-    uv_timer_t tick;
+    uv_timer_t tick;        /* one-shot, armed for the next tick the clock says is due */
+    uint64_t clock_origin;  /* clock.c: ns when ticking started */
+    uint64_t ticks_fed;     /* ticks given to the core (or skipped in a long stall) since */
+    bool clock_started;
+    unsigned election_ticks;
     uv_async_t async;
     uv_prepare_t prepare;   /* refreshes the status copy before the loop blocks */
     bool status_dirty;
@@ -120,6 +125,12 @@ struct craft_uv_node {
     uv_work_t work;
     bool job_running;
     struct craft__snap_rx rx; /* snapshot being received (disk thread only) */
+
+    /* Driving (drive.c): a call is running; a callback asked it to go round once more; the
+     * read results of the update being carried out, copied out of the core. */
+    bool driving, drive_again;
+    struct craft_read_state *read_out;
+    size_t cap_read_out;
 
     /* Apply. */
     struct craft__item *items, *items_tail;
@@ -163,7 +174,11 @@ void craft__uv_publish_status(struct craft_uv_node *n);
 void craft__uv_maybe_publish_status(struct craft_uv_node *n);
 void craft__uv_maybe_finish_stop(struct craft_uv_node *n);
 
-/* drive.c */
+/* clock.c: ticks from the monotonic clock; craft__uv_clock_feed() before every input. */
+void craft__uv_clock_start(struct craft_uv_node *n);
+int craft__uv_clock_feed(struct craft_uv_node *n);
+
+/* drive.c. craft__uv_drive() after every input; it does not nest (see drive.c). */
 void craft__uv_drive(struct craft_uv_node *n);
 void craft__uv_recv(void *data, struct craft__conn *conn, craft_id from,
                     const struct craft_wire_message *m);
@@ -177,7 +192,7 @@ void craft__uv_disk_kick(struct craft_uv_node *n);
 /* apply.c */
 int craft__uv_queue_entry(struct craft_uv_node *n, const struct craft_entry *e);
 int craft__uv_queue_item(struct craft_uv_node *n, int kind, const struct craft_snapshot_meta *m);
-void craft__uv_apply_pump(struct craft_uv_node *n);
+void craft__uv_apply_pump(struct craft_uv_node *n); /* only from craft__uv_drive() */
 void craft__uv_items_free(struct craft_uv_node *n);
 void craft__uv_snapshot_done(struct craft_uv_node *n, struct craft__job *j);
 void craft__uv_restore_done(struct craft_uv_node *n, struct craft__job *j);

@@ -137,6 +137,27 @@ static void complete_from(struct craft_uv_node *n, struct craft__list *l, struct
     complete(n, w, status, 0, NULL, 0);
 }
 
+/* Moves w from l to the caller's list of waiters to answer, with this status. Loops that answer
+ * several waiters first move them all out, then answer them (answer_all): an answer runs the
+ * caller's callback, which may submit a request and so change any list of the node, the
+ * waiter a loop would visit next included. */
+static void detach(struct craft__list *l, struct craft__waiter *w, struct craft__list *out,
+                   int status)
+{
+    list_remove(l, w);
+    w->status = status;
+    list_push(out, w);
+}
+
+static void answer_all(struct craft_uv_node *n, struct craft__list *l)
+{
+    struct craft__waiter *w;
+    while ((w = l->head) != NULL) {
+        list_remove(l, w);
+        complete(n, w, w->status, w->index, w->result, w->result_size);
+    }
+}
+
 /* ---- carrying out a request ---------------------------------------------------------------- */
 
 static uint64_t deadline(struct craft_uv_node *n, unsigned timeout_ms)
@@ -207,9 +228,16 @@ static void unpark(struct craft_uv_node *n)
 
 static void process(struct craft_uv_node *n, struct craft__waiter *w)
 {
-    int rc;
     if (n->dead || n->stopping) {
         complete(n, w, n->dead ? n->dead_rc : CRAFT_ESHUTDOWN, 0, NULL, 0);
+        return;
+    }
+    /* The core learns how much time has passed before it judges the request: a lease read that
+     * waited out a stall of the loop in the submit queue must find the lease run out. */
+    int rc = craft__uv_clock_feed(n);
+    if (rc != 0) {
+        craft__uv_fatal(n, rc, "craft_tick failed");
+        complete(n, w, n->dead_rc, 0, NULL, 0);
         return;
     }
     bool leader = craft_node_role(n->core) == CRAFT_LEADER;
@@ -353,8 +381,10 @@ int craft_uv_submit(struct craft_uv_node *n, struct craft_uv_request *req)
         n->sub_head = req;
     }
     n->sub_tail = req;
-    uv_mutex_unlock(&n->lock);
+    /* Woken under the lock: craft_uv_node_stop sets `stopping` under it before the handle is
+     * closed, so no wake-up can reach a closed (or freed) handle. */
     uv_async_send(&n->async);
+    uv_mutex_unlock(&n->lock);
     return 0;
 }
 
@@ -386,8 +416,8 @@ int craft_uv_set_faults(struct craft_uv_node *n, craft_id to, double drop,
     n->faults[k].delay_min_ms = delay_min_ms;
     n->faults[k].delay_max_ms = delay_max_ms;
     n->faults[k].block = block;
+    uv_async_send(&n->async); /* under the lock, as in craft_uv_submit */
     uv_mutex_unlock(&n->lock);
-    uv_async_send(&n->async);
     return 0;
 }
 
@@ -539,15 +569,16 @@ void craft__uv_requests_on_read(struct craft_uv_node *n, const struct craft_read
 
 void craft__uv_requests_check_applied(struct craft_uv_node *n)
 {
+    struct craft__list ready = {0};
     struct craft__waiter *w = n->apply_wait.head;
     while (w != NULL) {
         struct craft__waiter *next = w->next;
         if (w->index <= n->applied) {
-            list_remove(&n->apply_wait, w);
-            complete(n, w, w->status, w->index, w->result, w->result_size);
+            detach(&n->apply_wait, w, &ready, w->status);
         }
         w = next;
     }
+    answer_all(n, &ready);
 }
 
 void craft__uv_requests_on_role(struct craft_uv_node *n)
@@ -555,14 +586,17 @@ void craft__uv_requests_on_role(struct craft_uv_node *n)
     /* Requests forwarded to a leader that is no longer the leader: their outcome is unknown
      * (the old leader may have appended them), so say so now rather than at the deadline, and
      * let the caller retry (with a session, safely). */
+    struct craft__list gone = {0};
     struct craft__waiter *f = n->forwarded.head;
     while (f != NULL) {
         struct craft__waiter *next = f->next;
         if (f->target != n->leader) {
-            complete_from(n, &n->forwarded, f, CRAFT_ENOCONN);
+            f->index = 0;
+            detach(&n->forwarded, f, &gone, CRAFT_ENOCONN);
         }
         f = next;
     }
+    answer_all(n, &gone);
     unpark(n);
     if (n->role != CRAFT_LEADER) {
         /* A transfer is done once we no longer lead. */
@@ -597,14 +631,17 @@ void craft__uv_on_peer_state(void *data, craft_id id, bool connected)
         return;
     }
     /* Requests forwarded to a leader we lost: they may or may not have taken effect. */
+    struct craft__list gone = {0};
     struct craft__waiter *w = n->forwarded.head;
     while (w != NULL) {
         struct craft__waiter *next = w->next;
         if (w->target == id) {
-            complete_from(n, &n->forwarded, w, CRAFT_ENOCONN);
+            w->index = 0;
+            detach(&n->forwarded, w, &gone, CRAFT_ENOCONN);
         }
         w = next;
     }
+    answer_all(n, &gone);
 }
 
 void craft__uv_requests_tick(struct craft_uv_node *n)
@@ -613,6 +650,7 @@ void craft__uv_requests_tick(struct craft_uv_node *n)
     uint64_t now = uv_now(n->loop);
     struct craft__list *lists[] = {&n->proposals, &n->reads, &n->apply_wait, &n->forwarded,
                                    &n->transfers, &n->parked};
+    struct craft__list over = {0};
     for (size_t k = 0; k < sizeof lists / sizeof lists[0]; k++) {
         struct craft__waiter *w = lists[k]->head;
         while (w != NULL) {
@@ -630,11 +668,16 @@ void craft__uv_requests_tick(struct craft_uv_node *n)
                                  ? CRAFT_ENOTLEADER
                                  : CRAFT_EBUSY;
                 }
-                complete_from(n, lists[k], w, status);
+                w->index = 0;
+                craft_free(n->alloc, w->result); /* a forwarded result, never delivered */
+                w->result = NULL;
+                w->result_size = 0;
+                detach(lists[k], w, &over, status);
             }
             w = next;
         }
     }
+    answer_all(n, &over);
 }
 
 void craft__uv_requests_fail_all(struct craft_uv_node *n, int status)
