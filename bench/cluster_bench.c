@@ -1,10 +1,12 @@
 /*
  * bench-cluster: craft's runtime as a 3-process cluster on 127.0.0.1, beside canonical/raft
- * (Debian's libraft-dev) under the same workload, in the same run. Benchmarks B0, B1, B2, B5
- * (and B4 with --b4) of ../shared/BENCHMARKS.md; results and analysis in docs/benchmarks.md.
+ * (Debian's libraft-dev) and hashicorp/raft (Go) under the same workload, in the same run.
+ * Benchmarks B0, B1, B2, B5 (and B4 with --b4) of ../shared/BENCHMARKS.md; results and analysis
+ * in docs/benchmarks.md.
  *
  *   bench-cluster [--quick] [-t MEAS_S] [-r REPS] [-w 1,16,64,256] [-s SIZE] [-f TRIALS]
- *                 [-d DIR] [--only b0,b1,b2,b4,b5] [--b4] [--no-peer] [--keep-logs]
+ *                 [-d DIR] [--only b0,b1,b2,b4,b5] [--b4] [--no-peer] [--peers LIST]
+ *                 [--keep-logs]
  *
  *   --quick     about one minute: 1 repetition, 1 s measured, windows 1 and 256, 5 failovers
  *   -t S        measured seconds per point (default 5; each point has 1 s of warm-up first)
@@ -16,13 +18,18 @@
  *               /dev/shm
  *   --b4        also the payload sweep (window 64, durable, 10 B ... 64 KiB)
  *   --no-peer   craft alone
+ *   --peers L   the peers to run beside craft: canonical, hashicorp, both (the default:
+ *               canonical,hashicorp) or none; a peer that cannot be built is skipped with the
+ *               reason on the first lines of the output, and its columns read n/a
  *
  * How it works. The driver forks three node processes per cluster (this binary with the
- * hidden first argument `node`, or the canonical/raft harness bench/peers/canonical_raft.c,
- * compiled here at run time with `cc ... -lraft -luv` when /usr/include/raft.h exists) and
- * talks to them over pipes (protocol: bench/peers/proto.h). It asks every node for its status
- * until they agree on a leader, then tells the leader to run a closed-loop proposer inside its
- * own process: W proposals outstanding, each resubmitted from the completion of the previous
+ * hidden first argument `node`; the canonical/raft harness bench/peers/canonical_raft.c,
+ * compiled here at run time with `cc ... -lraft -luv` when /usr/include/raft.h exists; or the
+ * hashicorp/raft harness bench/peers/hashicorp/, a Go module built here at run time with
+ * `go build` when Go is installed) and talks to them over pipes (protocol:
+ * bench/peers/proto.h, which the Go harness follows in proto.go). It asks every node for its
+ * status until they agree on a leader, then tells the leader to run a closed-loop proposer inside
+ * its own process: W proposals outstanding, each resubmitted from the completion of the previous
  * one; latency is submit to callback. For the failover it kills the leader with SIGKILL, tells
  * both survivors to probe (a proposal every 2 ms) and takes the first success; then restarts
  * the killed node on its data and waits until the three agree again. Every node is killed at
@@ -220,8 +227,9 @@ static int node_main(int argc, char **argv)
 /* =============================================================================================
  * The driver
  * =========================================================================================== */
-enum { IMPL_CRAFT = 0, IMPL_CANON = 1 };
-static const char *impl_name[] = {"craft", "canonical/raft"};
+enum { IMPL_CRAFT = 0, IMPL_CANON = 1, IMPL_HASHI = 2, NIMPL = 3 };
+static const char *impl_name[NIMPL] = {"craft", "canonical/raft", "hashicorp/raft"};
+static const char *impl_short[NIMPL] = {"craft", "canonical", "hashicorp"};
 
 struct proc {
     pid_t pid;
@@ -247,7 +255,12 @@ static char g_dirs[16][PATH_MAX];
 static bool g_keep_logs;
 static bool g_peer_only; /* --peer-only: debugging the harness */
 static char g_self[PATH_MAX];
-static char g_peer_bin[PATH_MAX];
+static char g_peer_bin[NIMPL][PATH_MAX];
+/* g_want: the libraries asked for (their columns are printed); g_run: those that also built. */
+static bool g_want[NIMPL] = {true, true, true};
+static bool g_run[NIMPL];
+static char g_skip_why[NIMPL][512];
+static char g_peer_version[NIMPL][256];
 
 static void track_pid(pid_t pid)
 {
@@ -431,7 +444,7 @@ static int proc_start(struct cluster *c, int i)
     snprintf(sync, sizeof sync, "%d", c->sync ? 1 : 0);
     snprintf(hb, sizeof hb, "%u", c->hb);
     snprintf(et, sizeof et, "%u", c->et);
-    const char *bin = c->impl == IMPL_CRAFT ? g_self : g_peer_bin;
+    const char *bin = c->impl == IMPL_CRAFT ? g_self : g_peer_bin[c->impl];
     pid_t pid = fork();
     if (pid < 0) {
         perror("fork");
@@ -854,62 +867,194 @@ static int run_failover(int impl, int trials, const char *root, struct failover 
     return 0;
 }
 
-/* ---- the canonical/raft peer ----------------------------------------------------------------- */
-static bool build_peer(void)
+/* ---- the peers ------------------------------------------------------------------------------ */
+/* A peer's sources: $ENV_VAR, else bench/peers/<rel> beside this file (__FILE__ is absolute in
+ * CMake builds). */
+static void peer_src(const char *env_var, const char *rel, char *src, size_t cap)
 {
-    if (access("/usr/include/raft.h", F_OK) != 0) {
-        return false;
-    }
-    char src[PATH_MAX];
-    const char *env = getenv("CRAFT_BENCH_PEER_SRC");
+    const char *env = getenv(env_var);
     if (env != NULL) {
-        snprintf(src, sizeof src, "%s", env);
+        snprintf(src, cap, "%s", env);
+        return;
+    }
+    char here[PATH_MAX - 32];
+    snprintf(here, sizeof here, "%s", __FILE__);
+    char *slash = strrchr(here, '/');
+    if (slash != NULL) {
+        *slash = '\0';
+        snprintf(src, cap, "%s/peers/%s", here, rel);
     } else {
-        /* __FILE__ is absolute in CMake builds: bench/cluster_bench.c -> bench/peers/. */
-        char here[PATH_MAX - 32];
-        snprintf(here, sizeof here, "%s", __FILE__);
-        char *slash = strrchr(here, '/');
-        if (slash != NULL) {
-            *slash = '\0';
-            snprintf(src, sizeof src, "%s/peers/canonical_raft.c", here);
-        } else {
-            snprintf(src, sizeof src, "bench/peers/canonical_raft.c");
-        }
+        snprintf(src, cap, "bench/peers/%s", rel);
     }
-    if (access(src, R_OK) != 0) {
-        fprintf(stderr, "bench-cluster: %s not found (set CRAFT_BENCH_PEER_SRC)\n", src);
-        return false;
-    }
-    /* Next to this binary (the build directory), else in /tmp. Not named bench-*: `make bench`
-     * runs every bench-* of the build directory without arguments. */
-    snprintf(g_peer_bin, sizeof g_peer_bin, "%s", g_self);
-    char *slash = strrchr(g_peer_bin, '/');
+}
+
+/* Where a peer's binary goes: next to this binary (the build directory), else in /tmp. Not
+ * named bench-*: `make bench` runs every bench-* of the build directory without arguments. */
+static void peer_bin(const char *name, char *bin, size_t cap)
+{
+    snprintf(bin, cap, "%s", g_self);
+    char *slash = strrchr(bin, '/');
     if (slash != NULL) {
         slash[1] = '\0';
     }
-    strncat(g_peer_bin, "peer-canonical-raft", sizeof g_peer_bin - strlen(g_peer_bin) - 1);
+    strncat(bin, name, cap - strlen(bin) - 1);
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", g_peer_bin);
+    snprintf(dir, sizeof dir, "%s", bin);
     *strrchr(dir, '/') = '\0';
     if (access(dir, W_OK) != 0) {
-        snprintf(g_peer_bin, sizeof g_peer_bin, "/tmp/peer-canonical-raft");
+        snprintf(bin, cap, "/tmp/%s", name);
     }
+}
+
+/* The canonical/raft peer: bench/peers/canonical_raft.c, compiled when libraft-dev is there. */
+static bool build_peer(void)
+{
+    char *why = g_skip_why[IMPL_CANON], *bin = g_peer_bin[IMPL_CANON];
+    if (access("/usr/include/raft.h", F_OK) != 0) {
+        snprintf(why, sizeof g_skip_why[0], "not installed (apt-get install libraft-dev)");
+        return false;
+    }
+    char src[PATH_MAX];
+    peer_src("CRAFT_BENCH_PEER_SRC", "canonical_raft.c", src, sizeof src);
+    if (access(src, R_OK) != 0) {
+        snprintf(why, sizeof g_skip_why[0], "%.400s not found (set CRAFT_BENCH_PEER_SRC)", src);
+        return false;
+    }
+    peer_bin("peer-canonical-raft", bin, PATH_MAX);
+    snprintf(g_peer_version[IMPL_CANON], sizeof g_peer_version[0],
+             "libraft 0.15, harness bench/peers/canonical_raft.c");
     struct stat s1, s2, s3;
     char hdr[PATH_MAX];
     snprintf(hdr, sizeof hdr, "%s", src);
     *strrchr(hdr, '/') = '\0';
     strncat(hdr, "/proto.h", sizeof hdr - strlen(hdr) - 1);
-    if (stat(g_peer_bin, &s1) == 0 && stat(src, &s2) == 0 && stat(hdr, &s3) == 0 &&
+    if (stat(bin, &s1) == 0 && stat(src, &s2) == 0 && stat(hdr, &s3) == 0 &&
         s1.st_mtime > s2.st_mtime && s1.st_mtime > s3.st_mtime) {
         return true;
     }
     char cmd[3 * PATH_MAX];
-    snprintf(cmd, sizeof cmd, "cc -O2 -g -std=gnu11 -o '%s' '%s' -lraft -luv", g_peer_bin, src);
+    snprintf(cmd, sizeof cmd, "cc -O2 -g -std=gnu11 -o '%s' '%s' -lraft -luv", bin, src);
     fprintf(stderr, "bench-cluster: building the canonical/raft peer: %s\n", cmd);
     if (system(cmd) != 0) {
-        fprintf(stderr, "bench-cluster: could not build the canonical/raft peer\n");
+        snprintf(why, sizeof g_skip_why[0], "could not build bench/peers/canonical_raft.c (the "
+                                            "compiler's messages are above on stderr)");
         return false;
     }
+    return true;
+}
+
+/* The go command: $GO, else `go` on PATH, else /usr/local/go/bin/go (Go's own tarball). */
+static bool find_go(char *out, size_t cap)
+{
+    const char *env = getenv("GO");
+    if (env != NULL && env[0] != '\0') {
+        snprintf(out, cap, "%s", env);
+        return access(out, X_OK) == 0;
+    }
+    const char *path = getenv("PATH");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path != NULL ? path : "");
+    for (char *dir = strtok(tmp, ":"); dir != NULL; dir = strtok(NULL, ":")) {
+        snprintf(out, cap, "%s/go", dir);
+        if (access(out, X_OK) == 0) {
+            return true;
+        }
+    }
+    snprintf(out, cap, "/usr/local/go/bin/go");
+    return access(out, X_OK) == 0;
+}
+
+/* Whether bin is newer than every file of the harness's module directory (*.go, go.mod,
+ * go.sum): then it is not rebuilt, and Go is not even started. */
+static bool newer_than_dir(const char *bin, const char *dir)
+{
+    struct stat sb;
+    if (stat(bin, &sb) != 0) {
+        return false;
+    }
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return false;
+    }
+    bool newer = true;
+    struct dirent *e;
+    while (newer && (e = readdir(d)) != NULL) {
+        struct stat st;
+        if (e->d_name[0] != '.' && fstatat(dirfd(d), e->d_name, &st, 0) == 0 &&
+            S_ISREG(st.st_mode) && st.st_mtime >= sb.st_mtime) {
+            newer = false;
+        }
+    }
+    closedir(d);
+    return newer;
+}
+
+/* The hashicorp/raft peer: the Go module bench/peers/hashicorp (its go.mod names the versions),
+ * built with `go build` when Go is installed; the modules come from GOMODCACHE or the Go module
+ * proxy. CRAFT_BENCH_HASHICORP_BIN names a prebuilt harness instead. */
+static bool build_hashicorp(void)
+{
+    char *why = g_skip_why[IMPL_HASHI], *bin = g_peer_bin[IMPL_HASHI];
+    const char *prebuilt = getenv("CRAFT_BENCH_HASHICORP_BIN");
+    if (prebuilt != NULL) {
+        snprintf(bin, PATH_MAX, "%s", prebuilt);
+        if (access(bin, X_OK) != 0) {
+            snprintf(why, sizeof g_skip_why[0],
+                     "CRAFT_BENCH_HASHICORP_BIN=%.400s is not executable", prebuilt);
+            return false;
+        }
+    } else {
+        char src[PATH_MAX], go[PATH_MAX], mod[PATH_MAX + 16];
+        peer_src("CRAFT_BENCH_HASHICORP_SRC", "hashicorp", src, sizeof src);
+        snprintf(mod, sizeof mod, "%s/go.mod", src);
+        if (access(mod, R_OK) != 0) {
+            snprintf(why, sizeof g_skip_why[0],
+                     "%.400s not found (set CRAFT_BENCH_HASHICORP_SRC)", mod);
+            return false;
+        }
+        peer_bin("peer-hashicorp-raft", bin, PATH_MAX);
+        if (!newer_than_dir(bin, src)) {
+            if (!find_go(go, sizeof go)) {
+                if (getenv("GO") != NULL && getenv("GO")[0] != '\0') {
+                    snprintf(why, sizeof g_skip_why[0], "GO=%.400s is not executable", go);
+                } else {
+                    snprintf(why, sizeof g_skip_why[0],
+                             "Go not found (install Go >= 1.22 or set GO=/path/to/go; looked on "
+                             "PATH and at /usr/local/go/bin/go)");
+                }
+                return false;
+            }
+            /* GOTOOLCHAIN=local: build with this Go, never download another toolchain. */
+            char cmd[4 * PATH_MAX];
+            snprintf(cmd, sizeof cmd,
+                     "cd '%s' && GOTOOLCHAIN=local '%s' build -buildvcs=false -o '%s' .", src, go,
+                     bin);
+            fprintf(stderr, "bench-cluster: building the hashicorp/raft peer (the first build "
+                            "downloads its modules and takes about a minute): %s\n", cmd);
+            if (system(cmd) != 0) {
+                unlink(bin);
+                snprintf(why, sizeof g_skip_why[0],
+                         "go build failed in bench/peers/hashicorp (its modules, github.com/"
+                         "hashicorp/raft and raft-boltdb/v2 at the versions of its go.mod, come "
+                         "from GOMODCACHE or the Go module proxy; go's messages are above on "
+                         "stderr)");
+                return false;
+            }
+        }
+    }
+    /* The versions it was built with, from the binary itself (runtime/debug.ReadBuildInfo). */
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "'%s' version", bin);
+    FILE *f = popen(cmd, "r");
+    char *v = g_peer_version[IMPL_HASHI];
+    if (f == NULL || fgets(v, sizeof g_peer_version[0], f) == NULL) {
+        snprintf(v, sizeof g_peer_version[0], "version unknown");
+    }
+    v[strcspn(v, "\n")] = '\0';
+    if (f != NULL) {
+        pclose(f);
+    }
+    strncat(v, ", harness bench/peers/hashicorp", sizeof g_peer_version[0] - strlen(v) - 1);
     return true;
 }
 
@@ -950,41 +1095,84 @@ static void fmt_ratio(char *out, size_t cap, double a, double b)
     }
 }
 
+/* Columns: craft's ops/s, then every asked-for peer's ops/s and craft / peer; craft's latency,
+ * then every peer's latency and peer p50 / craft p50; craft's log writes per entry. A peer that
+ * was asked for but skipped reads n/a. */
 static void print_load_table(const char *title, const unsigned *windows, int nw, const size_t *sizes,
-                             struct point (*pt)[2], bool peer, bool by_size)
+                             struct point (*pt)[NIMPL], bool by_size)
 {
     printf("\n%s\n\n", title);
-    printf("| %s | craft ops/s | canonical/raft ops/s | ratio | craft p50 / p90 / p99 / max ms | "
-           "canonical p50 / p90 / p99 / max ms | p50 ratio (canonical / craft) | craft log writes per entry (leader) |\n",
-           by_size ? "size" : "window");
-    printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("| %s | craft ops/s |", by_size ? "size" : "window");
+    int ncol = 4;
+    for (int k = 1; k < NIMPL; k++) {
+        if (g_want[k]) {
+            printf(" %s ops/s | ratio |", impl_name[k]);
+            ncol += 2;
+        }
+    }
+    printf(" craft p50 / p90 / p99 / max ms |");
+    for (int k = 1; k < NIMPL; k++) {
+        if (g_want[k]) {
+            printf(" %s p50 / p90 / p99 / max ms | p50 ratio (%s / craft) |", impl_short[k],
+                   impl_short[k]);
+            ncol += 2;
+        }
+    }
+    printf(" craft log writes per entry (leader) |\n|");
+    for (int k = 0; k < ncol; k++) {
+        printf("---:|");
+    }
+    printf("\n");
     for (int i = 0; i < nw; i++) {
-        struct point *c = &pt[i][0], *k = &pt[i][1];
-        char co[128], ko[128], r[32], cl[96], kl[96], lr[32], fs[128];
-        fmt_range(co, sizeof co, c->ops, c->n, "%.0f");
-        fmt_lat(cl, sizeof cl, c);
-        if (peer) {
-            fmt_range(ko, sizeof ko, k->ops, k->n, "%.0f");
-            fmt_lat(kl, sizeof kl, k);
-            fmt_ratio(r, sizeof r, median(c->ops, c->n), median(k->ops, k->n));
-            fmt_ratio(lr, sizeof lr, median(k->p50, k->n), median(c->p50, c->n));
-        } else {
-            snprintf(ko, sizeof ko, "n/a");
-            snprintf(kl, sizeof kl, "n/a");
-            snprintf(r, sizeof r, "-");
-            snprintf(lr, sizeof lr, "-");
-        }
-        fmt_range(fs, sizeof fs, c->fsync_per_entry, c->n_fs, "%.3f");
-        char label[32];
+        struct point *c = &pt[i][IMPL_CRAFT];
+        char buf[128], lat[96];
         if (by_size) {
-            snprintf(label, sizeof label, "%zu B", sizes[i]);
+            snprintf(buf, sizeof buf, "%zu B", sizes[i]);
         } else {
-            snprintf(label, sizeof label, "%u", windows[i]);
+            snprintf(buf, sizeof buf, "%u", windows[i]);
         }
-        printf("| %s | %s | %s | %s | %s | %s | %s | %s |", label, co, ko, r, cl, kl, lr, fs);
-        if (c->errors || k->errors || c->failed || k->failed) {
-            printf(" errors: craft %llu%s, canonical %llu%s", c->errors, c->failed ? " (failed runs)" : "",
-                   k->errors, k->failed ? " (failed runs)" : "");
+        printf("| %s |", buf);
+        fmt_range(buf, sizeof buf, c->ops, c->n, "%.0f");
+        printf(" %s |", buf);
+        for (int k = 1; k < NIMPL; k++) {
+            struct point *q = &pt[i][k];
+            if (!g_want[k]) {
+                continue;
+            }
+            if (!g_run[k]) {
+                printf(" n/a | - |");
+                continue;
+            }
+            fmt_range(buf, sizeof buf, q->ops, q->n, "%.0f");
+            printf(" %s |", buf);
+            fmt_ratio(buf, sizeof buf, median(c->ops, c->n), median(q->ops, q->n));
+            printf(" %s |", buf);
+        }
+        fmt_lat(lat, sizeof lat, c);
+        printf(" %s |", lat);
+        for (int k = 1; k < NIMPL; k++) {
+            struct point *q = &pt[i][k];
+            if (!g_want[k]) {
+                continue;
+            }
+            if (!g_run[k]) {
+                printf(" n/a | - |");
+                continue;
+            }
+            fmt_lat(lat, sizeof lat, q);
+            fmt_ratio(buf, sizeof buf, median(q->p50, q->n), median(c->p50, c->n));
+            printf(" %s | %s |", lat, buf);
+        }
+        fmt_range(buf, sizeof buf, c->fsync_per_entry, c->n_fs, "%.3f");
+        printf(" %s |", buf);
+        const char *sep = " errors:";
+        for (int k = 0; k < NIMPL; k++) {
+            struct point *q = &pt[i][k];
+            if (g_run[k] && (q->errors || q->failed)) {
+                printf("%s %s %llu%s", sep, impl_short[k], q->errors,
+                       q->failed ? " (failed runs)" : "");
+                sep = ",";
+            }
         }
         printf("\n");
     }
@@ -1001,22 +1189,45 @@ static int parse_list(const char *s, unsigned *out, int cap)
     return n;
 }
 
+/* --peers canonical,hashicorp | none */
+static int parse_peers(const char *list)
+{
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s", list);
+    g_want[IMPL_CANON] = g_want[IMPL_HASHI] = false;
+    for (char *tok = strtok(tmp, ","); tok != NULL; tok = strtok(NULL, ",")) {
+        if (strcmp(tok, "canonical") == 0 || strcmp(tok, "canonical/raft") == 0) {
+            g_want[IMPL_CANON] = true;
+        } else if (strcmp(tok, "hashicorp") == 0 || strcmp(tok, "hashicorp/raft") == 0) {
+            g_want[IMPL_HASHI] = true;
+        } else if (strcmp(tok, "none") != 0) {
+            fprintf(stderr, "bench-cluster: --peers: unknown peer '%s' (canonical, hashicorp, "
+                            "none)\n", tok);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int usage(void)
 {
     fprintf(stderr,
             "usage: bench-cluster [--quick] [-t MEAS_S] [-r REPS] [-w 1,16,64,256] [-s SIZE]\n"
             "                     [-f TRIALS] [-d DIR] [--only b0,b1,b2,b4,b5] [--b4] [--no-peer]\n"
-            "                     [--keep-logs]\n");
+            "                     [--peers canonical,hashicorp|none] [--keep-logs]\n");
     return 2;
 }
 
-/* Runs a set of load points (windows x sizes) for both libraries, rep by rep; clusters are
- * started afresh for every repetition and library. */
+/* Runs a set of load points (windows x sizes) for every library that runs, rep by rep; clusters
+ * are started afresh for every repetition and library. */
 static int run_points(bool sync, const char *root, unsigned *windows, int nw, size_t *sizes,
-                      int reps, unsigned meas_ms, bool peer, struct point (*pt)[2])
+                      int reps, unsigned meas_ms, struct point (*pt)[NIMPL])
 {
     for (int r = 0; r < reps; r++) {
-        for (int impl = g_peer_only ? 1 : 0; impl < (peer ? 2 : 1); impl++) {
+        for (int impl = 0; impl < NIMPL; impl++) {
+            if (!g_run[impl]) {
+                continue;
+            }
             struct cluster c;
             if (cluster_start(&c, impl, sync, 50, 500, root) != 0) {
                 for (int i = 0; i < nw; i++) {
@@ -1060,7 +1271,7 @@ static int run_points(bool sync, const char *root, unsigned *windows, int nw, si
 
 static int driver_main(int argc, char **argv)
 {
-    bool quick = false, peer = true, want_b4 = false;
+    bool quick = false, want_b4 = false;
     unsigned meas_s = 5, reps = 3, trials = 20;
     size_t size = 100;
     unsigned windows[16] = {1, 16, 64, 256};
@@ -1074,7 +1285,12 @@ static int driver_main(int argc, char **argv)
         if (strcmp(a, "--quick") == 0) {
             quick = true;
         } else if (strcmp(a, "--no-peer") == 0) {
-            peer = false;
+            g_want[IMPL_CANON] = g_want[IMPL_HASHI] = false;
+        } else if (strcmp(a, "--peers") == 0 && v) {
+            if (parse_peers(v) != 0) {
+                return usage();
+            }
+            i++;
         } else if (strcmp(a, "--b4") == 0) {
             want_b4 = true;
         } else if (strcmp(a, "--peer-only") == 0) {
@@ -1142,11 +1358,13 @@ static int driver_main(int argc, char **argv)
     signal(SIGHUP, on_fatal_signal);
     atexit(cleanup_all);
 
-    if (peer && !build_peer()) {
-        if (access("/usr/include/raft.h", F_OK) != 0) {
-            printf("canonical/raft: not installed (apt-get install libraft-dev)\n");
+    g_run[IMPL_CRAFT] = !g_peer_only;
+    g_run[IMPL_CANON] = g_want[IMPL_CANON] && build_peer();
+    g_run[IMPL_HASHI] = g_want[IMPL_HASHI] && build_hashicorp();
+    for (int k = 1; k < NIMPL; k++) {
+        if (g_want[k] && !g_run[k]) {
+            printf("%s: skipped: %s\n", impl_name[k], g_skip_why[k]);
         }
-        peer = false;
     }
 
     time_t now = time(NULL);
@@ -1154,9 +1372,19 @@ static int driver_main(int argc, char **argv)
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     printf("# bench-cluster, %s\n\n", date);
     printf("3 processes on 127.0.0.1, %zu-byte commands, %u s measured after 1 s of warm-up, "
-           "%u repetition(s): median (min–max). Peer: %s.\n",
-           size, meas_s, reps, peer ? "canonical/raft (libraft 0.15, harness bench/peers/canonical_raft.c)"
-                                    : "none");
+           "%u repetition(s): median (min–max). Peers:",
+           size, meas_s, reps);
+    const char *sep = "";
+    for (int k = 1; k < NIMPL; k++) {
+        if (g_run[k]) {
+            printf("%s %s (%s)", sep, impl_name[k], g_peer_version[k]);
+            sep = ";";
+        } else if (g_want[k]) {
+            printf("%s %s (skipped, see above)", sep, impl_name[k]);
+            sep = ";";
+        }
+    }
+    printf("%s.\n", sep[0] == '\0' ? " none" : "");
     fflush(stdout);
 
     struct b0 env;
@@ -1187,13 +1415,13 @@ static int driver_main(int argc, char **argv)
         }
         for (int mode = 0; mode < 2; mode++) {
             bool sync = mode == 0;
-            static struct point pt[16][2];
+            static struct point pt[16][NIMPL];
             memset(pt, 0, sizeof pt);
-            run_points(sync, root, windows, nw, sizes, (int)reps, meas_s * 1000, peer, pt);
+            run_points(sync, root, windows, nw, sizes, (int)reps, meas_s * 1000, pt);
             char title[256];
             snprintf(title, sizeof title, "## B1/B2 %s (%s)", sync ? "durable" : "nosync",
                      sync ? "fdatasync on, data dir on disk" : "data dir on /dev/shm, craft fsync off");
-            print_load_table(title, windows, nw, sizes, pt, peer, false);
+            print_load_table(title, windows, nw, sizes, pt, false);
             if (sync && do_b0 && env.n > 0) {
                 for (int i = 0; i < nw; i++) {
                     if (windows[i] == 1 && pt[i][0].n > 0) {
@@ -1210,25 +1438,33 @@ static int driver_main(int argc, char **argv)
     if (do_b4) {
         size_t sizes[] = {10, 100, 1024, 16384, 65536};
         unsigned w4[5] = {64, 64, 64, 64, 64};
-        static struct point pt[5][2];
+        static struct point pt[5][NIMPL];
         memset(pt, 0, sizeof pt);
-        run_points(true, root, w4, 5, sizes, (int)reps, meas_s * 1000, peer, pt);
-        print_load_table("## B4 payload sweep (durable, window 64)", w4, 5, sizes, pt, peer, true);
+        run_points(true, root, w4, 5, sizes, (int)reps, meas_s * 1000, pt);
+        print_load_table("## B4 payload sweep (durable, window 64)", w4, 5, sizes, pt, true);
         fflush(stdout);
     }
 
     if (do_b5) {
-        struct failover fo[2];
+        struct failover fo[NIMPL];
         memset(fo, 0, sizeof fo);
-        for (int impl = g_peer_only ? 1 : 0; impl < (peer ? 2 : 1); impl++) {
-            run_failover(impl, (int)trials, root, &fo[impl]);
+        for (int impl = 0; impl < NIMPL; impl++) {
+            if (g_run[impl]) {
+                run_failover(impl, (int)trials, root, &fo[impl]);
+            }
         }
         printf("\n## B5 failover (durable; kill -9 of the leader until the next write succeeds; "
                "heartbeat 15 ms, election timeout 150 ms = random in [150, 300) ms)\n\n");
         printf("| library | trials ok | failed | min ms | median ms | p90 ms | worst ms |\n");
         printf("|---|---:|---:|---:|---:|---:|---:|\n");
-        for (int impl = 0; impl < (peer ? 2 : 1); impl++) {
+        for (int impl = 0; impl < NIMPL; impl++) {
             struct failover *f = &fo[impl];
+            if (!g_run[impl]) {
+                if (g_want[impl]) {
+                    printf("| %s | n/a | | | | | |\n", impl_name[impl]);
+                }
+                continue;
+            }
             double s[256];
             memcpy(s, f->ms, (size_t)f->n * sizeof *s);
             qsort(s, (size_t)f->n, sizeof *s, cmp_double);
@@ -1239,9 +1475,6 @@ static int driver_main(int argc, char **argv)
             double med = f->n % 2 ? s[f->n / 2] : (s[f->n / 2 - 1] + s[f->n / 2]) / 2;
             printf("| %s | %d | %d | %.1f | %.1f | %.1f | %.1f |\n", impl_name[impl], f->n,
                    f->failed, s[0], med, s[(size_t)(0.9 * (f->n - 1))], s[f->n - 1]);
-        }
-        if (!peer) {
-            printf("| canonical/raft | n/a | | | | | |\n");
         }
         fflush(stdout);
     }

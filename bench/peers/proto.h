@@ -2,7 +2,8 @@
  * The node side of bench-cluster's driver protocol, shared by the craft node (bench/cluster_bench.c,
  * `bench-cluster node ...`) and the canonical/raft peer (bench/peers/canonical_raft.c). Both run
  * one Raft server on a libuv loop and read commands, one per line, on stdin; every reply is one
- * line on stdout:
+ * line on stdout. The hashicorp/raft peer, in Go, cannot include this header: its
+ * bench/peers/hashicorp/proto.go follows it step by step, so a change here goes there too.
  *
  *   status                      -> "status role=L|F|C|U term=T leader=ID applied=N last=N ..."
  *   load W WARM_MS MEAS_MS SIZE -> a closed loop of W outstanding proposals of SIZE bytes, made
