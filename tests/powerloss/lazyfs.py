@@ -183,6 +183,10 @@ class Undoer:
                 off, old_size, n = r.a, r.b, r.c
                 for lo, hi in sectors or [(off, off + n)]:
                     self.restore_bytes(fd, r, lo, min(hi, old_size))
+                    if sectors is not None and hi > max(lo, old_size):
+                        # Torn past the old end: the new size reached the disk, these sectors
+                        # did not and read as zeros.
+                        os.pwrite(fd, bytes(hi - max(lo, old_size)), max(lo, old_size))
                 if sectors is None and off + n > old_size and os.fstat(fd).st_size > old_size:
                     os.ftruncate(fd, old_size)
             finally:
@@ -245,9 +249,10 @@ def clear(state: str) -> None:
 
 
 def torn_sectors(r: Record, rng: random.Random) -> Optional[List[Tuple[int, int]]]:
-    """For a write inside the file's old size that spans more than one sector: a random
-    non-empty proper subset of its sectors, the ones that did NOT reach the disk."""
-    if r.type != WRITE or r.a + r.c > r.b:
+    """For a write that spans more than one sector: a random non-empty proper subset of its
+    sectors, the ones that did NOT reach the disk (the others did, and so did the file's new
+    size if the write extended it)."""
+    if r.type != WRITE or r.a > r.b:
         return None
     lo, hi = r.a, r.a + r.c
     pieces = []

@@ -45,7 +45,9 @@
  * Environment: CRAFT_LAZYFS_ROOT (the directory whose contents are tracked; itself included
  * for directory syncs) and CRAFT_LAZYFS_STATE (where the journal "journal" and the backups
  * "backup/" go: outside the root, on the same file system, for hard links). Without them the
- * shim does nothing. Anything it cannot model (a shared writable mmap of a tracked file,
+ * shim does nothing. Optional: CRAFT_LAZYFS_SYNC_DELAY_US (each sync of a tracked file or
+ * directory takes that much longer before it counts: a slow disk, and a wider window for a cut
+ * to land in), CRAFT_LAZYFS_COMPACT_BYTES (rewrite the journal past this size, 32 MiB). Anything it cannot model (a shared writable mmap of a tracked file,
  * RENAME_EXCHANGE, splice into a tracked file, a journal write that failed) is written to the
  * journal as a FAIL record and to stderr: the power cut then refuses, the test fails loudly.
  *
@@ -177,6 +179,7 @@ static bool g_failed;        /* a FAIL record is in the journal: keep it there *
 static bool g_secondary;     /* another process holds the journal: this one is not tracked */
 static bool g_warned;
 static uint64_t g_compact_bytes = 32u << 20;
+static useconds_t g_sync_delay_us;
 static unsigned char g_tracked[MAX_FDS];
 static struct pending *g_pend;
 static size_t g_npend, g_cappend;
@@ -291,6 +294,10 @@ static void init(void)
     const char *cb = getenv("CRAFT_LAZYFS_COMPACT_BYTES");
     if (cb != NULL && cb[0] != '\0') {
         g_compact_bytes = strtoull(cb, NULL, 10);
+    }
+    const char *sd = getenv("CRAFT_LAZYFS_SYNC_DELAY_US");
+    if (sd != NULL && sd[0] != '\0') {
+        g_sync_delay_us = (useconds_t)strtoul(sd, NULL, 10);
     }
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/backup", g_state);
@@ -1464,6 +1471,9 @@ static int do_sync(int fd, int (*fn)(int))
     int r = fn(fd);
     if (r == 0) {
         int e = errno;
+        if (g_sync_delay_us > 0) {
+            usleep(g_sync_delay_us); /* a slower disk: cuts land inside the window more often */
+        }
         lock();
         settle(dir ? R_DIRSYNC : R_SYNC, (uint64_t)st.st_dev, (uint64_t)st.st_ino, seq);
         unlock();

@@ -9,6 +9,8 @@
  *                                        -- writes made through any descriptor count)
  *   durable.fsync_dir(path)           -- makes the names created, renamed or removed in the
  *                                        -- directory durable
+ *   durable.mkdir(path)               -- creates a directory (true if it already exists):
+ *                                        -- os.execute("mkdir") would do it in another process
  *
  * Each returns true, or nil, message, errno. Used by tests/powerloss/file_store.lua; built for
  * Lua 5.4 by tests/powerloss/CMakeLists.txt (test tooling, not part of the rock).
@@ -20,6 +22,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -107,12 +110,23 @@ static int l_fsync_dir(lua_State *L)
     return 1;
 }
 
+static int l_mkdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        return fail(L, "mkdir", path);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 int luaopen_durable(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"fsync", l_fsync},
         {"fdatasync", l_fdatasync},
         {"fsync_dir", l_fsync_dir},
+        {"mkdir", l_mkdir},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);
