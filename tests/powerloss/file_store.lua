@@ -261,8 +261,9 @@ function Store:_load_log()
         end
     end
     local s = self._snap
-    if s and not self:_holds(s.index, s.term) then
-        -- A crash between a snapshot's rename and the log's rewrite: finish it.
+    if s and s.index >= self._first - 1 and not self:_holds(s.index, s.term) then
+        -- A crash between a snapshot's rename and the log's rewrite: finish it. (A snapshot
+        -- behind the compaction point is older than the log: nothing to do.)
         self:_rewrite_log(s.index + 1, s.term, {})
     end
 end

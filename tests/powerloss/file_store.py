@@ -263,9 +263,11 @@ class FileLogStore:
                 self._log.truncate(p)
                 self._log.flush()
                 self._fdatasync(self._log.fileno())
-        if self._snap is not None and not self._holds(self._snap[0], self._snap[1]):
-            # A crash after a snapshot's rename and before the log's rewrite: finish it.
-            self._rewrite_log(self._snap[0] + 1, self._snap[1], [])
+        snap = self._snap
+        if snap is not None and snap[0] >= self._first - 1 and not self._holds(snap[0], snap[1]):
+            # A crash after a snapshot's rename and before the log's rewrite: finish it. (A
+            # snapshot behind the compaction point is older than the log: nothing to do.)
+            self._rewrite_log(snap[0] + 1, snap[1], [])
 
     def _rewrite_log(self, first: int, prev_term: int, entries: List[Entry]) -> None:
         """The log replaced whole, atomically: log.tmp, fsync, rename, fsync the directory."""
