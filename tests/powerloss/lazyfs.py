@@ -305,7 +305,8 @@ def shim_path() -> str:
     p = os.environ.get("CRAFT_LAZYFS_SO")
     if p:
         if not os.path.exists(p):
-            raise FileNotFoundError(f"CRAFT_LAZYFS_SO={p} does not exist")
+            raise FileNotFoundError(f"CRAFT_LAZYFS_SO={p} does not exist: build it with `make "
+                                    f"build-default` (CMake target craft-lazyfs)")
         return p
     build = os.path.join(ROOT, "cbuild", "default")
     p = os.path.join(build, "powerloss", "craft_lazyfs.so")
