@@ -83,6 +83,11 @@ class Config:
     down: Tuple[float, float] = (0.1, 0.6)   # how long a cut node stays off
     snapshot_entries: int = 100
     sync_delay_us: int = 1500       # each sync slower (the shim): more cuts find unsynced data
+    # The run goes on past duration until it made min_cuts cuts and undid min_undone journal
+    # records (cuts that found nothing volatile test little), up to max_factor * duration.
+    min_cuts: int = 0
+    min_undone: int = 0
+    max_factor: float = 3.0
     request_timeout: float = 5.0
     recovery_timeout: float = 30.0
     out: Optional[str] = None
@@ -331,6 +336,9 @@ class Campaign:
                                              "torn": done[v]["torn"],
                                              "lost": done[v]["lost"][-8:]} for v in victims}})
 
+    def undone(self) -> int:
+        return sum(int(n["undone"]) for c in self.cuts for n in c["nodes"].values())
+
     def check_alive(self) -> None:
         for sid, s in self.servers.items():
             if s.proc is not None and s.proc.poll() is not None:
@@ -358,10 +366,18 @@ class Campaign:
         for w in writers:
             w.start()
         end = self.t0 + cfg.duration
-        while time.monotonic() < end and not self.problems:
+        cap = self.t0 + cfg.duration * cfg.max_factor
+
+        def more() -> bool:
+            now = time.monotonic()
+            if self.problems or now >= cap:
+                return False
+            return now < end or len(self.cuts) < cfg.min_cuts or self.undone() < cfg.min_undone
+
+        while more():
             time.sleep(self.rng.uniform(*cfg.gap))
             self.check_alive()
-            if self.problems or time.monotonic() >= end:
+            if not more():
                 break
             self.cut()
             if self.wait_leader(cfg.recovery_timeout) is None and not self.problems:
@@ -489,7 +505,7 @@ class Campaign:
         applied = self.check_applied_logs()
         for s in self.servers.values():
             s.kill()
-        undone = sum(int(n["undone"]) for c in self.cuts for n in c["nodes"].values())
+        undone = self.undone()
         summary = {
             "status": "fail" if self.problems else "pass",
             "store": self.cfg.store, "seed": self.cfg.seed, "fsync": self.cfg.fsync,

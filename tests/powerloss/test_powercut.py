@@ -20,7 +20,9 @@ import powercut  # noqa: E402
 
 craft = pytest.importorskip("craft")
 
-SHORT = dict(duration=14.0, recovery_timeout=20.0)
+# At least 6 cuts, and cuts that did find something unsynced to take away, whatever the
+# machine's speed (the run goes on past 14 s until both hold, up to 42 s).
+SHORT = dict(duration=14.0, recovery_timeout=20.0, min_cuts=6, min_undone=3)
 
 
 def describe(s):
@@ -30,9 +32,8 @@ def describe(s):
 def assert_passed(s):
     assert s["status"] == "pass", describe(s)
     assert s["lost"] == 0, describe(s)
-    assert s["cuts"] >= 5, s
-    # Every kind of cut happened, and the cuts did take things away.
-    assert s["records_undone"] > 0, s
+    assert s["cuts"] >= 6, s
+    assert s["records_undone"] >= 3, s
     assert s["writes_acknowledged"] > 100, s
     assert len(set(map(tuple, s["final"].values()))) == 1, s
     assert s["applied_logs"]["indexes"] > 100, s
