@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds both CMake trees and runs every test suite of craft, whatever fails along the way:
 #   ctest in cbuild/default (RelWithDebInfo, -Werror) and cbuild/asan (ASan + UBSan),
-#   pytest over python/tests (once it holds tests), tests/faults and tests/packaging (the sdist,
+#   pytest over python/tests (once it holds tests), tests/faults, tests/powerloss (power cuts
+#   under the lazyfs shim of cbuild/default, about a minute) and tests/packaging (the sdist,
 #   the repaired wheel and the version, through one `make wheel`), busted over spec/ once it
 #   holds specs. pytest is the project's own: .venv/bin/python (made by `make venv`).
 # Its last line sums all suites: "N passed, N failed" (", N skipped" when some were). A build
@@ -178,6 +179,12 @@ run_pytest() {
 
 run_pytest python/tests
 run_pytest tests/faults
+# The power-loss tests preload the shim built in the default tree (tests/powerloss/lazyfs.py).
+case $BUILD_DIR in
+    /*) shim_dir=$BUILD_DIR/default/powerloss ;;
+    *) shim_dir=$PWD/$BUILD_DIR/default/powerloss ;;
+esac
+CRAFT_LAZYFS_SO=$shim_dir/craft_lazyfs.so run_pytest tests/powerloss
 run_pytest tests/packaging
 
 # --- Lua: busted over spec/ -------------------------------------------------------------------

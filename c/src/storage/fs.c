@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,6 +104,37 @@ int craft__storage_syncdir(int dirfd, bool sync)
         }
     }
     return 0;
+}
+
+int craft__storage_sync_parent(const char *path, bool sync)
+{
+    if (!sync) {
+        return 0;
+    }
+    char parent[4096];
+    size_t len = strlen(path);
+    if (len >= sizeof parent) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(parent, path, len + 1);
+    while (len > 1 && parent[len - 1] == '/') {
+        parent[--len] = '\0';
+    }
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL) {
+        strcpy(parent, ".");
+    } else if (slash == parent) {
+        parent[1] = '\0'; /* "/name": the parent is the root */
+    } else {
+        *slash = '\0';
+    }
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rv = craft__storage_syncdir(fd, true);
+    close(fd);
+    return rv;
 }
 
 int craft__storage_file_size(int fd, uint64_t *size)

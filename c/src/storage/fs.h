@@ -37,6 +37,9 @@ int craft__storage_datasync(int fd, bool sync);
 /* fsync of the directory dirfd when sync is true (makes a create, rename or unlink durable):
  * 0 or -errno. */
 int craft__storage_syncdir(int dirfd, bool sync);
+/* fsync of the directory that holds path (its name, as given, without trailing slashes) when
+ * sync is true: makes path's own name durable after a mkdir. 0 or -errno. */
+int craft__storage_sync_parent(const char *path, bool sync);
 /* The size of the file: 0 or -errno. */
 int craft__storage_file_size(int fd, uint64_t *size);
 /* Extends the file to size bytes of zeros, so that later writes below size overwrite instead
