@@ -101,6 +101,7 @@ struct ep {
     bool close_on_recv; /* close the transport from inside recv */
     /* other callbacks */
     int up, down, conns_closed;
+    craft_term term; /* what the term callback says */
     bool closed;
     char logs[16384];
 };
@@ -182,6 +183,11 @@ static void ep_log(void *data, int level, const char *line)
     snprintf(e->logs + n, sizeof e->logs - n, "%s\n", line);
 }
 
+static craft_term ep_term(void *data)
+{
+    return ((struct ep *)data)->term;
+}
+
 static void opts_init(struct craft__transport_options *o, craft_id id)
 {
     craft__transport_options_init(o);
@@ -197,7 +203,8 @@ static void opts_init(struct craft__transport_options *o, craft_id id)
 
 static int ep_open_opts(struct ep *e, const struct craft__transport_options *o)
 {
-    struct craft__transport_callbacks cb = {e, ep_recv, ep_peer_state, ep_conn_closed, ep_log};
+    struct craft__transport_callbacks cb = {e,      ep_recv, ep_peer_state, ep_conn_closed,
+                                            ep_log, ep_term};
     int rc;
 
     memset(e, 0, sizeof *e);
@@ -384,6 +391,16 @@ static void raw_connect(struct raw *r, const char *addr)
     uv_tcp_connect(&r->creq, &r->tcp, (const struct sockaddr *)&sa, raw_connected);
 }
 
+/* The same from a chosen source IP (127.0.0.2: another host, as far as the listener can tell;
+ * Linux routes all of 127.0.0.0/8 to the loopback interface). */
+static void raw_connect_from(struct raw *r, const char *addr, const char *from)
+{
+    struct sockaddr_storage src;
+    craft__transport_parse_address(from, &src);
+    uv_tcp_bind(&r->tcp, (const struct sockaddr *)&src, 0);
+    raw_connect(r, addr);
+}
+
 static void raw_free(struct raw *r)
 {
     if (!uv_is_closing((uv_handle_t *)&r->tcp)) {
@@ -522,10 +539,15 @@ TEST(transport_open_errors)
     CHECK(b.t == NULL);
     CHECK(strstr(b.logs, "cannot listen") != NULL);
 
-    /* IPv6 loopback, where the machine has it. */
+    /* IPv6 loopback, where the machine has it. (Members reach each other from their
+     * configured addresses, so both are IPv6 here.) */
+    ep_close(&a);
     opts_init(&o, 3);
     o.listen_address = "[::1]:0";
     if (ep_open_opts(&b, &o) == 0) {
+        opts_init(&o, 1);
+        o.listen_address = "[::1]:0";
+        CHECK_OK(ep_open_opts(&a, &o));
         CHECK(strncmp(b.addr, "[::1]:", 6) == 0);
         CHECK_OK(craft__transport_set_peer(a.t, 3, b.addr));
         CHECK_OK(craft__transport_set_peer(b.t, 1, a.addr));
@@ -533,8 +555,8 @@ TEST(transport_open_errors)
         CHECK(craft__transport_connected(a.t, 3));
         CHECK(craft__transport_connected(b.t, 1));
         ep_close(&b);
+        ep_close(&a);
     }
-    ep_close(&a);
     FX_FINI();
 }
 
@@ -585,6 +607,8 @@ TEST(transport_exchange)
     }
     CHECK_EQ(a.up, 1);
     CHECK_EQ(b.up, 1);
+    /* The samples carry terms up to the bound: far ahead of a term of 0. */
+    a.term = b.term = CRAFT_TERM_MAX;
 
     /* Every Raft sample, the 1,000-entry AppendEntries and the snapshot chunk among them. */
     for (size_t i = 0; i < n; i++) {
@@ -757,6 +781,90 @@ TEST(transport_refuse_id)
     FX_FINI();
 }
 
+/* docs/wire.md: a connection claiming a member's id is accepted only from that member's
+ * address. Issue 13 found a handshake claiming a member's id from elsewhere accepted. */
+TEST(transport_member_address)
+{
+    struct ep a, b;
+    struct raw *r[5];
+    struct craft_wire_message m;
+
+    fx_init();
+    CHECK_OK(ep_open(&a, 1));
+    CHECK_OK(ep_open(&b, 2));
+    CHECK_OK(craft__transport_set_peer(a.t, 2, b.addr));
+    WAIT(craft__transport_connected(a.t, 2), 3000);
+    for (int i = 0; i < 5; i++) {
+        r[i] = raw_new();
+    }
+    /* 0: server 2 from another IP, announcing 2's address. */
+    m = handshake(2, 1, 42);
+    strcpy(m.u.handshake.address, b.addr);
+    raw_add_msg(r[0], &m);
+    raw_connect_from(r[0], a.addr, "127.0.0.2:0");
+    WAIT(r[0]->eof, 3000);
+    CHECK(r[0]->eof);
+    CHECK(strstr(a.logs, "it claims to be server 2") != NULL);
+    /* 1: server 2 from the right IP announcing another address. */
+    strcpy(m.u.handshake.address, "127.0.0.1:1");
+    raw_add_msg(r[1], &m);
+    raw_connect(r[1], a.addr);
+    WAIT(r[1]->eof, 3000);
+    CHECK(r[1]->eof);
+    CHECK(strstr(a.logs, "server 2 announces address \"127.0.0.1:1\"") != NULL);
+    /* 2: server 2 announcing nothing. */
+    m.u.handshake.address[0] = '\0';
+    raw_add_msg(r[2], &m);
+    raw_connect(r[2], a.addr);
+    WAIT(r[2]->eof, 3000);
+    CHECK(r[2]->eof);
+    CHECK_EQ(stats_of(&a).refused_handshakes, 3);
+    CHECK_EQ(a.received, 0);
+
+    /* 3: a server a does not know (one joining empty is contacted this way): accepted, and its
+     * Raft messages are delivered, but a term absurdly far ahead of a's is refused at decode. */
+    m = handshake(9, 1, 42);
+    raw_add_msg(r[3], &m);
+    m = heartbeat(9, 1, 0);
+    m.u.raft.term = 5;
+    raw_add_msg(r[3], &m);
+    a.term = 3;
+    m.u.raft.term = 3 + CRAFT_WIRE_TERM_AHEAD_MAX + 1;
+    raw_add_msg(r[3], &m);
+    raw_connect(r[3], a.addr);
+    WAIT(r[3]->eof, 3000);
+    CHECK(r[3]->eof);
+    CHECK_EQ(a.raft_received, 1);
+    CHECK(strstr(a.logs, "server 9 at 127.0.0.1:") != NULL);
+    CHECK(strstr(a.logs, "term too far ahead") != NULL);
+
+    /* 4: server 2 itself (its address, its IP): accepted as a member; when b connects for
+     * real, the newer connection replaces it. */
+    m = handshake(2, 1, 42);
+    strcpy(m.u.handshake.address, b.addr);
+    raw_add_msg(r[4], &m);
+    raw_connect(r[4], a.addr);
+    WAIT(r[4]->n_in > 0, 3000);
+    CHECK(!r[4]->eof);
+    CHECK_OK(craft__transport_set_peer(b.t, 1, a.addr));
+    WAIT(r[4]->eof, 3000);
+    CHECK(r[4]->eof);
+    CHECK(strstr(a.logs, "server 2 connected again") != NULL);
+    WAIT(craft__transport_connected(b.t, 1), 3000);
+    m = heartbeat(2, 1, 7);
+    CHECK_OK(craft__transport_send(b.t, 1, &m));
+    WAIT(a.raft_received == 2, 3000);
+    CHECK_EQ(a.raft_received, 2);
+    CHECK_EQ(stats_of(&a).refused_handshakes, 3);
+
+    for (int i = 0; i < 5; i++) {
+        raw_free(r[i]);
+    }
+    ep_close(&a);
+    ep_close(&b);
+    FX_FINI();
+}
+
 TEST(transport_bad_input)
 {
     enum { N = 9 };
@@ -803,8 +911,8 @@ TEST(transport_bad_input)
     raw_add_msg(r[6], &m);
     m = heartbeat(2, 1, 0);
     raw_add_msg(r[6], &m);
-    /* 7: a server 2 impostor whose message says it is from 3. */
-    m = handshake(2, 1, 42);
+    /* 7: a server 9 whose message says it is from 3. */
+    m = handshake(9, 1, 42);
     raw_add_msg(r[7], &m);
     m = heartbeat(3, 1, 0);
     raw_add_msg(r[7], &m);
@@ -841,7 +949,7 @@ TEST(transport_bad_input)
     CHECK(strstr(a.logs, "no handshake within 300 ms") != NULL);
     CHECK(strstr(a.logs, "AppendEntries before the handshake") != NULL);
     CHECK(strstr(a.logs, "AppendEntries from a client") != NULL);
-    CHECK(strstr(a.logs, "AppendEntries from 3 to 1 on a connection between 2 and 1") != NULL);
+    CHECK(strstr(a.logs, "AppendEntries from 3 to 1 on a connection between 9 and 1") != NULL);
     /* Nobody but b got a message through to a's node. */
     CHECK_EQ(a.received, 0);
 

@@ -350,6 +350,63 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = c->rcap - c->rlen;
 }
 
+/* docs/wire.md: a connection that claims to be server `from` is accepted only if it comes from
+ * the address the configuration gives that server. Its source IP must be the configured IP
+ * (our own outgoing connections leave from our listening IP, see craft__conn_dial), and the
+ * listening address it announces must be the configured one (an announced wildcard host only
+ * has its port compared). A server we do not know (a leader contacting a server that joins
+ * empty, which knows nobody yet) is accepted, not as a member. Returns false after refusing. */
+static bool check_member_address(struct craft__conn *c, const struct craft_wire_handshake *h)
+{
+    struct craft__transport *t = c->t;
+    struct craft__peer *p = craft__transport_find_peer(t, h->from);
+    struct sockaddr_storage announced;
+
+    if (p == NULL) {
+        craft__transport_log(t, CRAFT__LOG_INFO,
+                             "transport: server %" PRIu64 " at %s is not in our configuration",
+                             h->from, c->name);
+        return true;
+    }
+    if (!craft__transport_same_host((const struct sockaddr *)&c->addr,
+                                    (const struct sockaddr *)&p->addr)) {
+        refuse(c, "it claims to be server %" PRIu64 ", configured at %s, from another address",
+               h->from, p->address);
+        return false;
+    }
+    if (craft__transport_parse_address(h->address, &announced) != 0 ||
+        craft__transport_port((const struct sockaddr *)&announced) !=
+            craft__transport_port((const struct sockaddr *)&p->addr) ||
+        (!craft__transport_is_wildcard((const struct sockaddr *)&announced) &&
+         !craft__transport_same_host((const struct sockaddr *)&announced,
+                                     (const struct sockaddr *)&p->addr))) {
+        refuse(c, "server %" PRIu64 " announces address \"%s\", configured at %s", h->from,
+               h->address, p->address);
+        return false;
+    }
+    c->member = true;
+    return true;
+}
+
+/* A member has one connection to us: a newer one (it restarted, or its old connection died
+ * without us noticing) replaces the older, so members' connections stay bounded. */
+static void replace_older(struct craft__conn *c)
+{
+    struct craft__conn *o = c->t->conns;
+    while (o != NULL) {
+        struct craft__conn *next = o->next;
+        if (o != c && !o->outgoing && o->member && o->remote == c->remote &&
+            o->state != CRAFT__CONN_CLOSING) {
+            craft__transport_log(c->t, CRAFT__LOG_INFO,
+                                 "transport: server %" PRIu64
+                                 " connected again from %s: closing its older connection",
+                                 c->remote, c->name);
+            craft__conn_close(o, true);
+        }
+        o = next;
+    }
+}
+
 static void handshake_received(struct craft__conn *c, const struct craft_wire_message *m)
 {
     struct craft__transport *t = c->t;
@@ -377,6 +434,9 @@ static void handshake_received(struct craft__conn *c, const struct craft_wire_me
         refuse(c, "it claims our own id %" PRIu64, h->from);
         return;
     }
+    if (!c->outgoing && h->from != 0 && !check_member_address(c, h)) {
+        return;
+    }
     c->remote = h->from;
     memcpy(c->remote_address, h->address, sizeof c->remote_address);
     c->remote_address[sizeof c->remote_address - 1] = '\0';
@@ -390,6 +450,9 @@ static void handshake_received(struct craft__conn *c, const struct craft_wire_me
     }
     c->state = CRAFT__CONN_UP;
     t->stats.connects++;
+    if (c->member) {
+        replace_older(c);
+    }
     if (c->outgoing) {
         craft__transport_peer_up(c->peer);
     } else {
@@ -437,6 +500,21 @@ static void message_received(struct craft__conn *c, const struct craft_wire_mess
     }
 }
 
+/* The highest term a Raft message may carry: our term plus CRAFT_WIRE_TERM_AHEAD_MAX (0, the
+ * absolute bound only, when the node does not say its term). */
+static craft_term max_term(struct craft__transport *t)
+{
+    craft_term now;
+    if (t->cb.term == NULL) {
+        return 0;
+    }
+    now = t->cb.term(t->cb.data);
+    if (now >= CRAFT_TERM_MAX - CRAFT_WIRE_TERM_AHEAD_MAX) {
+        return CRAFT_TERM_MAX;
+    }
+    return now + CRAFT_WIRE_TERM_AHEAD_MAX;
+}
+
 /* Decodes and delivers every whole frame in the read buffer. */
 static void process(struct craft__conn *c)
 {
@@ -465,6 +543,7 @@ static void process(struct craft__conn *c)
             bad_frame(c, "bad frame header (not a message array)");
             return;
         }
+        c->dec.max_term = max_term(t);
         rc = craft_wire_decode(&c->dec, p + CRAFT_WIRE_HEADER_SIZE,
                                frame_len - CRAFT_WIRE_HEADER_SIZE, &m);
         if (rc == CRAFT_ENOMEM) {
@@ -569,6 +648,25 @@ static void on_connect(uv_connect_t *req, int status)
     }
 }
 
+/* Outgoing connections leave from the IP we listen on (when it is not a wildcard), so that
+ * the peer sees the address the configuration gives us: on a host with several addresses the
+ * kernel would otherwise pick the source by route, and the peer would refuse us. */
+static int bind_source(struct craft__conn *c)
+{
+    struct sockaddr_storage src = c->t->bound;
+
+    if (craft__transport_is_wildcard((const struct sockaddr *)&src) ||
+        src.ss_family != c->addr.ss_family) {
+        return 0;
+    }
+    if (src.ss_family == AF_INET) {
+        ((struct sockaddr_in *)&src)->sin_port = 0;
+    } else {
+        ((struct sockaddr_in6 *)&src)->sin6_port = 0;
+    }
+    return uv_tcp_bind(&c->tcp, (const struct sockaddr *)&src, 0);
+}
+
 void craft__conn_dial(struct craft__peer *p)
 {
     struct craft__transport *t = p->t;
@@ -587,8 +685,12 @@ void craft__conn_dial(struct craft__peer *p)
     c->state = CRAFT__CONN_CONNECTING;
     strcpy(c->name, p->address);
     p->conn = c;
+    c->addr = p->addr;
     uv_timer_start(&c->timer, on_timer, t->o.connect_timeout_ms, 0);
-    rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&p->addr, on_connect);
+    rc = bind_source(c);
+    if (rc == 0) {
+        rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&p->addr, on_connect);
+    }
     if (rc != 0) {
         craft__transport_log(t, CRAFT__LOG_DEBUG,
                              "transport: connect to server %" PRIu64 " at %s failed: %s", p->id,
@@ -630,6 +732,7 @@ void craft__conn_on_connection(uv_stream_t *server, int status)
     }
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len) == 0) {
         craft__transport_format_address((const struct sockaddr *)&addr, c->name, sizeof c->name);
+        c->addr = addr;
     }
     if (t->n_incoming > t->o.max_incoming) {
         craft__transport_log(t, CRAFT__LOG_WARN,

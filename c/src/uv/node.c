@@ -101,6 +101,13 @@ static void transport_log(void *data, int level, const char *line)
     craft__uv_log(n, level, "%s", line);
 }
 
+/* For the transport's decode bound: a message far ahead of our term is refused. */
+static craft_term transport_term(void *data)
+{
+    struct craft_uv_node *n = data;
+    return n->core != NULL ? craft_node_term(n->core) : 0;
+}
+
 static void store_log(void *data, int level, const char *line)
 {
     struct craft_uv_node *n = data;
@@ -326,7 +333,8 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
         to.seed = n->id ^ uv_hrtime();
         to.alloc = n->alloc;
         struct craft__transport_callbacks cb = {n, craft__uv_recv, craft__uv_on_peer_state,
-                                                craft__uv_on_conn_closed, transport_log};
+                                                craft__uv_on_conn_closed, transport_log,
+                                                transport_term};
         rc = craft__transport_open(loop, &to, &cb, &n->transport);
         if (rc != 0) {
             set_error("listening on %s: %s", n->address, craft_strerror(rc));

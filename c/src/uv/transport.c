@@ -248,6 +248,7 @@ int craft__transport_open(uv_loop_t *loop, const struct craft__transport_options
         return CRAFT_EIO;
     }
     craft__transport_format_address((const struct sockaddr *)&bound, t->address, sizeof t->address);
+    t->bound = bound;
 
     uv_prepare_init(loop, &t->prepare);
     uv_check_init(loop, &t->check);
@@ -273,7 +274,7 @@ const char *craft__transport_address(const struct craft__transport *t)
 
 /* --- Peers --------------------------------------------------------------------------------- */
 
-static struct craft__peer *find_peer(const struct craft__transport *t, craft_id id)
+struct craft__peer *craft__transport_find_peer(const struct craft__transport *t, craft_id id)
 {
     for (struct craft__peer *p = t->peers; p != NULL; p = p->next) {
         if (p->id == id) {
@@ -342,7 +343,7 @@ int craft__transport_set_peer(struct craft__transport *t, craft_id id, const cha
     if (id == t->o.id) {
         return 0;
     }
-    p = find_peer(t, id);
+    p = craft__transport_find_peer(t, id);
     if (p != NULL) {
         if (strcmp(p->address, address) == 0) {
             return 0;
@@ -412,7 +413,7 @@ void craft__transport_remove_peer(struct craft__transport *t, craft_id id)
  * it can still answer the leader that contacted it. */
 static struct craft__conn *route(const struct craft__transport *t, craft_id id)
 {
-    const struct craft__peer *p = find_peer(t, id);
+    const struct craft__peer *p = craft__transport_find_peer(t, id);
     if (p != NULL && p->conn != NULL && p->conn->state == CRAFT__CONN_UP) {
         return p->conn;
     }
@@ -429,7 +430,7 @@ static struct craft__conn *route(const struct craft__transport *t, craft_id id)
 
 bool craft__transport_connected(const struct craft__transport *t, craft_id id)
 {
-    const struct craft__peer *p = find_peer(t, id);
+    const struct craft__peer *p = craft__transport_find_peer(t, id);
     return p != NULL && p->conn != NULL && p->conn->state == CRAFT__CONN_UP;
 }
 
@@ -440,7 +441,7 @@ bool craft__transport_reachable(const struct craft__transport *t, craft_id id)
 
 size_t craft__transport_queued_bytes(const struct craft__transport *t, craft_id id)
 {
-    const struct craft__peer *p = find_peer(t, id);
+    const struct craft__peer *p = craft__transport_find_peer(t, id);
     return p != NULL && p->conn != NULL ? p->conn->queued : 0;
 }
 

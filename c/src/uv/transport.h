@@ -73,6 +73,9 @@ struct craft__transport_callbacks {
     void (*conn_closed)(void *data, struct craft__conn *conn);
     /* A log line (no trailing newline). */
     void (*log)(void *data, int level, const char *line);
+    /* The node's current term (may be NULL). A Raft message whose term is more than
+     * CRAFT_WIRE_TERM_AHEAD_MAX above it is refused at decode as a bad frame. */
+    craft_term (*term)(void *data);
 };
 
 struct craft__transport_options {

@@ -58,11 +58,13 @@ struct craft__conn {
     int state;                /* enum craft__conn_state */
     int open_handles;         /* of tcp and timer: freed at 0 */
     bool outgoing;
+    bool member;     /* incoming from a server of the configuration, its address checked */
     bool announced;  /* handed to the recv callback: conn_closed is owed when it closes */
     bool dirty;      /* on t->dirty: has pending bytes to flush */
     craft_id remote; /* the id from its handshake (the peer's for outgoing) */
     char remote_address[CRAFT_ADDRESS_MAX]; /* the listening address from its handshake */
     char name[CRAFT_ADDRESS_MAX];           /* the socket's other end, for log lines */
+    struct sockaddr_storage addr;           /* the same (incoming: the source address) */
     /* Bytes read and not yet consumed; rbuf[0] is the start of a frame. */
     uint8_t *rbuf;
     size_t rlen, rcap;
@@ -98,6 +100,7 @@ struct craft__transport {
     struct craft__transport_callbacks cb;
     const struct craft_allocator *alloc;
     char address[CRAFT_ADDRESS_MAX]; /* the address actually bound */
+    struct sockaddr_storage bound;   /* the same, parsed: outgoing connections leave from its IP */
     uv_tcp_t listener;
     uv_prepare_t prepare; /* flushes writes before the loop blocks */
     uv_check_t check;     /* flushes writes made by read callbacks */
@@ -117,6 +120,8 @@ struct craft__transport {
 };
 
 /* --- transport.c --------------------------------------------------------------------------- */
+/* The peer with that id (a server of the configuration we dial), or NULL. */
+struct craft__peer *craft__transport_find_peer(const struct craft__transport *t, craft_id id);
 void craft__transport_log(struct craft__transport *t, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* A handle owned by t finished closing. */
@@ -151,6 +156,14 @@ void craft__conn_close(struct craft__conn *c, bool notify);
 int craft__transport_parse_address(const char *s, struct sockaddr_storage *out);
 /* Formats an IPv4 or IPv6 socket address as the parser reads it. */
 void craft__transport_format_address(const struct sockaddr *sa, char *buf, size_t size);
+/* Whether two socket addresses have the same IP (ports ignored; an IPv4 address equals its
+ * IPv4-mapped IPv6 form). */
+bool craft__transport_same_host(const struct sockaddr *a, const struct sockaddr *b);
+/* Whether the IP is 0.0.0.0 or :: (listen on every interface). */
+bool craft__transport_is_wildcard(const struct sockaddr *sa);
+unsigned craft__transport_port(const struct sockaddr *sa);
+/* The IP as 16 bytes (IPv4 mapped into IPv6), a key for counting connections per source. */
+void craft__transport_ip_key(const struct sockaddr *sa, uint8_t key[16]);
 
 /* --- backoff.c ----------------------------------------------------------------------------- */
 /* splitmix64: the next value of the sequence seeded by *state. */

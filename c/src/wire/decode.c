@@ -315,6 +315,11 @@ int craft_wire_decode(struct craft_wire_decoder *d, const void *body, size_t len
     if (rc == 0) {
         rc = craft__wire_validate(out, d->alloc, &r.error);
     }
+    if (rc == 0 && d->max_term != 0 && out->type <= CRAFT_WIRE_RAFT_TYPE_MAX &&
+        out->u.raft.term > d->max_term) {
+        r.error = "term too far ahead of the receiver's (more than 2^32)";
+        rc = CRAFT_EMALFORMED;
+    }
     if (rc != 0) {
         d->error = r.error != NULL ? r.error : craft_strerror(rc);
         memset(out, 0, sizeof *out);
