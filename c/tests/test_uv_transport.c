@@ -972,19 +972,41 @@ TEST(transport_bad_input)
     FX_FINI();
 }
 
+/* Decodes the frames a raw socket received into msgs (copies of the fixed-size parts). */
+static size_t decode_all(const struct raw *r, struct craft_wire_message *msgs, size_t max,
+                         char *payload, size_t payload_max)
+{
+    struct craft_wire_decoder d;
+    size_t off = 0, n = 0, consumed;
+    craft_wire_decoder_init(&d, NULL);
+    while (n < max &&
+           craft_wire_decode_frame(&d, r->in + off, r->n_in - off, &consumed, &msgs[n]) == 0) {
+        if (msgs[n].type == CRAFT_WIRE_RESPONSE) {
+            size_t k = msgs[n].u.response.size < payload_max - 1 ? msgs[n].u.response.size
+                                                                 : payload_max - 1;
+            memcpy(payload, msgs[n].u.response.payload, k);
+            payload[k] = '\0';
+            msgs[n].u.response.payload = NULL;
+        }
+        off += consumed;
+        n++;
+    }
+    craft_wire_decoder_close(&d);
+    return n;
+}
+
 TEST(transport_limits)
 {
     struct ep a;
     struct craft__transport_options o;
     struct craft_wire_message m;
-    struct raw *big, *over, *r[4];
+    struct raw *big, *over, *r[5], *q;
     uint8_t prefix[5] = {0x00, 0x07, 0x00, 0x00, 0x95};      /* 458,752 bytes announced, 1 sent */
     uint8_t over_prefix[5] = {0x00, 0x10, 0x00, 0x00, 0x95}; /* 1 MiB, above max_frame */
-    int open_after;
 
     fx_init();
     opts_init(&o, 1);
-    o.max_incoming = 4;
+    o.max_pending = 4;
     o.max_frame = 512 * 1024;
     o.handshake_timeout_ms = 5000;
     CHECK_OK(ep_open_opts(&a, &o));
@@ -1008,50 +1030,242 @@ TEST(transport_limits)
     CHECK(!big->eof);
     CHECK(F->mem.max_request <= 2 * CRAFT__READ_CHUNK);
 
-    /* max_incoming = 4: big is one; of four more, one is turned away at once. */
-    for (int i = 0; i < 4; i++) {
+    /* max_pending = 4: five connections that say nothing; the fifth evicts the oldest. */
+    for (int i = 0; i < 5; i++) {
         r[i] = raw_new();
         raw_connect(r[i], a.addr);
+        /* One at a time, so that the accept order is the connect order. */
+        WAIT(a.t->n_pending == (unsigned)(i < 4 ? i + 1 : 4) && a.t->next_seq == (uint64_t)i + 3,
+             3000);
     }
-    WAIT(r[0]->eof + r[1]->eof + r[2]->eof + r[3]->eof == 1, 3000);
+    WAIT(r[0]->eof, 3000);
+    CHECK(r[0]->eof);
     WAIT(false, 50);
-    open_after = 4 - (r[0]->eof + r[1]->eof + r[2]->eof + r[3]->eof);
-    CHECK_EQ(open_after, 3);
-    CHECK(strstr(a.logs, "more than 4 connections") != NULL);
+    CHECK(!r[1]->eof && !r[2]->eof && !r[3]->eof && !r[4]->eof);
+    CHECK(strstr(a.logs, "more than 4 connections without a handshake") != NULL);
+    /* A client from another address gets in: it evicts the oldest of the crowded address. */
+    q = raw_new();
+    raw_add_msg(q, &m);
+    raw_connect_from(q, a.addr, "127.0.0.2:0");
+    WAIT(r[1]->eof && q->n_in > 0, 3000);
+    CHECK(r[1]->eof);
+    CHECK(q->n_in > 0 && !q->eof);
+    CHECK_EQ(stats_of(&a).evicted, 2);
 
     /* big gives up half-way through its frame. */
     raw_free(big);
     WAIT(strstr(a.logs, "middle of a frame") != NULL, 3000);
     CHECK_EQ(stats_of(&a).bad_frames, 2);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         raw_free(r[i]);
     }
+    raw_free(q);
     raw_free(over);
     ep_close(&a);
     FX_FINI();
 }
 
-/* Decodes the frames a raw socket received into msgs (copies of the fixed-size parts). */
-static size_t decode_all(const struct raw *r, struct craft_wire_message *msgs, size_t max,
-                         char *payload, size_t payload_max)
+/* A client connection with a Request of `size` bytes announced and its first bytes sent. */
+static struct raw *partial_request(const char *to, const char *from, size_t size)
 {
-    struct craft_wire_decoder d;
-    size_t off = 0, n = 0, consumed;
-    craft_wire_decoder_init(&d, NULL);
-    while (n < max &&
-           craft_wire_decode_frame(&d, r->in + off, r->n_in - off, &consumed, &msgs[n]) == 0) {
-        if (msgs[n].type == CRAFT_WIRE_RESPONSE) {
-            size_t k = msgs[n].u.response.size < payload_max - 1 ? msgs[n].u.response.size
-                                                                 : payload_max - 1;
-            memcpy(payload, msgs[n].u.response.payload, k);
-            payload[k] = '\0';
-            msgs[n].u.response.payload = NULL;
-        }
-        off += consumed;
-        n++;
+    struct raw *r = raw_new();
+    struct craft_wire_message m = handshake(0, 1, 42);
+    struct wu_mp body;
+    raw_add_msg(r, &m);
+    memset(&body, 0, sizeof body);
+    wu_arr(&body, 8);
+    wu_uint(&body, CRAFT_WIRE_VERSION);
+    wu_uint(&body, CRAFT_WIRE_REQUEST);
+    wu_uint(&body, 0);
+    wu_uint(&body, 1);
+    wu_uint(&body, 0);
+    wu_uint(&body, 1);
+    wu_uint(&body, CRAFT_WIRE_PROPOSE);
+    size_t payload = size - body.n - 5;
+    wu_be(&body, 0xc6, payload, 4);
+    uint8_t hdr[4] = {(uint8_t)(size >> 24), (uint8_t)(size >> 16), (uint8_t)(size >> 8),
+                      (uint8_t)size};
+    raw_add(r, hdr, 4);
+    raw_add(r, body.b, body.n);
+    if (from != NULL) {
+        raw_connect_from(r, to, from);
+    } else {
+        raw_connect(r, to);
     }
-    craft_wire_decoder_close(&d);
-    return n;
+    return r;
+}
+
+/* Writes n more bytes of zeros on a connected raw socket. */
+static void raw_write_zeros(struct raw *r, size_t n)
+{
+    static uint8_t zeros[1 << 20];
+    static uv_write_t reqs[64];
+    static int k;
+    while (n > 0) {
+        size_t chunk = n < sizeof zeros ? n : sizeof zeros;
+        uv_buf_t b = uv_buf_init((char *)zeros, (unsigned)chunk);
+        uv_write(&reqs[k++ % 64], (uv_stream_t *)&r->tcp, &b, 1, raw_written);
+        n -= chunk;
+    }
+}
+
+TEST(transport_client_quotas)
+{
+    struct ep a, b;
+    struct craft__transport_options o;
+    struct craft_wire_message m = handshake(0, 1, 42);
+    struct raw *c[7];
+    const char *from[7] = {"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0",
+                           "127.0.0.2:0", "127.0.0.2:0", "127.0.0.2:0"};
+
+    fx_init();
+    opts_init(&o, 1);
+    o.max_clients = 5;
+    o.max_clients_per_ip = 3;
+    CHECK_OK(ep_open_opts(&a, &o));
+    CHECK_OK(ep_open(&b, 2));
+    /* Three clients from 127.0.0.1 get in, the fourth does not; two from 127.0.0.2 get in
+     * (five in all), the third does not. */
+    for (int i = 0; i < 7; i++) {
+        c[i] = raw_new();
+        raw_add_msg(c[i], &m);
+        raw_connect_from(c[i], a.addr, from[i]);
+        WAIT(c[i]->n_in > 0 || c[i]->eof, 3000);
+    }
+    CHECK(!c[0]->eof && !c[1]->eof && !c[2]->eof && c[3]->eof);
+    CHECK(!c[4]->eof && !c[5]->eof && c[6]->eof);
+    CHECK_EQ(stats_of(&a).refused_clients, 2);
+    CHECK(strstr(a.logs, "too many client connections from its address") != NULL);
+    CHECK(strstr(a.logs, "too many client connections (max_clients)") != NULL);
+    /* A member still connects: peers are not clients. */
+    CHECK_OK(craft__transport_set_peer(a.t, 2, b.addr));
+    CHECK_OK(craft__transport_set_peer(b.t, 1, a.addr));
+    WAIT(craft__transport_connected(a.t, 2) && craft__transport_connected(b.t, 1), 3000);
+    CHECK(craft__transport_connected(b.t, 1));
+    /* A client that leaves makes room. */
+    raw_free(c[0]);
+    WAIT(stats_of(&a).disconnects >= 1, 3000);
+    struct raw *late = raw_new();
+    raw_add_msg(late, &m);
+    raw_connect(late, a.addr);
+    WAIT(late->n_in > 0 || late->eof, 3000);
+    CHECK(late->n_in > 0 && !late->eof);
+    for (int i = 1; i < 7; i++) {
+        raw_free(c[i]);
+    }
+    raw_free(late);
+    ep_close(&a);
+    ep_close(&b);
+    FX_FINI();
+}
+
+TEST(transport_client_idle_and_requests)
+{
+    struct ep a;
+    struct craft__transport_options o;
+    struct craft_wire_message m = handshake(0, 1, 42), got[8];
+    struct raw *idle, *busy;
+    char payload[16];
+
+    fx_init();
+    opts_init(&o, 1);
+    o.client_idle_timeout_ms = 200;
+    o.max_client_requests = 2;
+    CHECK_OK(ep_open_opts(&a, &o));
+    /* idle handshakes and says nothing more; busy has requests nobody answers. */
+    idle = raw_new();
+    raw_add_msg(idle, &m);
+    busy = raw_new();
+    raw_add_msg(busy, &m);
+    for (uint64_t id = 1; id <= 3; id++) {
+        struct craft_wire_message rq;
+        memset(&rq, 0, sizeof rq);
+        rq.type = CRAFT_WIRE_REQUEST;
+        rq.u.request.id = id;
+        rq.u.request.kind = CRAFT_WIRE_READ;
+        raw_add_msg(busy, &rq);
+    }
+    raw_connect(idle, a.addr);
+    raw_connect(busy, a.addr);
+    WAIT(idle->eof, 5000);
+    CHECK(idle->eof);
+    CHECK_EQ(stats_of(&a).idle_closed, 1);
+    CHECK(strstr(a.logs, "idle for 200 ms") != NULL);
+    /* Two requests reached the node; the third was answered EBUSY by the transport. */
+    CHECK(!busy->eof);
+    CHECK_EQ(a.requests, 2);
+    CHECK_EQ(stats_of(&a).requests_refused, 1);
+    size_t n = decode_all(busy, got, 8, payload, sizeof payload);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(got[1].type, CRAFT_WIRE_RESPONSE);
+    CHECK_EQ(got[1].u.response.id, 3);
+    CHECK_EQ(got[1].u.response.error, CRAFT_EBUSY);
+    raw_free(idle);
+    raw_free(busy);
+    ep_close(&a);
+    FX_FINI();
+}
+
+TEST(transport_read_budget)
+{
+    static struct craft_entry entry;
+    static uint8_t data[300 * 1024];
+    struct ep a, b;
+    struct craft__transport_options o;
+    struct raw *x, *y, *z;
+    struct craft_wire_message m;
+    uint8_t ae_prefix[7] = {0x00, 0x07, 0x00, 0x00, 0x9a, 0x01, 0x03}; /* AppendEntries */
+
+    fx_init();
+    opts_init(&o, 1);
+    o.max_frame = 512 * 1024;
+    o.read_budget = 256 * 1024;
+    CHECK_OK(ep_open_opts(&a, &o));
+    CHECK_OK(ep_open(&b, 2));
+    /* x holds 200 KiB of a 400 KiB Request: within the budget. */
+    x = partial_request(a.addr, NULL, 400 * 1024);
+    WAIT(x->connected, 3000);
+    raw_write_zeros(x, 200 * 1024);
+    WAIT(a.t->read_bytes >= 200 * 1024, 3000);
+    CHECK(a.t->read_bytes >= 200 * 1024 && a.t->read_bytes <= 256 * 1024);
+    /* y wants 100 KiB more: over the budget, y goes (x stays). */
+    y = partial_request(a.addr, "127.0.0.2:0", 400 * 1024);
+    WAIT(y->connected, 3000);
+    raw_write_zeros(y, 100 * 1024);
+    WAIT(y->eof, 3000);
+    CHECK(y->eof);
+    CHECK(!x->eof);
+    CHECK(strstr(a.logs, "would exceed the read budget of 262144 bytes") != NULL);
+    /* A client may only send Requests: a big AppendEntries is refused on its first bytes. */
+    z = raw_new();
+    m = handshake(0, 1, 42);
+    raw_add_msg(z, &m);
+    raw_add(z, ae_prefix, sizeof ae_prefix);
+    raw_connect(z, a.addr);
+    WAIT(z->eof, 3000);
+    CHECK(z->eof);
+    CHECK(strstr(a.logs, "AppendEntries from a client") != NULL);
+    /* A member needs 300 KiB: the client holding the budget is evicted for it. */
+    CHECK_OK(craft__transport_set_peer(b.t, 1, a.addr));
+    CHECK_OK(craft__transport_set_peer(a.t, 2, b.addr));
+    WAIT(craft__transport_connected(b.t, 1) && craft__transport_connected(a.t, 2), 3000);
+    entry = (struct craft_entry){1, 1, CRAFT_ENTRY_COMMAND, data, sizeof data};
+    m = heartbeat(2, 1, 0);
+    m.u.raft.u.append_entries.entries = &entry;
+    m.u.raft.u.append_entries.n_entries = 1;
+    CHECK_OK(craft__transport_send(b.t, 1, &m));
+    WAIT(a.raft_received == 1, 3000);
+    CHECK_EQ(a.raft_received, 1);
+    WAIT(x->eof, 3000);
+    CHECK(x->eof);
+    CHECK(strstr(a.logs, "is needed by server 2") != NULL);
+    CHECK_EQ(stats_of(&a).evicted, 2);
+    raw_free(x);
+    raw_free(y);
+    raw_free(z);
+    ep_close(&a);
+    ep_close(&b);
+    FX_FINI();
 }
 
 TEST(transport_client_request)

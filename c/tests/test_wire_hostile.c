@@ -676,6 +676,30 @@ TEST(term_far_ahead_of_the_receiver_is_refused)
     craft_wire_decoder_close(&d);
 }
 
+/* A receiver judges a frame by its type before the body arrives (a client may only send
+ * Requests): the version and type are read from the first bytes, whatever integer formats. */
+TEST(peek_type_on_partial_bodies)
+{
+    uint64_t type = 0;
+    static const uint8_t fix[] = {0x98, 0x01, 0x41};
+    static const uint8_t wide[] = {0xdd, 0, 0, 0, 8, 0xcc, 0x01, 0xcf, 0, 0, 0, 0, 0, 0, 0, 0x03};
+    static const uint8_t v2[] = {0x98, 0x02, 0x41};
+    static const uint8_t neg[] = {0x98, 0x01, 0xff};
+    CHECK_EQ(craft_wire_peek_type(fix, 0, &type), CRAFT_WIRE_NEED_MORE);
+    CHECK_EQ(craft_wire_peek_type(fix, 2, &type), CRAFT_WIRE_NEED_MORE);
+    CHECK_OK(craft_wire_peek_type(fix, 3, &type));
+    CHECK_EQ(type, CRAFT_WIRE_REQUEST);
+    for (size_t n = 0; n < sizeof wide; n++) {
+        CHECK_EQ(craft_wire_peek_type(wide, n, &type), CRAFT_WIRE_NEED_MORE);
+    }
+    CHECK_OK(craft_wire_peek_type(wide, sizeof wide, &type));
+    CHECK_EQ(type, CRAFT_MSG_APPEND_ENTRIES);
+    CHECK_EQ(craft_wire_peek_type(v2, 3, &type), CRAFT_EVERSION);
+    CHECK_EQ(craft_wire_peek_type(neg, 3, &type), CRAFT_EMALFORMED);
+    CHECK_EQ(craft_wire_peek_type("\x05", 1, &type), CRAFT_EMALFORMED);
+    CHECK_EQ(craft_wire_peek_type("\x91\xc0", 2, &type), CRAFT_EMALFORMED);
+}
+
 TEST(max_frame_is_enforced)
 {
     load_frames();

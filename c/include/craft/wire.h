@@ -195,6 +195,13 @@ CRAFT_API void craft_wire_decoder_close(struct craft_wire_decoder *d);
 CRAFT_API int craft_wire_decode(struct craft_wire_decoder *d, const void *body, size_t len,
                                 struct craft_wire_message *out);
 
+/* The version and type tag of a frame body from its first bytes, before the rest has arrived
+ * (at most 23 bytes are looked at): 0 with *type set, CRAFT_WIRE_NEED_MORE, CRAFT_EVERSION, or
+ * CRAFT_EMALFORMED when the bytes cannot start a message. A receiver uses it to refuse a frame
+ * it would not take from that sender (a client may only send Requests) without buffering the
+ * whole body first. */
+CRAFT_API int craft_wire_peek_type(const void *body, size_t len, uint64_t *type);
+
 /* craft_wire_frame_length() with d->max_frame, then craft_wire_decode() of the body: returns
  * CRAFT_WIRE_NEED_MORE, 0 with *consumed set to the frame's length, or an error as above. */
 CRAFT_API int craft_wire_decode_frame(struct craft_wire_decoder *d, const void *buf, size_t len,

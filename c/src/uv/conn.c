@@ -88,9 +88,7 @@ void craft__conn_close(struct craft__conn *c, bool notify)
     c->state = CRAFT__CONN_CLOSING;
     craft__transport_unmark_dirty(c);
     craft__transport_forget_conn(c);
-    if (!c->outgoing) {
-        t->n_incoming--;
-    }
+    craft__limits_closed(c);
     if (was_up) {
         t->stats.disconnects++;
     }
@@ -149,6 +147,31 @@ static void refuse(struct craft__conn *c, const char *fmt, ...)
     craft__conn_close(c, true);
 }
 
+static void on_timer(uv_timer_t *h);
+
+/* A client (a non-member) that has no request in flight and sent nothing for
+ * client_idle_timeout_ms is closed, so that idle connections cannot keep real clients out.
+ * The timer is armed once per timeout, not per frame: it checks when the last frame came and
+ * re-arms for the rest. */
+static void check_idle(struct craft__conn *c)
+{
+    struct craft__transport *t = c->t;
+    uint64_t now = uv_now(t->loop);
+    uint64_t idle = now - c->last_active;
+
+    if (c->in_flight > 0 || idle < t->o.client_idle_timeout_ms) {
+        uint64_t wait = c->in_flight > 0 ? t->o.client_idle_timeout_ms
+                                         : t->o.client_idle_timeout_ms - idle;
+        uv_timer_start(&c->timer, on_timer, wait, 0);
+        return;
+    }
+    t->stats.idle_closed++;
+    craft__transport_log(t, CRAFT__LOG_INFO,
+                         "transport: closing client connection from %s: idle for %u ms", c->name,
+                         t->o.client_idle_timeout_ms);
+    craft__conn_close(c, true);
+}
+
 static void on_timer(uv_timer_t *h)
 {
     struct craft__conn *c = h->data;
@@ -162,6 +185,8 @@ static void on_timer(uv_timer_t *h)
                              "transport: closing connection %s %s: no handshake within %u ms",
                              side(c), c->name, c->t->o.handshake_timeout_ms);
         craft__conn_close(c, true);
+    } else if (c->state == CRAFT__CONN_UP && c->kind == CRAFT__KIND_CLIENT) {
+        check_idle(c);
     }
 }
 
@@ -314,40 +339,16 @@ static uint32_t frame_limit(const struct craft__conn *c)
     return max;
 }
 
+/* Every read lands in the transport's scratch buffer (one for all connections: a read is
+ * consumed before the next one starts), and only the bytes of a partial frame are kept per
+ * connection (deliver). An idle connection then holds no read memory at all. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct craft__conn *c = h->data;
-    const struct craft__transport *t = c->t;
-    size_t want = c->rlen + CRAFT__READ_CHUNK;
 
     (void)suggested;
-    if (want > c->rcap) {
-        /* Doubling, so a large frame costs few regrowths, but never beyond the frame being
-         * read: memory stays within about twice what the peer actually sent, whatever length
-         * it announced. */
-        size_t cap = c->rcap * 2;
-        size_t frame_len;
-        uint8_t *grown;
-        if (craft_wire_frame_length(c->rbuf, c->rlen, frame_limit(c), &frame_len) ==
-                CRAFT_WIRE_NEED_MORE &&
-            cap > frame_len) {
-            cap = frame_len;
-        }
-        if (cap < want) {
-            cap = want;
-        }
-        grown = craft_realloc(t->alloc, c->rbuf, cap);
-        if (grown == NULL) {
-            /* libuv then calls on_read with UV_ENOBUFS. */
-            buf->base = NULL;
-            buf->len = 0;
-            return;
-        }
-        c->rbuf = grown;
-        c->rcap = cap;
-    }
-    buf->base = (char *)c->rbuf + c->rlen;
-    buf->len = c->rcap - c->rlen;
+    buf->base = (char *)c->t->scratch;
+    buf->len = CRAFT__READ_CHUNK;
 }
 
 /* docs/wire.md: a connection that claims to be server `from` is accepted only if it comes from
@@ -411,6 +412,7 @@ static void handshake_received(struct craft__conn *c, const struct craft_wire_me
 {
     struct craft__transport *t = c->t;
     const struct craft_wire_handshake *h = &m->u.handshake;
+    const char *why;
 
     if (m->type != CRAFT_WIRE_HANDSHAKE) {
         bad_frame(c, "%s before the handshake", craft_wire_type_name(m->type));
@@ -437,10 +439,22 @@ static void handshake_received(struct craft__conn *c, const struct craft_wire_me
     if (!c->outgoing && h->from != 0 && !check_member_address(c, h)) {
         return;
     }
+    why = craft__limits_handshaken(c, c->member);
+    if (why != NULL) {
+        t->stats.refused_clients++;
+        craft__transport_log(t, CRAFT__LOG_WARN, "transport: refused %s %" PRIu64 " from %s: %s",
+                             h->from != 0 ? "server" : "client", h->from, c->name, why);
+        craft__conn_close(c, true);
+        return;
+    }
     c->remote = h->from;
     memcpy(c->remote_address, h->address, sizeof c->remote_address);
     c->remote_address[sizeof c->remote_address - 1] = '\0';
     uv_timer_stop(&c->timer);
+    if (c->kind == CRAFT__KIND_CLIENT) {
+        c->last_active = uv_now(t->loop);
+        uv_timer_start(&c->timer, on_timer, t->o.client_idle_timeout_ms, 0);
+    }
     if (!c->outgoing) {
         /* Answered only now that the dialer has proven to be of our cluster. */
         send_handshake(c);
@@ -461,6 +475,33 @@ static void handshake_received(struct craft__conn *c, const struct craft_wire_me
                              c->remote != 0 ? "server" : "client", c->remote, c->name,
                              c->remote_address[0] != '\0' ? c->remote_address : "no address");
     }
+}
+
+/* A client has at most max_client_requests Requests in flight: one more is answered
+ * CRAFT_EBUSY here, and never reaches the node. (craft__transport_reply counts the answers.) */
+static bool admit_request(struct craft__conn *c, const struct craft_wire_request *rq)
+{
+    struct craft__transport *t = c->t;
+    struct craft_wire_message r;
+
+    if (c->in_flight < t->o.max_client_requests) {
+        c->in_flight++;
+        return true;
+    }
+    t->stats.requests_refused++;
+    memset(&r, 0, sizeof r);
+    r.type = CRAFT_WIRE_RESPONSE;
+    r.u.response.from = t->o.id;
+    r.u.response.id = rq->id;
+    r.u.response.error = CRAFT_EBUSY;
+    if (craft__conn_enqueue(c, &r) != 0) {
+        craft__transport_log(t, CRAFT__LOG_WARN,
+                             "transport: closing client connection from %s: it does not read "
+                             "its answers",
+                             c->name);
+        craft__conn_close(c, true);
+    }
+    return false;
 }
 
 static void message_received(struct craft__conn *c, const struct craft_wire_message *m)
@@ -493,6 +534,12 @@ static void message_received(struct craft__conn *c, const struct craft_wire_mess
         bad_frame(c, "Response from a client");
         return;
     }
+    if (c->kind == CRAFT__KIND_CLIENT) {
+        c->last_active = uv_now(t->loop);
+        if (m->type == CRAFT_WIRE_REQUEST && !admit_request(c, &m->u.request)) {
+            return;
+        }
+    }
     t->stats.msgs_received++;
     c->announced = true;
     if (t->cb.recv != NULL) {
@@ -515,21 +562,55 @@ static craft_term max_term(struct craft__transport *t)
     return now + CRAFT_WIRE_TERM_AHEAD_MAX;
 }
 
-/* Decodes and delivers every whole frame in the read buffer. */
-static void process(struct craft__conn *c)
+/* What a client may not send is refused on the first bytes of its frame, before the body is
+ * buffered (a 60 MiB AppendEntries would otherwise be read, and decoded into ten times its size,
+ * only to be refused). */
+static bool allowed_early(struct craft__conn *c, const uint8_t *body, size_t len)
+{
+    uint64_t type;
+    int rc;
+
+    if (c->state != CRAFT__CONN_UP || c->remote != 0 || c->outgoing) {
+        return true;
+    }
+    rc = craft_wire_peek_type(body, len, &type);
+    if (rc == CRAFT_WIRE_NEED_MORE) {
+        return true;
+    }
+    if (rc == 0 && type == CRAFT_WIRE_REQUEST) {
+        return true;
+    }
+    if (rc == 0) {
+        bad_frame(c, "%s from a client", craft_wire_type_name((int)type));
+    } else {
+        bad_frame(c, "%s", rc == CRAFT_EVERSION ? "unsupported protocol version"
+                                                : "bad frame header (not a message array)");
+    }
+    return false;
+}
+
+/* Decodes and delivers every whole frame at the start of buf; returns the bytes consumed (the
+ * rest is the start of a frame), or SIZE_MAX once the connection is closing. The messages point
+ * into buf, which must not move until this returns. */
+static size_t process(struct craft__conn *c, const uint8_t *buf, size_t len)
 {
     struct craft__transport *t = c->t;
     size_t off = 0;
 
     while (c->state != CRAFT__CONN_CLOSING && !t->closing) {
         struct craft_wire_message m;
-        const uint8_t *p = c->rbuf + off;
+        const uint8_t *p = buf + off;
         size_t frame_len;
         uint32_t limit = frame_limit(c);
-        int rc = craft_wire_frame_length(p, c->rlen - off, limit, &frame_len);
+        int rc = craft_wire_frame_length(p, len - off, limit, &frame_len);
 
         if (rc == CRAFT_WIRE_NEED_MORE) {
-            break;
+            if (len - off > CRAFT_WIRE_HEADER_SIZE &&
+                !allowed_early(c, p + CRAFT_WIRE_HEADER_SIZE,
+                               len - off - CRAFT_WIRE_HEADER_SIZE)) {
+                return SIZE_MAX;
+            }
+            return off;
         }
         if (rc == CRAFT_ETOOBIG) {
             /* Judged on the 4 length bytes alone: the body is never buffered. */
@@ -537,11 +618,11 @@ static void process(struct craft__conn *c)
                 (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
             bad_frame(c, "frame of %" PRIu32 " bytes, the maximum %sis %" PRIu32, body,
                       c->state == CRAFT__CONN_UP ? "" : "before the handshake ", limit);
-            return;
+            return SIZE_MAX;
         }
         if (rc != 0) {
             bad_frame(c, "bad frame header (not a message array)");
-            return;
+            return SIZE_MAX;
         }
         c->dec.max_term = max_term(t);
         rc = craft_wire_decode(&c->dec, p + CRAFT_WIRE_HEADER_SIZE,
@@ -551,28 +632,113 @@ static void process(struct craft__conn *c)
                                  "transport: out of memory decoding a frame %s %s", side(c),
                                  c->name);
             craft__conn_close(c, true);
-            return;
+            return SIZE_MAX;
         }
         if (rc != 0) {
             bad_frame(c, "%s", c->dec.error != NULL ? c->dec.error : craft_strerror(rc));
-            return;
+            return SIZE_MAX;
         }
         off += frame_len;
-        /* m points into rbuf, which does not move until the loop ends. */
         message_received(c, &m);
     }
-    if (c->state == CRAFT__CONN_CLOSING || t->closing) {
+    return SIZE_MAX;
+}
+
+static void rbuf_free(struct craft__conn *c)
+{
+    c->t->read_bytes -= c->rcap;
+    craft_free(c->t->alloc, c->rbuf);
+    c->rbuf = NULL;
+    c->rcap = 0;
+}
+
+/* Room for `need` bytes in c's partial-frame buffer, within the read budget. Doubling, so a
+ * large frame costs few regrowths, but never beyond the frame being read: memory stays within
+ * about twice what the peer actually sent, whatever length it announced. */
+static bool rbuf_reserve(struct craft__conn *c, size_t need, size_t frame_len)
+{
+    struct craft__transport *t = c->t;
+    size_t cap = c->rcap * 2;
+    uint8_t *grown;
+
+    if (need <= c->rcap) {
+        return true;
+    }
+    if (frame_len != 0 && cap > frame_len) {
+        cap = frame_len;
+    }
+    if (cap < need) {
+        cap = need;
+    }
+    if (!craft__limits_may_grow(c, cap - c->rcap)) {
+        t->stats.evicted++;
+        craft__transport_log(t, CRAFT__LOG_WARN,
+                             "transport: closing connection %s %s (server %" PRIu64
+                             "): its partial frame would exceed the read budget of %zu bytes",
+                             side(c), c->name, c->remote, t->o.read_budget);
+        craft__conn_close(c, true);
+        return false;
+    }
+    grown = craft_realloc(t->alloc, c->rbuf, cap);
+    if (grown == NULL) {
+        craft__transport_log(t, CRAFT__LOG_ERROR, "transport: out of memory reading %s %s",
+                             side(c), c->name);
+        craft__conn_close(c, true);
+        return false;
+    }
+    t->read_bytes += cap - c->rcap;
+    c->rbuf = grown;
+    c->rcap = cap;
+    return true;
+}
+
+/* Bytes that arrived on c (plaintext: TLS has already been taken off). With nothing pending,
+ * whole frames are decoded straight from data and only a trailing partial frame is copied; else
+ * data joins the partial frame first. */
+static void deliver(struct craft__conn *c, const uint8_t *data, size_t n)
+{
+    size_t used;
+
+    if (c->rlen == 0) {
+        used = process(c, data, n);
+        if (used == SIZE_MAX) {
+            return;
+        }
+        data += used;
+        n -= used;
+        if (n == 0) {
+            return;
+        }
+    }
+    /* The frame's length, when its 4-byte prefix is here (process judged it already). */
+    uint8_t hdr[CRAFT_WIRE_HEADER_SIZE];
+    size_t k = 0, frame_len = 0;
+    for (; k < CRAFT_WIRE_HEADER_SIZE && k < c->rlen; k++) {
+        hdr[k] = c->rbuf[k];
+    }
+    for (size_t j = 0; k < CRAFT_WIRE_HEADER_SIZE && j < n; j++, k++) {
+        hdr[k] = data[j];
+    }
+    if (k == CRAFT_WIRE_HEADER_SIZE) {
+        frame_len = CRAFT_WIRE_HEADER_SIZE + ((size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 |
+                                              (size_t)hdr[2] << 8 | (size_t)hdr[3]);
+    }
+    if (!rbuf_reserve(c, c->rlen + n, frame_len)) {
         return;
     }
-    c->rlen -= off;
-    if (c->rlen > 0 && off > 0) {
-        memmove(c->rbuf, c->rbuf + off, c->rlen);
+    memcpy(c->rbuf + c->rlen, data, n);
+    c->rlen += n;
+    used = process(c, c->rbuf, c->rlen);
+    if (used == SIZE_MAX) {
+        return;
     }
-    if (c->rlen == 0 && c->rcap > CRAFT__READ_KEEP) {
-        /* A big frame went through: give its memory back rather than keep it per connection. */
-        craft_free(t->alloc, c->rbuf);
-        c->rbuf = NULL;
-        c->rcap = 0;
+    c->rlen -= used;
+    if (c->rlen > 0 && used > 0) {
+        memmove(c->rbuf, c->rbuf + used, c->rlen);
+    }
+    if (c->rlen == 0 && (!craft__limits_privileged(c) || c->rcap > CRAFT__READ_KEEP)) {
+        /* Nothing partial left: give the memory back (a member keeps a small buffer). */
+        rbuf_free(c);
     }
 }
 
@@ -586,9 +752,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread > 0) {
-        c->rlen += (size_t)nread;
         t->stats.bytes_received += (uint64_t)nread;
-        process(c);
+        deliver(c, t->scratch, (size_t)nread);
         return;
     }
     if (nread == 0) {
@@ -680,6 +845,7 @@ void craft__conn_dial(struct craft__peer *p)
         return;
     }
     c->outgoing = true;
+    c->kind = CRAFT__KIND_OUTGOING;
     c->peer = p;
     c->remote = p->id;
     c->state = CRAFT__CONN_CONNECTING;
@@ -722,7 +888,6 @@ void craft__conn_on_connection(uv_stream_t *server, int status)
         return;
     }
     c->state = CRAFT__CONN_HANDSHAKE;
-    t->n_incoming++;
     strcpy(c->name, "?");
     rc = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rc != 0) {
@@ -734,10 +899,10 @@ void craft__conn_on_connection(uv_stream_t *server, int status)
         craft__transport_format_address((const struct sockaddr *)&addr, c->name, sizeof c->name);
         c->addr = addr;
     }
-    if (t->n_incoming > t->o.max_incoming) {
-        craft__transport_log(t, CRAFT__LOG_WARN,
-                             "transport: closing connection from %s: more than %u connections",
-                             c->name, t->o.max_incoming);
+    craft__transport_ip_key((const struct sockaddr *)&c->addr, c->ip);
+    if (craft__limits_accepted(c) != 0) {
+        craft__transport_log(t, CRAFT__LOG_ERROR, "transport: out of memory accepting %s",
+                             c->name);
         craft__conn_close(c, true);
         return;
     }

@@ -330,6 +330,12 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
         to.cluster_id = c->cluster_id;
         to.listen_address = n->address;
         to.max_frame = c->max_frame;
+        to.max_pending = c->limits.max_pending;
+        to.max_clients = c->limits.max_clients;
+        to.max_clients_per_ip = c->limits.max_clients_per_ip;
+        to.client_idle_timeout_ms = c->limits.client_idle_timeout_ms;
+        to.max_client_requests = c->limits.max_client_requests;
+        to.read_budget = c->limits.read_budget;
         to.seed = n->id ^ uv_hrtime();
         to.alloc = n->alloc;
         struct craft__transport_callbacks cb = {n, craft__uv_recv, craft__uv_on_peer_state,

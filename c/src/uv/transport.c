@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "uv/transport_internal.h"
 
@@ -16,7 +17,12 @@ void craft__transport_options_init(struct craft__transport_options *o)
     o->backoff_min_ms = 50;
     o->backoff_max_ms = 2000;
     o->max_queue_bytes = 64u * 1024u * 1024u;
-    o->max_incoming = 1024;
+    o->max_pending = 128;
+    o->max_clients = 1024;
+    o->max_clients_per_ip = 128;
+    o->client_idle_timeout_ms = 60000;
+    o->max_client_requests = 256;
+    o->read_budget = 128u * 1024u * 1024u;
 }
 
 /* Zero means "the default", so that a zeroed options struct works as well as an initialized
@@ -35,7 +41,12 @@ static void fill_defaults(struct craft__transport_options *o)
     DEFAULT(backoff_min_ms)
     DEFAULT(backoff_max_ms)
     DEFAULT(max_queue_bytes)
-    DEFAULT(max_incoming)
+    DEFAULT(max_pending)
+    DEFAULT(max_clients)
+    DEFAULT(max_clients_per_ip)
+    DEFAULT(client_idle_timeout_ms)
+    DEFAULT(max_client_requests)
+    DEFAULT(read_budget)
 #undef DEFAULT
     if (o->backoff_max_ms < o->backoff_min_ms) {
         o->backoff_max_ms = o->backoff_min_ms;
@@ -70,6 +81,8 @@ void craft__transport_handle_closed(struct craft__transport *t)
     cb = t->close_cb;
     data = t->close_data;
     craft_free(t->alloc, t->faults);
+    craft_free(t->alloc, t->sources);
+    craft_free(t->alloc, t->scratch);
     craft_free(t->alloc, t);
     if (cb != NULL) {
         cb(data);
@@ -196,6 +209,26 @@ static void on_check(uv_check_t *h)
 
 /* --- Open ---------------------------------------------------------------------------------- */
 
+/* Clients must not take every file descriptor: the node needs some to dial its peers and to
+ * write its log. At most half the process's limit goes to clients, an eighth to connections
+ * still in their handshake. */
+static void clamp_to_file_limit(struct craft__transport *t)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return;
+    }
+    if (t->o.max_clients > rl.rlim_cur / 2) {
+        t->o.max_clients = (unsigned)(rl.rlim_cur / 2);
+    }
+    if (t->o.max_pending > rl.rlim_cur / 8) {
+        t->o.max_pending = (unsigned)(rl.rlim_cur / 8);
+    }
+    if (t->o.max_pending == 0) {
+        t->o.max_pending = 1;
+    }
+}
+
 int craft__transport_open(uv_loop_t *loop, const struct craft__transport_options *o,
                           const struct craft__transport_callbacks *cb,
                           struct craft__transport **out)
@@ -223,9 +256,16 @@ int craft__transport_open(uv_loop_t *loop, const struct craft__transport_options
     }
     t->alloc = o->alloc;
     t->prng = o->seed;
+    t->scratch = craft_malloc(t->alloc, CRAFT__READ_CHUNK);
+    if (t->scratch == NULL) {
+        craft_free(t->alloc, t);
+        return CRAFT_ENOMEM;
+    }
+    clamp_to_file_limit(t);
 
     rc = uv_tcp_init(loop, &t->listener);
     if (rc != 0) {
+        craft_free(t->alloc, t->scratch);
         craft_free(t->alloc, t);
         return CRAFT_EIO;
     }
@@ -568,6 +608,9 @@ int craft__transport_reply(struct craft__transport *t, struct craft__conn *conn,
     if (conn == NULL || conn->state != CRAFT__CONN_UP) {
         t->stats.send_dropped++;
         return CRAFT_ENOCONN;
+    }
+    if (m->type == CRAFT_WIRE_RESPONSE && conn->in_flight > 0) {
+        conn->in_flight--; /* a client's request answered (max_client_requests) */
     }
     return send_on(t, conn, m);
 }

@@ -5,6 +5,8 @@
  *   conn.c       one TCP connection: dial or accept, read and decode frames, handshake,
  *                write queue, close.
  *   addr.c       "host:port" <-> struct sockaddr.
+ *   limits.c     resources per source: connections per class and per source IP, the memory
+ *                budget of read buffers, who is evicted when they run out.
  *   backoff.c    the seeded PRNG and the reconnect backoff with jitter.
  *
  * Ownership of libuv handles (libuv docs/src/handle.rst): every handle lives inside a heap
@@ -22,12 +24,28 @@
 
 #include "uv/transport.h"
 
-/* Bytes asked of the socket per read beyond what the current frame needs. */
+/* Bytes asked of the socket per read, into the transport's scratch buffer. */
 #define CRAFT__READ_CHUNK (64u * 1024u)
 /* The longest frame body accepted before the handshake (a handshake takes under 200 bytes). */
 #define CRAFT__HANDSHAKE_MAX_FRAME 1024u
-/* An idle connection whose read buffer grew beyond this (a big frame) gives it back. */
+/* A member's connection whose read buffer grew beyond this (a big frame) gives it back when it
+ * has no partial frame left; other connections give back any buffer then. */
 #define CRAFT__READ_KEEP (1024u * 1024u)
+
+/* What a connection is, for the limits of limits.c. */
+enum craft__conn_kind {
+    CRAFT__KIND_OUTGOING = 1, /* we dialed it: one per peer */
+    CRAFT__KIND_PENDING,      /* accepted, handshake not done yet */
+    CRAFT__KIND_CLIENT,       /* accepted, handshake done, not a member (a client, or a server
+                                 outside our configuration) */
+    CRAFT__KIND_MEMBER        /* accepted, handshake done, a server of our configuration */
+};
+
+/* Connections per source IP. */
+struct craft__source {
+    uint8_t ip[16];
+    unsigned pending, clients;
+};
 
 enum craft__conn_state {
     CRAFT__CONN_CONNECTING = 1, /* outgoing, uv_tcp_connect pending */
@@ -59,13 +77,19 @@ struct craft__conn {
     int open_handles;         /* of tcp and timer: freed at 0 */
     bool outgoing;
     bool member;     /* incoming from a server of the configuration, its address checked */
+    int kind;        /* enum craft__conn_kind */
+    uint8_t ip[16];  /* incoming: the source IP (craft__transport_ip_key) */
+    uint64_t seq;    /* incoming: accept order (the oldest pending is evicted first) */
+    uint64_t last_active; /* uv_now() of the last frame received (idle timeout) */
+    unsigned in_flight;   /* Requests received and not answered yet */
     bool announced;  /* handed to the recv callback: conn_closed is owed when it closes */
     bool dirty;      /* on t->dirty: has pending bytes to flush */
     craft_id remote; /* the id from its handshake (the peer's for outgoing) */
     char remote_address[CRAFT_ADDRESS_MAX]; /* the listening address from its handshake */
     char name[CRAFT_ADDRESS_MAX];           /* the socket's other end, for log lines */
     struct sockaddr_storage addr;           /* the same (incoming: the source address) */
-    /* Bytes read and not yet consumed; rbuf[0] is the start of a frame. */
+    /* Bytes of a partial frame kept between reads; rbuf[0] is the start of a frame. rcap counts
+     * in the transport's read budget (t->read_bytes). */
     uint8_t *rbuf;
     size_t rlen, rcap;
     struct craft_wire_decoder dec;
@@ -107,10 +131,15 @@ struct craft__transport {
     struct craft__peer *peers;
     struct craft__conn *conns;
     struct craft__conn *dirty;
+    uint8_t *scratch; /* CRAFT__READ_CHUNK bytes: every read lands here first */
+    size_t read_bytes; /* sum of the connections' rcap: judged against o.read_budget */
+    struct craft__source *sources;
+    size_t n_sources, cap_sources;
+    unsigned n_pending, n_clients;
+    uint64_t next_seq;
     struct craft__delayed *delayed;
     struct craft__fault *faults;
     size_t n_faults;
-    unsigned n_incoming;
     uint64_t prng;
     struct craft__transport_stats stats;
     size_t handles; /* open handles of the transport and everything it owns */
@@ -150,6 +179,22 @@ void craft__conn_flush(struct craft__conn *c);
 /* Starts closing c. notify: run the callbacks owed (conn_closed, peer_state) and schedule a
  * redial; false only when the whole transport closes. */
 void craft__conn_close(struct craft__conn *c, bool notify);
+
+/* --- limits.c ------------------------------------------------------------------------------ */
+/* An accepted connection starts as pending; CRAFT_ENOMEM. Makes room first if too many are
+ * pending: the oldest pending connection of the source with the most is closed. */
+int craft__limits_accepted(struct craft__conn *c);
+/* Its handshake is done: it becomes a member or a client. NULL, or why a client is refused
+ * (too many clients, or too many from its IP): then the caller refuses it. */
+const char *craft__limits_handshaken(struct craft__conn *c, bool member);
+/* It is closing: forget it in the counts and the budget. */
+void craft__limits_closed(struct craft__conn *c);
+/* Whether c may grow its read buffer by `grow` bytes. A member (or our own connection) always
+ * may: clients holding the largest buffers are closed to make room, if the budget is spent.
+ * Anything else may only within the budget. */
+bool craft__limits_may_grow(struct craft__conn *c, size_t grow);
+/* Members and our outgoing connections are privileged: never evicted, not counted as clients. */
+bool craft__limits_privileged(const struct craft__conn *c);
 
 /* --- addr.c -------------------------------------------------------------------------------- */
 /* Parses "a.b.c.d:port", "[v6]:port" or "localhost:port". 0 or CRAFT_EINVAL. */
