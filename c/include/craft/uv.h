@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "craft.h"
+#include "craft/security.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -140,6 +141,9 @@ struct craft_uv_config {
     bool forward;                 /* default true: followers forward proposals and reads */
     uint32_t max_frame;           /* default 64 MiB */
     struct craft_uv_limits limits; /* zeroed: the defaults */
+    /* Who may connect, peers and clients (craft/security.h, docs/security.md). Zeroed:
+     * plaintext, which the log names as such. */
+    struct craft_security security;
     unsigned default_timeout_ms;  /* requests without their own timeout; default 10000 */
     struct craft_uv_fsm fsm;
     /* Optional store (e.g. a binding's); the node takes ownership. NULL: the durable store in
@@ -259,6 +263,18 @@ struct craft_uv_status {
 };
 
 CRAFT_API int craft_uv_status(struct craft_uv_node *n, struct craft_uv_status *out);
+
+/* ------------------------------------------------------------------------------------------
+ * Security (any thread): replaces the node's security settings while it runs, to rotate a
+ * certificate, a CA or a cluster secret without downtime (docs/security.md gives the steps).
+ * The files are read and the keys derived on the calling thread; errors are reported then
+ * (CRAFT_EINVAL, with craft_uv_last_error() saying why) and the node keeps its settings.
+ * Otherwise the change is applied on the loop's thread: new connections use the new settings
+ * at once, established connections whose credentials are no longer accepted are closed (and
+ * redialed with the new ones), and a change of mode (plaintext, tls, secret) closes every
+ * connection. CRAFT_ESHUTDOWN once the node is stopping.
+ * ---------------------------------------------------------------------------------------- */
+CRAFT_API int craft_uv_set_security(struct craft_uv_node *n, const struct craft_security *s);
 
 /* ------------------------------------------------------------------------------------------
  * Fault injection (any thread), for tests and fault campaigns: the machines craft is tested on

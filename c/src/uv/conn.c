@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "uv/tls.h"
 #include "uv/transport_internal.h"
 
 static const char *side(const struct craft__conn *c)
@@ -38,6 +39,7 @@ static void on_handle_closed(uv_handle_t *h)
         c->next->prev = c->prev;
     }
     craft_free(t->alloc, c->rbuf);
+    craft__tls_free(c->tls);
     craft_wire_decoder_close(&c->dec);
     craft_wire_buf_close(&c->pending);
     craft_free(t->alloc, c);
@@ -195,7 +197,8 @@ static void on_timer(uv_timer_t *h)
 struct write_req {
     uv_write_t req;
     struct craft__conn *conn;
-    struct craft_wire_buf buf;
+    struct craft_wire_buf buf; /* the bytes on the wire (TLS: ciphertext) */
+    size_t counted;            /* of them, what c->queued counts (the plaintext frames) */
 };
 
 static void on_write(uv_write_t *req, int status)
@@ -204,7 +207,7 @@ static void on_write(uv_write_t *req, int status)
     struct craft__conn *c = w->conn;
     struct craft__transport *t = c->t;
 
-    c->queued -= w->buf.len;
+    c->queued -= w->counted;
     if (status == 0) {
         t->stats.bytes_sent += w->buf.len;
     } else if (status != UV_ECANCELED && c->state != CRAFT__CONN_CLOSING) {
@@ -216,39 +219,102 @@ static void on_write(uv_write_t *req, int status)
     craft_free(t->alloc, w);
 }
 
-void craft__conn_flush(struct craft__conn *c)
+/* Hands w (its buffer filled) to uv_write; on failure the connection closes. */
+static void write_out(struct craft__conn *c, struct write_req *w)
 {
     struct craft__transport *t = c->t;
-    struct write_req *w;
-    uv_buf_t b;
-    int rc;
+    uv_buf_t b = uv_buf_init((char *)w->buf.base, (unsigned)w->buf.len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
 
-    if (c->state == CRAFT__CONN_CLOSING || c->state == CRAFT__CONN_CONNECTING ||
-        c->pending.len == 0) {
-        return;
-    }
-    w = craft_malloc(t->alloc, sizeof *w);
-    if (w == NULL) {
-        craft__transport_log(t, CRAFT__LOG_ERROR, "transport: out of memory writing %s %s", side(c),
-                             c->name);
-        craft__conn_close(c, true);
-        return;
-    }
-    /* The write takes the pending buffer as it is (no copy); the connection starts a new one. */
-    w->conn = c;
-    w->req.data = w;
-    w->buf = c->pending;
-    craft_wire_buf_init(&c->pending, t->alloc);
-    b = uv_buf_init((char *)w->buf.base, (unsigned)w->buf.len);
-    rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (rc != 0) {
-        c->queued -= w->buf.len;
+        c->queued -= w->counted;
         craft_wire_buf_close(&w->buf);
         craft_free(t->alloc, w);
         craft__transport_log(t, CRAFT__LOG_INFO, "transport: write %s %s failed: %s", side(c),
                              c->name, uv_strerror(rc));
         craft__conn_close(c, true);
     }
+}
+
+static struct write_req *write_req_new(struct craft__conn *c)
+{
+    struct write_req *w = craft_malloc(c->t->alloc, sizeof *w);
+
+    if (w == NULL) {
+        craft__transport_log(c->t, CRAFT__LOG_ERROR, "transport: out of memory writing %s %s",
+                             side(c), c->name);
+        craft__conn_close(c, true);
+        return NULL;
+    }
+    w->conn = c;
+    w->req.data = w;
+    w->counted = 0;
+    craft_wire_buf_init(&w->buf, c->t->alloc);
+    return w;
+}
+
+/* TLS: encrypts the pending frames (if the handshake is done) and writes whatever ciphertext
+ * waits, handshake messages included. */
+static void flush_tls(struct craft__conn *c)
+{
+    struct write_req *w;
+    size_t counted = 0;
+
+    if (c->pending.len > 0 && craft__tls_established(c->tls)) {
+        if (craft__tls_write(c->tls, c->pending.base, c->pending.len) != 0) {
+            craft__transport_log(c->t, CRAFT__LOG_ERROR, "transport: TLS write %s %s failed",
+                                 side(c), c->name);
+            craft__conn_close(c, true);
+            return;
+        }
+        counted = c->pending.len;
+        craft_wire_buf_reset(&c->pending);
+    }
+    if (craft__tls_output_size(c->tls) == 0) {
+        c->queued -= counted;
+        return;
+    }
+    w = write_req_new(c);
+    if (w == NULL) {
+        return;
+    }
+    w->counted = counted;
+    if (craft__tls_take_output(c->tls, &w->buf) != 0) {
+        c->queued -= counted;
+        craft_wire_buf_close(&w->buf);
+        craft_free(c->t->alloc, w);
+        craft__transport_log(c->t, CRAFT__LOG_ERROR, "transport: out of memory writing %s %s",
+                             side(c), c->name);
+        craft__conn_close(c, true);
+        return;
+    }
+    write_out(c, w);
+}
+
+void craft__conn_flush(struct craft__conn *c)
+{
+    struct write_req *w;
+
+    if (c->state == CRAFT__CONN_CLOSING || c->state == CRAFT__CONN_CONNECTING) {
+        return;
+    }
+    if (c->tls != NULL) {
+        flush_tls(c);
+        return;
+    }
+    if (c->pending.len == 0) {
+        return;
+    }
+    w = write_req_new(c);
+    if (w == NULL) {
+        return;
+    }
+    /* The write takes the pending buffer as it is (no copy); the connection starts a new one. */
+    craft_wire_buf_close(&w->buf);
+    w->buf = c->pending;
+    w->counted = w->buf.len;
+    craft_wire_buf_init(&c->pending, c->t->alloc);
+    write_out(c, w);
 }
 
 /* Judges the bytes just appended to pending (from `before`): within the queue limit they
@@ -389,6 +455,32 @@ static bool check_member_address(struct craft__conn *c, const struct craft_wire_
     return true;
 }
 
+/* A connection claiming server id `from`: with verify_id, its certificate must name that id,
+ * and then stands for it (a member is known by its certificate, wherever it connects from);
+ * otherwise its address is checked. */
+static bool check_member(struct craft__conn *c, const struct craft_wire_handshake *h)
+{
+    struct craft__transport *t = c->t;
+    craft_id named = 0;
+
+    if (c->tls == NULL || !craft__tls_ctx_verify_id(t->tls)) {
+        return check_member_address(c, h);
+    }
+    craft__tls_peer_id(c->tls, &named);
+    if (named != h->from) {
+        if (named == 0) {
+            refuse(c, "it claims to be server %" PRIu64 " with a certificate that names no "
+                      "server id", h->from);
+        } else {
+            refuse(c, "it claims to be server %" PRIu64 " with a certificate for server %" PRIu64,
+                   h->from, named);
+        }
+        return false;
+    }
+    c->member = craft__transport_find_peer(t, h->from) != NULL;
+    return true;
+}
+
 /* A member has one connection to us: a newer one (it restarted, or its old connection died
  * without us noticing) replaces the older, so members' connections stay bounded. */
 static void replace_older(struct craft__conn *c)
@@ -436,7 +528,7 @@ static void handshake_received(struct craft__conn *c, const struct craft_wire_me
         refuse(c, "it claims our own id %" PRIu64, h->from);
         return;
     }
-    if (!c->outgoing && h->from != 0 && !check_member_address(c, h)) {
+    if (!c->outgoing && h->from != 0 && !check_member(c, h)) {
         return;
     }
     why = craft__limits_handshaken(c, c->member);
@@ -742,6 +834,94 @@ static void deliver(struct craft__conn *c, const uint8_t *data, size_t n)
     }
 }
 
+/* --- TLS ----------------------------------------------------------------------------------- */
+
+/* The TLS handshake is done: the peer holds a certificate our CAs vouch for, or the cluster
+ * secret. With verify_id, the server we dialed must be the one its certificate names. Then
+ * craft's own handshake follows, inside TLS. */
+static void tls_established(struct craft__conn *c)
+{
+    struct craft__transport *t = c->t;
+    char why[200];
+    craft_id named;
+
+    if (!craft__tls_peer_id(c->tls, &named)) {
+        refuse(c, "its certificate names two different server ids");
+        return;
+    }
+    if (t->tls != NULL && !craft__tls_still_trusted(c->tls, t->tls, why, sizeof why)) {
+        /* The settings were rotated during its handshake. */
+        refuse(c, "%s", why);
+        return;
+    }
+    if (c->outgoing && craft__tls_ctx_verify_id(t->tls) && named != c->remote) {
+        if (named == 0) {
+            refuse(c, "its certificate names no server id, we dialed server %" PRIu64, c->remote);
+        } else {
+            refuse(c, "its certificate names server %" PRIu64 ", we dialed server %" PRIu64,
+                   named, c->remote);
+        }
+        return;
+    }
+    craft__transport_log(t, CRAFT__LOG_DEBUG, "transport: TLS up %s %s (certificate names %s%" PRIu64 ")",
+                         side(c), c->name, named != 0 ? "server " : "no server, ", named);
+    if (c->outgoing) {
+        send_handshake(c);
+    }
+}
+
+/* Ciphertext from the socket: advances the TLS handshake, then hands what it decrypts to
+ * deliver(). Nothing reaches craft's frame parser before the peer is authenticated. */
+static void tls_input(struct craft__conn *c, const uint8_t *data, size_t n)
+{
+    struct craft__transport *t = c->t;
+    char err[256];
+    int rc;
+
+    if (craft__tls_push(c->tls, data, n) != 0) {
+        craft__transport_log(t, CRAFT__LOG_ERROR, "transport: out of memory reading %s %s",
+                             side(c), c->name);
+        craft__conn_close(c, true);
+        return;
+    }
+    if (!craft__tls_established(c->tls)) {
+        rc = craft__tls_handshake(c->tls, err, sizeof err);
+        craft__conn_flush(c); /* our part of the handshake, or the alert that ends it */
+        if (rc < 0) {
+            refuse(c, "%s", err);
+            return;
+        }
+        if (rc == 0 || c->state == CRAFT__CONN_CLOSING) {
+            return;
+        }
+        tls_established(c);
+    }
+    while (c->state != CRAFT__CONN_CLOSING && !t->closing) {
+        size_t got;
+        rc = craft__tls_read(c->tls, t->scratch, CRAFT__READ_CHUNK, &got, err, sizeof err);
+        if (rc == CRAFT_ENOCONN) {
+            craft__transport_log(t, CRAFT__LOG_INFO,
+                                 "transport: connection %s %s (server %" PRIu64
+                                 ") closed by peer (TLS)",
+                                 side(c), c->name, c->remote);
+            craft__conn_close(c, true);
+            return;
+        }
+        if (rc != 0) {
+            bad_frame(c, "%s", err);
+            return;
+        }
+        if (got == 0) {
+            break;
+        }
+        deliver(c, t->scratch, got);
+    }
+    if (c->state != CRAFT__CONN_CLOSING && !t->closing &&
+        craft__tls_output_size(c->tls) > 0) {
+        craft__transport_mark_dirty(c); /* e.g. an answer to a key update */
+    }
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct craft__conn *c = stream->data;
@@ -753,7 +933,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread > 0) {
         t->stats.bytes_received += (uint64_t)nread;
-        deliver(c, t->scratch, (size_t)nread);
+        if (c->tls != NULL) {
+            tls_input(c, t->scratch, (size_t)nread);
+        } else {
+            deliver(c, t->scratch, (size_t)nread);
+        }
         return;
     }
     if (nread == 0) {
@@ -782,6 +966,15 @@ static int start(struct craft__conn *c)
     /* Raft's messages are small and latency-bound; we coalesce writes ourselves. */
     uv_tcp_nodelay(&c->tcp, 1);
     c->state = CRAFT__CONN_HANDSHAKE;
+    if (c->t->tls != NULL) {
+        c->tls = craft__tls_new(c->t->tls, !c->outgoing);
+        if (c->tls == NULL) {
+            craft__transport_log(c->t, CRAFT__LOG_ERROR, "transport: out of memory for TLS %s %s",
+                                 side(c), c->name);
+            craft__conn_close(c, true);
+            return CRAFT_ENOMEM;
+        }
+    }
     uv_timer_start(&c->timer, on_timer, c->t->o.handshake_timeout_ms, 0);
     rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc != 0) {
@@ -808,9 +1001,20 @@ static void on_connect(uv_connect_t *req, int status)
         craft__conn_close(c, true);
         return;
     }
-    if (start(c) == 0) {
-        send_handshake(c);
+    if (start(c) != 0) {
+        return;
     }
+    if (c->tls == NULL) {
+        send_handshake(c);
+        return;
+    }
+    /* The dialer speaks first: its ClientHello. */
+    char err[256];
+    if (craft__tls_handshake(c->tls, err, sizeof err) < 0) {
+        refuse(c, "%s", err);
+        return;
+    }
+    craft__conn_flush(c);
 }
 
 /* Outgoing connections leave from the IP we listen on (when it is not a wildcard), so that

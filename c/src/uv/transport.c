@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "uv/tls.h"
 #include "uv/transport_internal.h"
 
 void craft__transport_options_init(struct craft__transport_options *o)
@@ -81,6 +82,9 @@ void craft__transport_handle_closed(struct craft__transport *t)
     cb = t->close_cb;
     data = t->close_data;
     craft_free(t->alloc, t->faults);
+    craft__tls_ctx_unref(t->tls);
+    craft__tls_ctx_unref(t->reload_tls);
+    uv_mutex_destroy(&t->reload_lock);
     craft_free(t->alloc, t->sources);
     craft_free(t->alloc, t->scratch);
     craft_free(t->alloc, t);
@@ -152,6 +156,7 @@ void craft__transport_close(struct craft__transport *t, void (*cb)(void *data), 
     uv_close((uv_handle_t *)&t->listener, on_own_handle_closed);
     uv_close((uv_handle_t *)&t->prepare, on_own_handle_closed);
     uv_close((uv_handle_t *)&t->check, on_own_handle_closed);
+    uv_close((uv_handle_t *)&t->reload, on_own_handle_closed);
 }
 
 /* --- Flushing coalesced writes -------------------------------------------------------------
@@ -207,6 +212,84 @@ static void on_check(uv_check_t *h)
     flush_all(h->data);
 }
 
+/* --- Security settings --------------------------------------------------------------------- */
+
+void craft__transport_set_security(struct craft__transport *t, struct craft__tls_ctx *x)
+{
+    int before = t->tls != NULL ? craft__tls_ctx_mode(t->tls) : CRAFT_SECURITY_PLAINTEXT;
+    int after = x != NULL ? craft__tls_ctx_mode(x) : CRAFT_SECURITY_PLAINTEXT;
+    char why[200];
+
+    if (t->closing) {
+        return;
+    }
+    if (x != NULL) {
+        craft__tls_ctx_ref(x);
+    }
+    craft__tls_ctx_unref(t->tls);
+    t->tls = x;
+    craft__transport_log(t, after == CRAFT_SECURITY_PLAINTEXT ? CRAFT__LOG_WARN : CRAFT__LOG_INFO,
+                         "transport: security settings changed: %s",
+                         x != NULL ? craft__tls_ctx_describe(x)
+                                   : "PLAINTEXT (neither authenticated nor encrypted)");
+    for (struct craft__conn *c = t->conns; c != NULL;) {
+        struct craft__conn *next = c->next;
+        if (c->state != CRAFT__CONN_CLOSING && c->state != CRAFT__CONN_CONNECTING) {
+            if (before != after) {
+                craft__transport_log(t, CRAFT__LOG_INFO,
+                                     "transport: closing connection %s %s: the security mode "
+                                     "changed from %s to %s",
+                                     c->outgoing ? "to" : "from", c->name,
+                                     craft_security_mode_name(before),
+                                     craft_security_mode_name(after));
+                craft__conn_close(c, true);
+            } else if (c->tls != NULL && !craft__tls_still_trusted(c->tls, x, why, sizeof why)) {
+                craft__transport_log(t, CRAFT__LOG_WARN,
+                                     "transport: closing connection %s %s (server %" PRIu64
+                                     "): %s",
+                                     c->outgoing ? "to" : "from", c->name, c->remote, why);
+                craft__conn_close(c, true);
+            }
+        }
+        /* A close may close others (callbacks): start over from what is left. */
+        c = t->closing ? NULL : next;
+    }
+}
+
+static void on_reload(uv_async_t *h)
+{
+    struct craft__transport *t = h->data;
+    struct craft__tls_ctx *x;
+    bool posted;
+
+    uv_mutex_lock(&t->reload_lock);
+    posted = t->reload_posted;
+    x = t->reload_tls;
+    t->reload_posted = false;
+    t->reload_tls = NULL;
+    uv_mutex_unlock(&t->reload_lock);
+    if (posted) {
+        craft__transport_set_security(t, x);
+    }
+    craft__tls_ctx_unref(x);
+}
+
+void craft__transport_post_security(struct craft__transport *t, struct craft__tls_ctx *x)
+{
+    struct craft__tls_ctx *old;
+
+    if (x != NULL) {
+        craft__tls_ctx_ref(x);
+    }
+    uv_mutex_lock(&t->reload_lock);
+    old = t->reload_tls;
+    t->reload_tls = x;
+    t->reload_posted = true;
+    uv_mutex_unlock(&t->reload_lock);
+    craft__tls_ctx_unref(old); /* posted twice before the loop took it: the later wins */
+    uv_async_send(&t->reload);
+}
+
 /* --- Open ---------------------------------------------------------------------------------- */
 
 /* Clients must not take every file descriptor: the node needs some to dial its peers and to
@@ -257,14 +340,22 @@ int craft__transport_open(uv_loop_t *loop, const struct craft__transport_options
     t->alloc = o->alloc;
     t->prng = o->seed;
     t->scratch = craft_malloc(t->alloc, CRAFT__READ_CHUNK);
-    if (t->scratch == NULL) {
+    if (t->scratch == NULL || uv_mutex_init(&t->reload_lock) != 0) {
+        craft_free(t->alloc, t->scratch);
         craft_free(t->alloc, t);
         return CRAFT_ENOMEM;
+    }
+    t->o.tls = NULL;
+    if (o->tls != NULL) {
+        craft__tls_ctx_ref(o->tls);
+        t->tls = o->tls;
     }
     clamp_to_file_limit(t);
 
     rc = uv_tcp_init(loop, &t->listener);
     if (rc != 0) {
+        craft__tls_ctx_unref(t->tls);
+        uv_mutex_destroy(&t->reload_lock);
         craft_free(t->alloc, t->scratch);
         craft_free(t->alloc, t);
         return CRAFT_EIO;
@@ -292,17 +383,29 @@ int craft__transport_open(uv_loop_t *loop, const struct craft__transport_options
 
     uv_prepare_init(loop, &t->prepare);
     uv_check_init(loop, &t->check);
+    uv_async_init(loop, &t->reload, on_reload);
     t->prepare.data = t;
     t->check.data = t;
-    t->handles += 2;
+    t->reload.data = t;
+    t->handles += 3;
+    uv_unref((uv_handle_t *)&t->reload);
     uv_prepare_start(&t->prepare, on_prepare);
     uv_check_start(&t->check, on_check);
     /* They only flush: they must not keep the loop alive on their own. */
     uv_unref((uv_handle_t *)&t->prepare);
     uv_unref((uv_handle_t *)&t->check);
 
-    craft__transport_log(t, CRAFT__LOG_INFO, "transport: server %" PRIu64 " listening on %s",
-                         t->o.id, t->address);
+    if (t->tls != NULL) {
+        craft__transport_log(t, CRAFT__LOG_INFO,
+                             "transport: server %" PRIu64 " listening on %s (%s)", t->o.id,
+                             t->address, craft__tls_ctx_describe(t->tls));
+    } else {
+        craft__transport_log(t, CRAFT__LOG_WARN,
+                             "transport: server %" PRIu64 " listening on %s in PLAINTEXT: "
+                             "connections are neither authenticated nor encrypted, anyone who "
+                             "reaches this port can act as a member (docs/security.md)",
+                             t->o.id, t->address);
+    }
     *out = t;
     return 0;
 }

@@ -106,6 +106,8 @@ struct craft__transport_options {
                            default 128 MiB. A non-member that needs more is closed; a member
                            that needs more evicts non-members (largest buffer first) */
     uint64_t seed;          /* backoff jitter and fault injection */
+    /* TLS settings (uv/tls.h); NULL: plaintext. The transport takes a reference. */
+    struct craft__tls_ctx *tls;
     const struct craft_allocator *alloc;
 };
 
@@ -166,6 +168,15 @@ void craft__transport_stats(const struct craft__transport *t, struct craft__tran
  * transport is freed just before; cb may be NULL). Pending writes are discarded. Safe with
  * connections mid-connect, mid-handshake or mid-write, and from inside a callback. */
 void craft__transport_close(struct craft__transport *t, void (*cb)(void *data), void *data);
+
+/* Replaces the security settings (NULL: plaintext) on the loop's thread. New connections use
+ * them at once. Within the same mode, established connections whose credentials x no longer
+ * accepts are closed (a secret dropped from the accepted ones, a certificate whose CA is no
+ * longer trusted); a change of mode closes every connection. The transport takes a reference. */
+void craft__transport_set_security(struct craft__transport *t, struct craft__tls_ctx *x);
+/* The same from any thread, while the transport is open (the caller must guarantee it is not
+ * closed meanwhile): the change is applied on the loop's thread shortly after. */
+void craft__transport_post_security(struct craft__transport *t, struct craft__tls_ctx *x);
 
 /* Fault injection for tests and fault campaigns (the machines have no tc netem): every message
  * to peer `to` is dropped with probability drop, and delayed by a uniform random [min, max] ms

@@ -5,6 +5,8 @@
  *   conn.c       one TCP connection: dial or accept, read and decode frames, handshake,
  *                write queue, close.
  *   addr.c       "host:port" <-> struct sockaddr.
+ *   tls.c        TLS 1.3 through memory BIOs (tls.h), used by conn.c when the transport has a
+ *                TLS context: the TLS handshake comes before craft's.
  *   limits.c     resources per source: connections per class and per source IP, the memory
  *                budget of read buffers, who is evicted when they run out.
  *   backoff.c    the seeded PRNG and the reconnect backoff with jitter.
@@ -92,6 +94,7 @@ struct craft__conn {
      * in the transport's read budget (t->read_bytes). */
     uint8_t *rbuf;
     size_t rlen, rcap;
+    struct craft__tls *tls; /* NULL in plaintext */
     struct craft_wire_decoder dec;
     /* Frames encoded since the last flush; queued counts them plus the bytes handed to
      * uv_write whose callback has not run yet (what back-pressure judges). */
@@ -132,6 +135,13 @@ struct craft__transport {
     struct craft__conn *conns;
     struct craft__conn *dirty;
     uint8_t *scratch; /* CRAFT__READ_CHUNK bytes: every read lands here first */
+    struct craft__tls_ctx *tls; /* the security settings for new connections; NULL: plaintext */
+    /* Settings posted from another thread (craft__transport_post_security), applied on the
+     * loop's thread by the reload handle. */
+    uv_async_t reload;
+    uv_mutex_t reload_lock;
+    bool reload_posted;
+    struct craft__tls_ctx *reload_tls;
     size_t read_bytes; /* sum of the connections' rcap: judged against o.read_budget */
     struct craft__source *sources;
     size_t n_sources, cap_sources;
