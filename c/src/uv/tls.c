@@ -336,8 +336,14 @@ static int load_certificates(struct craft__tls_ctx *x, const struct craft_securi
         return CRAFT_EINVAL;
     }
     if (SSL_CTX_use_PrivateKey_file(x->ssl, s->key_file, SSL_FILETYPE_PEM) != 1) {
-        set_err(err, es, "cannot load the private key %s: %s", s->key_file,
-                ssl_reason(why, sizeof why));
+        if (ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH) {
+            set_err(err, es, "the private key %s does not match the certificate %s",
+                    s->key_file, s->cert_file);
+            ERR_clear_error();
+        } else {
+            set_err(err, es, "cannot load the private key %s: %s", s->key_file,
+                    ssl_reason(why, sizeof why));
+        }
         return CRAFT_EINVAL;
     }
     if (SSL_CTX_check_private_key(x->ssl) != 1) {
