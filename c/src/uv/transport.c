@@ -400,7 +400,8 @@ int craft__transport_open(uv_loop_t *loop, const struct craft__transport_options
                              "transport: server %" PRIu64 " listening on %s (%s)", t->o.id,
                              t->address, craft__tls_ctx_describe(t->tls));
     } else {
-        craft__transport_log(t, CRAFT__LOG_WARN,
+        /* Info, like the line above: every plaintext program would print it otherwise. */
+        craft__transport_log(t, CRAFT__LOG_INFO,
                              "transport: server %" PRIu64 " listening on %s in PLAINTEXT: "
                              "connections are neither authenticated nor encrypted, anyone who "
                              "reaches this port can act as a member (docs/security.md)",
