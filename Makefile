@@ -5,8 +5,9 @@ SHELL := /bin/bash
 
 # Debian packages the project needs. `make deps` installs the missing ones and does nothing when
 # all are present. OPTIONAL_PACKAGES are installed only when the archive has them.
-# python3-venv: Debian's python3 makes no venv (.venv below) without it.
-PACKAGES := build-essential cmake pkg-config clang libuv1-dev libmsgpack-dev \
+# python3-venv: Debian's python3 makes no venv (.venv below) without it. libssl-dev: TLS and the
+# cluster secret (docs/security.md); openssl: the tests make their certificates with it.
+PACKAGES := build-essential cmake pkg-config clang libuv1-dev libmsgpack-dev libssl-dev openssl \
 	lua5.4 liblua5.4-dev lua-busted luarocks luajit libluajit-5.1-dev \
 	python3-dev python3-venv iproute2 iptables
 # libFuzzer and the sanitizer runtimes for clang (Debian 12 splits them out of clang-14).

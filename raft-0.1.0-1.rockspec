@@ -5,8 +5,8 @@
 --
 -- Builds offline, with no download: the C sources of c/src (protocol core, storage, wire,
 -- libuv runtime, simulator) and the binding in lua/src compile into one module, raft.core,
--- against the system's libuv and msgpack-c; it does not link liblua (the host provides the Lua
--- symbols). The "command" build type, not "builtin": builtin copies the whole lua/ folder
+-- against the system's libuv, msgpack-c and OpenSSL; it does not link liblua (the host provides
+-- the Lua symbols). The "command" build type, not "builtin": builtin copies the whole lua/ folder
 -- (C sources, objects, compat.h) into the Lua tree; here only raft.core and the three Lua
 -- files are installed (spec/rockspec_spec.lua lists the installed tree).
 --
@@ -38,6 +38,7 @@ dependencies = {
 external_dependencies = {
     UV = { header = "uv.h", library = "uv" },
     MSGPACK = { header = "msgpack.h", library = "msgpackc" },
+    OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
 }
 build = {
     type = "command",
@@ -47,9 +48,11 @@ build = {
     build_command = [[
 mkdir -p cbuild/luarock && \
 $(CC) $(CFLAGS) -std=gnu11 -Ic/include -Ic/src -I$(LUA_INCDIR) -I$(UV_INCDIR) -I$(MSGPACK_INCDIR) \
+  -I$(OPENSSL_INCDIR) \
   c/src/core/*.c c/src/storage/*.c c/src/wire/*.c c/src/uv/*.c c/src/sim/*.c lua/src/*.c \
   $(LIBFLAG) -o cbuild/luarock/core.so \
-  -L$(UV_LIBDIR) -L$(MSGPACK_LIBDIR) -luv -lmsgpackc -lpthread -lm
+  -L$(UV_LIBDIR) -L$(MSGPACK_LIBDIR) -L$(OPENSSL_LIBDIR) -luv -lmsgpackc -lssl -lcrypto \
+  -lpthread -lm
 ]],
     install = {
         lua = {

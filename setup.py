@@ -1,7 +1,7 @@
 """Builds craft._craft: the C core, storage, wire, uv runtime and simulator of c/src plus the
-binding in python/src, as one extension module, against the system's libuv and msgpack-c; and
-the command-line tools of c/tools that the package ships (craft/bin/craft-dump, started by the
-console script of the same name, craft.tools).
+binding in python/src, as one extension module, against the system's libuv, msgpack-c and
+OpenSSL; and the command-line tools of c/tools that the package ships (craft/bin/craft-dump,
+started by the console script of the same name, craft.tools).
 
 Metadata lives in pyproject.toml; this file describes the extension and the tools (the markupsafe
 shape), and gives the version, read from c/include/craft.h (CRAFT_VERSION_STRING), the one place
@@ -60,11 +60,14 @@ depends = rel("c/include/*.h") + rel("c/include/craft/*.h") + rel("c/src/*/*.h")
 
 uv_cflags, uv_libs = pkg_config("libuv")
 mp_cflags, mp_libs = pkg_config("msgpack-c", "msgpack")
-libs = uv_libs + mp_libs
+ssl_cflags, ssl_libs = pkg_config("openssl")  # TLS and the cluster secret (docs/security.md)
+libs = uv_libs + mp_libs + ssl_libs
 if not any(f.startswith("-luv") for f in libs):
     libs.append("-luv")
 if not any(f.startswith("-lmsgpack") for f in libs):
     libs.append("-lmsgpackc")
+if not any(f.startswith("-lssl") for f in libs):
+    libs += ["-lssl", "-lcrypto"]
 
 ext = Extension(
     "craft._craft",
@@ -72,7 +75,7 @@ ext = Extension(
     depends=depends,
     include_dirs=["c/include", "c/src", "python/src"],
     extra_compile_args=["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-unused-parameter",
-                        "-Wno-missing-field-initializers"] + uv_cflags + mp_cflags,
+                        "-Wno-missing-field-initializers"] + uv_cflags + mp_cflags + ssl_cflags,
     extra_link_args=libs + ["-lpthread", "-lm"],
 )
 

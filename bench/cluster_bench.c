@@ -6,7 +6,7 @@
  *
  *   bench-cluster [--quick] [-t MEAS_S] [-r REPS] [-w 1,16,64,256] [-s SIZE] [-f TRIALS]
  *                 [-d DIR] [--only b0,b1,b2,b4,b5] [--b4] [--no-peer] [--peers LIST]
- *                 [--keep-logs]
+ *                 [--keep-logs] [--security plaintext|tls|secret]
  *
  *   --quick     about one minute: 1 repetition, 1 s measured, windows 1 and 256, 5 failovers
  *   -t S        measured seconds per point (default 5; each point has 1 s of warm-up first)
@@ -21,6 +21,11 @@
  *   --peers L   the peers to run beside craft: canonical, hashicorp, both (the default:
  *               canonical,hashicorp) or none; a peer that cannot be built is skipped with the
  *               reason on the first lines of the output, and its columns read n/a
+ *   --security M  craft's nodes in mode M (docs/security.md; default plaintext): tls is mutual
+ *               TLS 1.3 with certificates naming the server ids (made by
+ *               tests/tls/make-certs.sh at the start), secret a cluster secret (TLS 1.3, PSK).
+ *               The table labels craft's column with the mode. What TLS costs: run it with tls
+ *               and without, e.g. --only b1 -w 1,256 --no-peer
  *
  * How it works. The driver forks three node processes per cluster (this binary with the
  * hidden first argument `node`; the canonical/raft harness bench/peers/canonical_raft.c,
@@ -178,6 +183,31 @@ static void impl_counters(int64_t *fsyncs, int64_t *entries)
     *entries = (int64_t)s.entries_appended;
 }
 
+/* --security, passed to the nodes in the environment by the driver. */
+static void node_security(struct craft_uv_config *c, unsigned id)
+{
+    static char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX], secret[PATH_MAX];
+    const char *mode = getenv("CRAFT_BENCH_SECURITY");
+    const char *dir = getenv("CRAFT_BENCH_SECURITY_DIR");
+    if (mode == NULL || dir == NULL) {
+        return;
+    }
+    if (strcmp(mode, "tls") == 0) {
+        snprintf(cert, sizeof cert, "%s/server-%u.pem", dir, id);
+        snprintf(key, sizeof key, "%s/server-%u.key", dir, id);
+        snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+        c->security.mode = CRAFT_SECURITY_TLS;
+        c->security.cert_file = cert;
+        c->security.key_file = key;
+        c->security.ca_file = ca;
+        c->security.verify_id = true;
+    } else if (strcmp(mode, "secret") == 0) {
+        snprintf(secret, sizeof secret, "%s/cluster.secret", dir);
+        c->security.mode = CRAFT_SECURITY_SECRET;
+        c->security.secret_file = secret;
+    }
+}
+
 static int node_main(int argc, char **argv)
 {
     struct bn_args a;
@@ -210,6 +240,7 @@ static int node_main(int argc, char **argv)
     c.fsm = (struct craft_uv_fsm){NULL, node_apply, node_snapshot, node_restore};
     c.log = node_log;
     c.log_level = CRAFT_UV_WARN;
+    node_security(&c, a.id);
     uv_loop_init(&C.loop);
     int rc = craft_uv_node_new(&C.loop, &c, &C.node);
     craft_configuration_close(&conf, NULL);
@@ -230,6 +261,7 @@ static int node_main(int argc, char **argv)
 enum { IMPL_CRAFT = 0, IMPL_CANON = 1, IMPL_HASHI = 2, NIMPL = 3 };
 static const char *impl_name[NIMPL] = {"craft", "canonical/raft", "hashicorp/raft"};
 static const char *impl_short[NIMPL] = {"craft", "canonical", "hashicorp"};
+static char g_security_dir[PATH_MAX];
 
 struct proc {
     pid_t pid;
@@ -1214,7 +1246,8 @@ static int usage(void)
     fprintf(stderr,
             "usage: bench-cluster [--quick] [-t MEAS_S] [-r REPS] [-w 1,16,64,256] [-s SIZE]\n"
             "                     [-f TRIALS] [-d DIR] [--only b0,b1,b2,b4,b5] [--b4] [--no-peer]\n"
-            "                     [--peers canonical,hashicorp|none] [--keep-logs]\n");
+            "                     [--peers canonical,hashicorp|none] [--keep-logs]\n"
+            "                     [--security plaintext|tls|secret]\n");
     return 2;
 }
 
@@ -1269,6 +1302,44 @@ static int run_points(bool sync, const char *root, unsigned *windows, int nw, si
     return 0;
 }
 
+/* --security tls|secret: the credentials, in a directory removed at exit; the nodes find them
+ * through the environment. tls needs tests/tls/make-certs.sh (run from the repository's root,
+ * as scripts/bench-cluster.sh does) and the openssl command. */
+static int prepare_security(const char *mode, const char *root)
+{
+    static char label[64];
+    char cmd[PATH_MAX + 128], secret[PATH_MAX + 32];
+    snprintf(g_security_dir, sizeof g_security_dir, "%s/craft-bench-security.XXXXXX", root);
+    if (mkdtemp(g_security_dir) == NULL) {
+        perror("bench-cluster: mkdtemp");
+        return 1;
+    }
+    track_dir(g_security_dir);
+    if (strcmp(mode, "tls") == 0) {
+        snprintf(cmd, sizeof cmd, "bash tests/tls/make-certs.sh '%s' 1 2 3", g_security_dir);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "bench-cluster: tests/tls/make-certs.sh failed (run from the "
+                            "repository's root, with openssl installed)\n");
+            return 1;
+        }
+        snprintf(label, sizeof label, "craft (TLS)");
+    } else if (strcmp(mode, "secret") == 0) {
+        snprintf(secret, sizeof secret, "%s/cluster.secret", g_security_dir);
+        if (craft_secret_generate(secret) != 0) {
+            fprintf(stderr, "bench-cluster: cannot write %s\n", secret);
+            return 1;
+        }
+        snprintf(label, sizeof label, "craft (secret)");
+    } else {
+        fprintf(stderr, "bench-cluster: --security plaintext, tls or secret\n");
+        return 2;
+    }
+    setenv("CRAFT_BENCH_SECURITY", mode, 1);
+    setenv("CRAFT_BENCH_SECURITY_DIR", g_security_dir, 1);
+    impl_name[IMPL_CRAFT] = label;
+    return 0;
+}
+
 static int driver_main(int argc, char **argv)
 {
     bool quick = false, want_b4 = false;
@@ -1278,6 +1349,7 @@ static int driver_main(int argc, char **argv)
     int nw = 4;
     bool windows_set = false, t_set = false, r_set = false, f_set = false;
     const char *only = NULL;
+    const char *security = "plaintext";
     const char *root = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1322,6 +1394,9 @@ static int driver_main(int argc, char **argv)
         } else if (strcmp(a, "--only") == 0 && v) {
             only = v;
             i++;
+        } else if (strcmp(a, "--security") == 0 && v) {
+            security = v;
+            i++;
         } else {
             return usage();
         }
@@ -1358,6 +1433,9 @@ static int driver_main(int argc, char **argv)
     signal(SIGHUP, on_fatal_signal);
     atexit(cleanup_all);
 
+    if (strcmp(security, "plaintext") != 0 && prepare_security(security, root) != 0) {
+        return 1;
+    }
     g_run[IMPL_CRAFT] = !g_peer_only;
     g_run[IMPL_CANON] = g_want[IMPL_CANON] && build_peer();
     g_run[IMPL_HASHI] = g_want[IMPL_HASHI] && build_hashicorp();
@@ -1385,6 +1463,10 @@ static int driver_main(int argc, char **argv)
         }
     }
     printf("%s.\n", sep[0] == '\0' ? " none" : "");
+    printf("craft's connections: %s.\n",
+           strcmp(security, "tls") == 0      ? "mutual TLS 1.3 with certificates (--security tls)"
+           : strcmp(security, "secret") == 0 ? "TLS 1.3 with a cluster secret (--security secret)"
+                                             : "plaintext");
     fflush(stdout);
 
     struct b0 env;

@@ -6,6 +6,7 @@
 #   scripts/bench-cluster.sh --quick    # about one minute
 #   scripts/bench-cluster.sh --help     # every option
 #   scripts/bench-cluster.sh -w 1,16,64,256,1024 -t 10 -r 3 -f 20   # BENCHMARKS.md's points
+#   scripts/bench-cluster.sh --security tls --only b1 -w 1,256 --no-peer   # what TLS costs
 #
 # The project requires neither peer. The canonical/raft column needs its headers and library:
 # `sudo apt-get install libraft-dev` (Debian 12: 0.15). The hashicorp/raft column needs Go

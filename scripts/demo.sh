@@ -4,7 +4,8 @@
 # Starts three server processes (real sockets, real files with fsync), increments a counter
 # through them, kills the leader with SIGKILL while a client is connected to every node, keeps
 # writing, restarts it on the same ports, and shows that nothing acknowledged was lost and that
-# every node serves the same value. Everything it starts is stopped and removed on exit.
+# every node serves the same value. The servers authenticate each other with a cluster secret
+# generated for the run (docs/security.md). Everything it starts is stopped and removed on exit.
 set -euo pipefail
 
 PY=${PY:-.venv/bin/python}
@@ -36,10 +37,15 @@ RAFT=$(free_base)
 CLIENT=$(free_base)
 [ "$RAFT" != "$CLIENT" ] || CLIENT=$((RAFT + 5))
 
+# The servers authenticate each other with a cluster secret (TLS 1.3, docs/security.md),
+# generated for this run: what a first deployment should copy.
+SECRET="$DIR/cluster.secret"
+"$PY" "$KV" keygen "$SECRET" >/dev/null
+
 start() {
     local id=$1
     "$PY" "$KV" serve "$id" --data "$DIR" --raft-base "$RAFT" --client-base "$CLIENT" \
-        >"$DIR/n$id.out" 2>&1 &
+        --secret-file "$SECRET" >"$DIR/n$id.out" 2>&1 &
     PID[$id]=$!
 }
 wait_serving() {
@@ -49,7 +55,7 @@ wait_serving() {
 }
 kv() { "$PY" "$KV" "$@"; }
 
-say "starting three Python kv servers (Raft on 127.0.0.1:$((RAFT + 1))-$((RAFT + 3)), data in $DIR, fsync on)"
+say "starting three Python kv servers (Raft on 127.0.0.1:$((RAFT + 1))-$((RAFT + 3)), data in $DIR, fsync on, TLS 1.3 between them with the cluster secret generated in $SECRET)"
 for id in 1 2 3; do start "$id"; done
 for id in 1 2 3; do wait_serving "$id"; done
 for id in 1 2 3; do kv status --port $((CLIENT + id)); done

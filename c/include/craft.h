@@ -107,6 +107,15 @@ typedef uint64_t craft_id;    /* a server id; 0 means "none" */
 typedef uint64_t craft_term;  /* 0 is before any election */
 typedef uint64_t craft_index; /* log indexes start at 1; 0 means "none" */
 
+/* The largest term and the largest index craft accepts, from the network (the wire decoder
+ * refuses a message carrying more, docs/wire.md "Bounds") or from a store (the core refuses to
+ * start from one). 2^62 - 1 is out of reach of any real cluster (a term per millisecond, or a
+ * million entries a second, for over 100,000 years), and every "+ 1" the core does on a term or
+ * an index is then free of overflow: the core never increments a term or an index that has
+ * reached the bound (it stops campaigning, or refuses the append with CRAFT_ETOOBIG). */
+#define CRAFT_TERM_MAX ((craft_term)(((uint64_t)1 << 62) - 1))
+#define CRAFT_INDEX_MAX ((craft_index)(((uint64_t)1 << 62) - 1))
+
 enum craft_entry_type {
     CRAFT_ENTRY_COMMAND = 1, /* the user's command, for the state machine */
     CRAFT_ENTRY_BARRIER = 2, /* a no-op: appended by every new leader (paper section 5.4.2) */

@@ -10,457 +10,7 @@
  */
 #include "harness.h"
 
-#include <uv.h>
-
-#include "uv/transport_internal.h"
-#include "wire/internal.h"
-#include "wire_util.h"
-
-/* --- Fixture: a loop, a ticking timer, a counting allocator -------------------------------- */
-
-struct fx {
-    uv_loop_t loop;
-    uv_timer_t tick;
-    struct wu_alloc_stats mem;
-    struct craft_allocator alloc;
-};
-
-/* Allocated per test and never reused, so a test that fails half-way (leaving handles open)
- * cannot corrupt the next one. */
-static struct fx *F;
-
-static void on_tick(uv_timer_t *h)
-{
-    (void)h; /* only makes UV_RUN_ONCE return */
-}
-
-static void fx_init(void)
-{
-    F = calloc(1, sizeof *F);
-    F->alloc = wu_allocator(&F->mem);
-    uv_loop_init(&F->loop);
-    uv_timer_init(&F->loop, &F->tick);
-    uv_timer_start(&F->tick, on_tick, 1, 1);
-}
-
-static uint64_t now_ms(void)
-{
-    return uv_hrtime() / 1000000u;
-}
-
-static bool spin(uint64_t deadline)
-{
-    if (now_ms() >= deadline) {
-        return false;
-    }
-    uv_run(&F->loop, UV_RUN_ONCE);
-    return true;
-}
-
-/* Runs the loop until expr holds or ms pass; then CHECK(expr) says which. */
-#define WAIT(expr, ms)                                                                             \
-    do {                                                                                           \
-        uint64_t wait_deadline_ = now_ms() + (ms);                                                 \
-        while (!(expr) && spin(wait_deadline_)) {                                                  \
-        }                                                                                          \
-    } while (0)
-
-/* Closes the tick timer, lets every close callback run, and checks nothing is left. */
-#define FX_FINI()                                                                                  \
-    do {                                                                                           \
-        int fini_rc_ = UV_EBUSY;                                                                   \
-        uv_close((uv_handle_t *)&F->tick, NULL);                                                   \
-        for (int i_ = 0; i_ < 1000 && fini_rc_ != 0; i_++) {                                       \
-            uv_run(&F->loop, UV_RUN_NOWAIT);                                                       \
-            fini_rc_ = uv_loop_close(&F->loop);                                                    \
-        }                                                                                          \
-        CHECK_EQ(fini_rc_, 0);                                                                     \
-        CHECK_EQ(F->mem.live, 0);                                                                  \
-        free(F);                                                                                   \
-        F = NULL;                                                                                  \
-    } while (0)
-
-/* --- Endpoints: a transport and what its callbacks saw --------------------------------------- */
-
-struct ep {
-    struct craft__transport *t;
-    craft_id id;
-    char addr[CRAFT_ADDRESS_MAX];
-    /* recv */
-    int received;
-    int raft_received;
-    craft_id last_from;
-    const struct craft_wire_message *expect; /* when set: received[i] must equal expect[i] */
-    size_t n_expect;
-    int matched, mismatched;
-    bool track_ctx; /* AppendEntries ctx must count up from next_ctx */
-    uint64_t next_ctx;
-    int out_of_order;
-    bool reply_requests; /* answer each Request with a Response echoing it */
-    int requests;
-    bool close_on_recv; /* close the transport from inside recv */
-    /* other callbacks */
-    int up, down, conns_closed;
-    bool closed;
-    char logs[16384];
-};
-
-static void ep_closed(void *data)
-{
-    ((struct ep *)data)->closed = true;
-}
-
-static void ep_recv(void *data, struct craft__conn *conn, craft_id from,
-                    const struct craft_wire_message *m)
-{
-    struct ep *e = data;
-    size_t i = (size_t)e->received++;
-
-    e->last_from = from;
-    if (m->type <= CRAFT_WIRE_RAFT_TYPE_MAX) {
-        e->raft_received++;
-    }
-    if (e->expect != NULL && i < e->n_expect) {
-        if (craft__wire_message_equal(&e->expect[i], m)) {
-            e->matched++;
-        } else {
-            e->mismatched++;
-        }
-    }
-    if (e->track_ctx && m->type == CRAFT_MSG_APPEND_ENTRIES) {
-        if (m->u.raft.u.append_entries.ctx == e->next_ctx) {
-            e->next_ctx++;
-        } else {
-            e->out_of_order++;
-        }
-    }
-    if (m->type == CRAFT_WIRE_REQUEST) {
-        e->requests++;
-        if (e->reply_requests && craft__conn_remote_id(conn) == from) {
-            struct craft_wire_message r;
-            memset(&r, 0, sizeof r);
-            r.type = CRAFT_WIRE_RESPONSE;
-            r.u.response.from = e->id;
-            r.u.response.to = from;
-            r.u.response.id = m->u.request.id;
-            r.u.response.index = 1234;
-            r.u.response.payload = m->u.request.payload;
-            r.u.response.size = m->u.request.size;
-            craft__transport_reply(e->t, conn, &r);
-        }
-    }
-    if (e->close_on_recv) {
-        e->close_on_recv = false;
-        craft__transport_close(e->t, ep_closed, e);
-    }
-}
-
-static void ep_peer_state(void *data, craft_id id, bool up)
-{
-    struct ep *e = data;
-    (void)id;
-    if (up) {
-        e->up++;
-    } else {
-        e->down++;
-    }
-}
-
-static void ep_conn_closed(void *data, struct craft__conn *conn)
-{
-    (void)conn;
-    ((struct ep *)data)->conns_closed++;
-}
-
-static void ep_log(void *data, int level, const char *line)
-{
-    struct ep *e = data;
-    size_t n = strlen(e->logs);
-    if (getenv("CRAFT_TEST_VERBOSE") != NULL) {
-        fprintf(stderr, "[%llu] %d %s\n", (unsigned long long)e->id, level, line);
-    }
-    snprintf(e->logs + n, sizeof e->logs - n, "%s\n", line);
-}
-
-static void opts_init(struct craft__transport_options *o, craft_id id)
-{
-    craft__transport_options_init(o);
-    o->id = id;
-    o->cluster_id = 42;
-    o->listen_address = "127.0.0.1:0";
-    o->backoff_min_ms = 10;
-    o->backoff_max_ms = 80;
-    o->handshake_timeout_ms = 1000;
-    o->seed = id;
-    o->alloc = &F->alloc;
-}
-
-static int ep_open_opts(struct ep *e, const struct craft__transport_options *o)
-{
-    struct craft__transport_callbacks cb = {e, ep_recv, ep_peer_state, ep_conn_closed, ep_log};
-    int rc;
-
-    memset(e, 0, sizeof *e);
-    e->id = o->id;
-    rc = craft__transport_open(&F->loop, o, &cb, &e->t);
-    if (rc == 0) {
-        snprintf(e->addr, sizeof e->addr, "%s", craft__transport_address(e->t));
-    }
-    return rc;
-}
-
-static int ep_open(struct ep *e, craft_id id)
-{
-    struct craft__transport_options o;
-    opts_init(&o, id);
-    return ep_open_opts(e, &o);
-}
-
-static void ep_close(struct ep *e)
-{
-    if (e->t != NULL && !e->closed) {
-        craft__transport_close(e->t, ep_closed, e);
-    }
-    WAIT(e->closed, 3000);
-    CHECK(e->closed);
-    e->t = NULL;
-}
-
-static struct craft__transport_stats stats_of(const struct ep *e)
-{
-    struct craft__transport_stats s;
-    craft__transport_stats(e->t, &s);
-    return s;
-}
-
-/* Opens a and b (ids 1 and 2) dialing each other and waits until both are connected. */
-static void pair(struct ep *a, struct ep *b)
-{
-    CHECK_OK(ep_open(a, 1));
-    CHECK_OK(ep_open(b, 2));
-    CHECK_OK(craft__transport_set_peer(a->t, 2, b->addr));
-    CHECK_OK(craft__transport_set_peer(b->t, 1, a->addr));
-    WAIT(craft__transport_connected(a->t, 2) && craft__transport_connected(b->t, 1), 3000);
-    CHECK(craft__transport_connected(a->t, 2));
-    CHECK(craft__transport_connected(b->t, 1));
-}
-
-static struct craft_wire_message heartbeat(craft_id from, craft_id to, uint64_t ctx)
-{
-    struct craft_wire_message m;
-    memset(&m, 0, sizeof m);
-    m.type = CRAFT_MSG_APPEND_ENTRIES;
-    m.u.raft.type = CRAFT_MSG_APPEND_ENTRIES;
-    m.u.raft.from = from;
-    m.u.raft.to = to;
-    m.u.raft.term = 1;
-    m.u.raft.u.append_entries.ctx = ctx;
-    return m;
-}
-
-/* --- Raw sockets: hostile or minimal peers --------------------------------------------------- */
-
-struct raw {
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
-    uint8_t out[8192];
-    size_t n_out;
-    bool shutdown_after; /* half-close after writing out */
-    bool no_read;        /* never read (back-pressure) */
-    bool connected, eof, closed;
-    uint8_t in[1 << 16];
-    size_t n_in;
-};
-
-static void raw_on_close(uv_handle_t *h)
-{
-    ((struct raw *)h->data)->closed = true;
-}
-
-static void raw_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    struct raw *r = h->data;
-    (void)suggested;
-    if (r->n_in == sizeof r->in) {
-        r->n_in = 0; /* we only look at the start of what a peer says */
-    }
-    buf->base = (char *)r->in + r->n_in;
-    buf->len = sizeof r->in - r->n_in;
-}
-
-static void raw_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    struct raw *r = s->data;
-    (void)buf;
-    if (nread > 0) {
-        r->n_in += (size_t)nread;
-    } else if (nread < 0) {
-        r->eof = true;
-        if (!uv_is_closing((uv_handle_t *)&r->tcp)) {
-            uv_close((uv_handle_t *)&r->tcp, raw_on_close);
-        }
-    }
-}
-
-static void raw_written(uv_write_t *req, int status)
-{
-    (void)req;
-    (void)status;
-}
-
-static void raw_shut(uv_shutdown_t *req, int status)
-{
-    (void)req;
-    (void)status;
-}
-
-/* Starts reading (unless no_read) and writes out, for a connected socket. */
-static void raw_go(struct raw *r)
-{
-    r->connected = true;
-    if (!r->no_read) {
-        uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read);
-    }
-    if (r->n_out > 0) {
-        uv_buf_t b = uv_buf_init((char *)r->out, (unsigned)r->n_out);
-        uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, raw_written);
-    }
-    if (r->shutdown_after) {
-        uv_shutdown(&r->sreq, (uv_stream_t *)&r->tcp, raw_shut);
-    }
-}
-
-static void raw_connected(uv_connect_t *req, int status)
-{
-    struct raw *r = req->data;
-    if (status != 0) {
-        r->eof = true;
-        uv_close((uv_handle_t *)&r->tcp, raw_on_close);
-        return;
-    }
-    raw_go(r);
-}
-
-static struct raw *raw_new(void)
-{
-    struct raw *r = calloc(1, sizeof *r);
-    uv_tcp_init(&F->loop, &r->tcp);
-    r->tcp.data = r;
-    r->creq.data = r;
-    return r;
-}
-
-static void raw_add(struct raw *r, const void *bytes, size_t n)
-{
-    memcpy(r->out + r->n_out, bytes, n);
-    r->n_out += n;
-}
-
-/* Appends the frame of message m. */
-static void raw_add_msg(struct raw *r, const struct craft_wire_message *m)
-{
-    struct craft_wire_buf b;
-    craft_wire_buf_init(&b, NULL);
-    if (craft_wire_encode_message(&b, m) == 0) {
-        raw_add(r, b.base, b.len);
-    }
-    craft_wire_buf_close(&b);
-}
-
-/* Appends a frame around a hand-made body. */
-static void raw_add_body(struct raw *r, const void *body, size_t n)
-{
-    uint8_t hdr[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-    raw_add(r, hdr, 4);
-    raw_add(r, body, n);
-}
-
-static void raw_connect(struct raw *r, const char *addr)
-{
-    struct sockaddr_storage sa;
-    craft__transport_parse_address(addr, &sa);
-    uv_tcp_connect(&r->creq, &r->tcp, (const struct sockaddr *)&sa, raw_connected);
-}
-
-static void raw_free(struct raw *r)
-{
-    if (!uv_is_closing((uv_handle_t *)&r->tcp)) {
-        uv_close((uv_handle_t *)&r->tcp, raw_on_close);
-    }
-    WAIT(r->closed, 2000);
-    free(r);
-}
-
-static struct craft_wire_message handshake(craft_id from, craft_id to, uint64_t cluster)
-{
-    struct craft_wire_message m;
-    memset(&m, 0, sizeof m);
-    m.type = CRAFT_WIRE_HANDSHAKE;
-    m.u.handshake.from = from;
-    m.u.handshake.to = to;
-    m.u.handshake.cluster_id = cluster;
-    return m;
-}
-
-/* A fake server: accepts connections and answers each with a fixed handshake, reading what
- * comes or, with no_read, never reading. */
-#define FAKE_MAX 32
-struct fake {
-    uv_tcp_t listener;
-    char addr[CRAFT_ADDRESS_MAX];
-    struct craft_wire_message hs;
-    bool no_read;
-    bool closed;
-    struct raw *conns[FAKE_MAX];
-    int n;
-};
-
-static void fake_on_close(uv_handle_t *h)
-{
-    ((struct fake *)h->data)->closed = true;
-}
-
-static void fake_accept(uv_stream_t *s, int status)
-{
-    struct fake *f = s->data;
-    struct raw *r;
-    if (status != 0 || f->n == FAKE_MAX) {
-        return;
-    }
-    r = raw_new();
-    f->conns[f->n++] = r;
-    uv_accept(s, (uv_stream_t *)&r->tcp);
-    r->no_read = f->no_read;
-    raw_add_msg(r, &f->hs);
-    raw_go(r);
-}
-
-static void fake_open(struct fake *f, const struct craft_wire_message *hs, bool no_read)
-{
-    struct sockaddr_storage sa, bound;
-    int len = sizeof bound;
-    memset(f, 0, sizeof *f);
-    f->hs = *hs;
-    f->no_read = no_read;
-    uv_tcp_init(&F->loop, &f->listener);
-    f->listener.data = f;
-    craft__transport_parse_address("127.0.0.1:0", &sa);
-    uv_tcp_bind(&f->listener, (const struct sockaddr *)&sa, 0);
-    uv_listen((uv_stream_t *)&f->listener, 16, fake_accept);
-    uv_tcp_getsockname(&f->listener, (struct sockaddr *)&bound, &len);
-    craft__transport_format_address((const struct sockaddr *)&bound, f->addr, sizeof f->addr);
-}
-
-static void fake_close(struct fake *f)
-{
-    uv_close((uv_handle_t *)&f->listener, fake_on_close);
-    for (int i = 0; i < f->n; i++) {
-        raw_free(f->conns[i]);
-    }
-    WAIT(f->closed, 2000);
-}
+#include "transport_fixture.h"
 
 /* ============================================================================================
  * Tests
@@ -522,10 +72,15 @@ TEST(transport_open_errors)
     CHECK(b.t == NULL);
     CHECK(strstr(b.logs, "cannot listen") != NULL);
 
-    /* IPv6 loopback, where the machine has it. */
+    /* IPv6 loopback, where the machine has it. (Members reach each other from their
+     * configured addresses, so both are IPv6 here.) */
+    ep_close(&a);
     opts_init(&o, 3);
     o.listen_address = "[::1]:0";
     if (ep_open_opts(&b, &o) == 0) {
+        opts_init(&o, 1);
+        o.listen_address = "[::1]:0";
+        CHECK_OK(ep_open_opts(&a, &o));
         CHECK(strncmp(b.addr, "[::1]:", 6) == 0);
         CHECK_OK(craft__transport_set_peer(a.t, 3, b.addr));
         CHECK_OK(craft__transport_set_peer(b.t, 1, a.addr));
@@ -533,8 +88,8 @@ TEST(transport_open_errors)
         CHECK(craft__transport_connected(a.t, 3));
         CHECK(craft__transport_connected(b.t, 1));
         ep_close(&b);
+        ep_close(&a);
     }
-    ep_close(&a);
     FX_FINI();
 }
 
@@ -585,6 +140,8 @@ TEST(transport_exchange)
     }
     CHECK_EQ(a.up, 1);
     CHECK_EQ(b.up, 1);
+    /* The samples carry terms up to the bound: far ahead of a term of 0. */
+    a.term = b.term = CRAFT_TERM_MAX;
 
     /* Every Raft sample, the 1,000-entry AppendEntries and the snapshot chunk among them. */
     for (size_t i = 0; i < n; i++) {
@@ -757,6 +314,90 @@ TEST(transport_refuse_id)
     FX_FINI();
 }
 
+/* docs/wire.md: a connection claiming a member's id is accepted only from that member's
+ * address. Issue 13 found a handshake claiming a member's id from elsewhere accepted. */
+TEST(transport_member_address)
+{
+    struct ep a, b;
+    struct raw *r[5];
+    struct craft_wire_message m;
+
+    fx_init();
+    CHECK_OK(ep_open(&a, 1));
+    CHECK_OK(ep_open(&b, 2));
+    CHECK_OK(craft__transport_set_peer(a.t, 2, b.addr));
+    WAIT(craft__transport_connected(a.t, 2), 3000);
+    for (int i = 0; i < 5; i++) {
+        r[i] = raw_new();
+    }
+    /* 0: server 2 from another IP, announcing 2's address. */
+    m = handshake(2, 1, 42);
+    strcpy(m.u.handshake.address, b.addr);
+    raw_add_msg(r[0], &m);
+    raw_connect_from(r[0], a.addr, "127.0.0.2:0");
+    WAIT(r[0]->eof, 3000);
+    CHECK(r[0]->eof);
+    CHECK(strstr(a.logs, "it claims to be server 2") != NULL);
+    /* 1: server 2 from the right IP announcing another address. */
+    strcpy(m.u.handshake.address, "127.0.0.1:1");
+    raw_add_msg(r[1], &m);
+    raw_connect(r[1], a.addr);
+    WAIT(r[1]->eof, 3000);
+    CHECK(r[1]->eof);
+    CHECK(strstr(a.logs, "server 2 announces address \"127.0.0.1:1\"") != NULL);
+    /* 2: server 2 announcing nothing. */
+    m.u.handshake.address[0] = '\0';
+    raw_add_msg(r[2], &m);
+    raw_connect(r[2], a.addr);
+    WAIT(r[2]->eof, 3000);
+    CHECK(r[2]->eof);
+    CHECK_EQ(stats_of(&a).refused_handshakes, 3);
+    CHECK_EQ(a.received, 0);
+
+    /* 3: a server a does not know (one joining empty is contacted this way): accepted, and its
+     * Raft messages are delivered, but a term absurdly far ahead of a's is refused at decode. */
+    m = handshake(9, 1, 42);
+    raw_add_msg(r[3], &m);
+    m = heartbeat(9, 1, 0);
+    m.u.raft.term = 5;
+    raw_add_msg(r[3], &m);
+    a.term = 3;
+    m.u.raft.term = 3 + CRAFT_WIRE_TERM_AHEAD_MAX + 1;
+    raw_add_msg(r[3], &m);
+    raw_connect(r[3], a.addr);
+    WAIT(r[3]->eof, 3000);
+    CHECK(r[3]->eof);
+    CHECK_EQ(a.raft_received, 1);
+    CHECK(strstr(a.logs, "server 9 at 127.0.0.1:") != NULL);
+    CHECK(strstr(a.logs, "term too far ahead") != NULL);
+
+    /* 4: server 2 itself (its address, its IP): accepted as a member; when b connects for
+     * real, the newer connection replaces it. */
+    m = handshake(2, 1, 42);
+    strcpy(m.u.handshake.address, b.addr);
+    raw_add_msg(r[4], &m);
+    raw_connect(r[4], a.addr);
+    WAIT(r[4]->n_in > 0, 3000);
+    CHECK(!r[4]->eof);
+    CHECK_OK(craft__transport_set_peer(b.t, 1, a.addr));
+    WAIT(r[4]->eof, 3000);
+    CHECK(r[4]->eof);
+    CHECK(strstr(a.logs, "server 2 connected again") != NULL);
+    WAIT(craft__transport_connected(b.t, 1), 3000);
+    m = heartbeat(2, 1, 7);
+    CHECK_OK(craft__transport_send(b.t, 1, &m));
+    WAIT(a.raft_received == 2, 3000);
+    CHECK_EQ(a.raft_received, 2);
+    CHECK_EQ(stats_of(&a).refused_handshakes, 3);
+
+    for (int i = 0; i < 5; i++) {
+        raw_free(r[i]);
+    }
+    ep_close(&a);
+    ep_close(&b);
+    FX_FINI();
+}
+
 TEST(transport_bad_input)
 {
     enum { N = 9 };
@@ -803,8 +444,8 @@ TEST(transport_bad_input)
     raw_add_msg(r[6], &m);
     m = heartbeat(2, 1, 0);
     raw_add_msg(r[6], &m);
-    /* 7: a server 2 impostor whose message says it is from 3. */
-    m = handshake(2, 1, 42);
+    /* 7: a server 9 whose message says it is from 3. */
+    m = handshake(9, 1, 42);
     raw_add_msg(r[7], &m);
     m = heartbeat(3, 1, 0);
     raw_add_msg(r[7], &m);
@@ -841,7 +482,7 @@ TEST(transport_bad_input)
     CHECK(strstr(a.logs, "no handshake within 300 ms") != NULL);
     CHECK(strstr(a.logs, "AppendEntries before the handshake") != NULL);
     CHECK(strstr(a.logs, "AppendEntries from a client") != NULL);
-    CHECK(strstr(a.logs, "AppendEntries from 3 to 1 on a connection between 2 and 1") != NULL);
+    CHECK(strstr(a.logs, "AppendEntries from 3 to 1 on a connection between 9 and 1") != NULL);
     /* Nobody but b got a message through to a's node. */
     CHECK_EQ(a.received, 0);
 
@@ -869,14 +510,13 @@ TEST(transport_limits)
     struct ep a;
     struct craft__transport_options o;
     struct craft_wire_message m;
-    struct raw *big, *over, *r[4];
+    struct raw *big, *over, *r[5], *q;
     uint8_t prefix[5] = {0x00, 0x07, 0x00, 0x00, 0x95};      /* 458,752 bytes announced, 1 sent */
     uint8_t over_prefix[5] = {0x00, 0x10, 0x00, 0x00, 0x95}; /* 1 MiB, above max_frame */
-    int open_after;
 
     fx_init();
     opts_init(&o, 1);
-    o.max_incoming = 4;
+    o.max_pending = 4;
     o.max_frame = 512 * 1024;
     o.handshake_timeout_ms = 5000;
     CHECK_OK(ep_open_opts(&a, &o));
@@ -900,50 +540,242 @@ TEST(transport_limits)
     CHECK(!big->eof);
     CHECK(F->mem.max_request <= 2 * CRAFT__READ_CHUNK);
 
-    /* max_incoming = 4: big is one; of four more, one is turned away at once. */
-    for (int i = 0; i < 4; i++) {
+    /* max_pending = 4: five connections that say nothing; the fifth evicts the oldest. */
+    for (int i = 0; i < 5; i++) {
         r[i] = raw_new();
         raw_connect(r[i], a.addr);
+        /* One at a time, so that the accept order is the connect order. */
+        WAIT(a.t->n_pending == (unsigned)(i < 4 ? i + 1 : 4) && a.t->next_seq == (uint64_t)i + 3,
+             3000);
     }
-    WAIT(r[0]->eof + r[1]->eof + r[2]->eof + r[3]->eof == 1, 3000);
+    WAIT(r[0]->eof, 3000);
+    CHECK(r[0]->eof);
     WAIT(false, 50);
-    open_after = 4 - (r[0]->eof + r[1]->eof + r[2]->eof + r[3]->eof);
-    CHECK_EQ(open_after, 3);
-    CHECK(strstr(a.logs, "more than 4 connections") != NULL);
+    CHECK(!r[1]->eof && !r[2]->eof && !r[3]->eof && !r[4]->eof);
+    CHECK(strstr(a.logs, "more than 4 connections without a handshake") != NULL);
+    /* A client from another address gets in: it evicts the oldest of the crowded address. */
+    q = raw_new();
+    raw_add_msg(q, &m);
+    raw_connect_from(q, a.addr, "127.0.0.2:0");
+    WAIT(r[1]->eof && q->n_in > 0, 3000);
+    CHECK(r[1]->eof);
+    CHECK(q->n_in > 0 && !q->eof);
+    CHECK_EQ(stats_of(&a).evicted, 2);
 
     /* big gives up half-way through its frame. */
     raw_free(big);
     WAIT(strstr(a.logs, "middle of a frame") != NULL, 3000);
     CHECK_EQ(stats_of(&a).bad_frames, 2);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         raw_free(r[i]);
     }
+    raw_free(q);
     raw_free(over);
     ep_close(&a);
     FX_FINI();
 }
 
-/* Decodes the frames a raw socket received into msgs (copies of the fixed-size parts). */
-static size_t decode_all(const struct raw *r, struct craft_wire_message *msgs, size_t max,
-                         char *payload, size_t payload_max)
+/* A client connection with a Request of `size` bytes announced and its first bytes sent. */
+static struct raw *partial_request(const char *to, const char *from, size_t size)
 {
-    struct craft_wire_decoder d;
-    size_t off = 0, n = 0, consumed;
-    craft_wire_decoder_init(&d, NULL);
-    while (n < max &&
-           craft_wire_decode_frame(&d, r->in + off, r->n_in - off, &consumed, &msgs[n]) == 0) {
-        if (msgs[n].type == CRAFT_WIRE_RESPONSE) {
-            size_t k = msgs[n].u.response.size < payload_max - 1 ? msgs[n].u.response.size
-                                                                 : payload_max - 1;
-            memcpy(payload, msgs[n].u.response.payload, k);
-            payload[k] = '\0';
-            msgs[n].u.response.payload = NULL;
-        }
-        off += consumed;
-        n++;
+    struct raw *r = raw_new();
+    struct craft_wire_message m = handshake(0, 1, 42);
+    struct wu_mp body;
+    raw_add_msg(r, &m);
+    memset(&body, 0, sizeof body);
+    wu_arr(&body, 8);
+    wu_uint(&body, CRAFT_WIRE_VERSION);
+    wu_uint(&body, CRAFT_WIRE_REQUEST);
+    wu_uint(&body, 0);
+    wu_uint(&body, 1);
+    wu_uint(&body, 0);
+    wu_uint(&body, 1);
+    wu_uint(&body, CRAFT_WIRE_PROPOSE);
+    size_t payload = size - body.n - 5;
+    wu_be(&body, 0xc6, payload, 4);
+    uint8_t hdr[4] = {(uint8_t)(size >> 24), (uint8_t)(size >> 16), (uint8_t)(size >> 8),
+                      (uint8_t)size};
+    raw_add(r, hdr, 4);
+    raw_add(r, body.b, body.n);
+    if (from != NULL) {
+        raw_connect_from(r, to, from);
+    } else {
+        raw_connect(r, to);
     }
-    craft_wire_decoder_close(&d);
-    return n;
+    return r;
+}
+
+/* Writes n more bytes of zeros on a connected raw socket. */
+static void raw_write_zeros(struct raw *r, size_t n)
+{
+    static uint8_t zeros[1 << 20];
+    static uv_write_t reqs[64];
+    static int k;
+    while (n > 0) {
+        size_t chunk = n < sizeof zeros ? n : sizeof zeros;
+        uv_buf_t b = uv_buf_init((char *)zeros, (unsigned)chunk);
+        uv_write(&reqs[k++ % 64], (uv_stream_t *)&r->tcp, &b, 1, raw_written);
+        n -= chunk;
+    }
+}
+
+TEST(transport_client_quotas)
+{
+    struct ep a, b;
+    struct craft__transport_options o;
+    struct craft_wire_message m = handshake(0, 1, 42);
+    struct raw *c[7];
+    const char *from[7] = {"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0",
+                           "127.0.0.2:0", "127.0.0.2:0", "127.0.0.2:0"};
+
+    fx_init();
+    opts_init(&o, 1);
+    o.max_clients = 5;
+    o.max_clients_per_ip = 3;
+    CHECK_OK(ep_open_opts(&a, &o));
+    CHECK_OK(ep_open(&b, 2));
+    /* Three clients from 127.0.0.1 get in, the fourth does not; two from 127.0.0.2 get in
+     * (five in all), the third does not. */
+    for (int i = 0; i < 7; i++) {
+        c[i] = raw_new();
+        raw_add_msg(c[i], &m);
+        raw_connect_from(c[i], a.addr, from[i]);
+        WAIT(c[i]->n_in > 0 || c[i]->eof, 3000);
+    }
+    CHECK(!c[0]->eof && !c[1]->eof && !c[2]->eof && c[3]->eof);
+    CHECK(!c[4]->eof && !c[5]->eof && c[6]->eof);
+    CHECK_EQ(stats_of(&a).refused_clients, 2);
+    CHECK(strstr(a.logs, "too many client connections from its address") != NULL);
+    CHECK(strstr(a.logs, "too many client connections (max_clients)") != NULL);
+    /* A member still connects: peers are not clients. */
+    CHECK_OK(craft__transport_set_peer(a.t, 2, b.addr));
+    CHECK_OK(craft__transport_set_peer(b.t, 1, a.addr));
+    WAIT(craft__transport_connected(a.t, 2) && craft__transport_connected(b.t, 1), 3000);
+    CHECK(craft__transport_connected(b.t, 1));
+    /* A client that leaves makes room. */
+    raw_free(c[0]);
+    WAIT(stats_of(&a).disconnects >= 1, 3000);
+    struct raw *late = raw_new();
+    raw_add_msg(late, &m);
+    raw_connect(late, a.addr);
+    WAIT(late->n_in > 0 || late->eof, 3000);
+    CHECK(late->n_in > 0 && !late->eof);
+    for (int i = 1; i < 7; i++) {
+        raw_free(c[i]);
+    }
+    raw_free(late);
+    ep_close(&a);
+    ep_close(&b);
+    FX_FINI();
+}
+
+TEST(transport_client_idle_and_requests)
+{
+    struct ep a;
+    struct craft__transport_options o;
+    struct craft_wire_message m = handshake(0, 1, 42), got[8];
+    struct raw *idle, *busy;
+    char payload[16];
+
+    fx_init();
+    opts_init(&o, 1);
+    o.client_idle_timeout_ms = 200;
+    o.max_client_requests = 2;
+    CHECK_OK(ep_open_opts(&a, &o));
+    /* idle handshakes and says nothing more; busy has requests nobody answers. */
+    idle = raw_new();
+    raw_add_msg(idle, &m);
+    busy = raw_new();
+    raw_add_msg(busy, &m);
+    for (uint64_t id = 1; id <= 3; id++) {
+        struct craft_wire_message rq;
+        memset(&rq, 0, sizeof rq);
+        rq.type = CRAFT_WIRE_REQUEST;
+        rq.u.request.id = id;
+        rq.u.request.kind = CRAFT_WIRE_READ;
+        raw_add_msg(busy, &rq);
+    }
+    raw_connect(idle, a.addr);
+    raw_connect(busy, a.addr);
+    WAIT(idle->eof, 5000);
+    CHECK(idle->eof);
+    CHECK_EQ(stats_of(&a).idle_closed, 1);
+    CHECK(strstr(a.logs, "idle for 200 ms") != NULL);
+    /* Two requests reached the node; the third was answered EBUSY by the transport. */
+    CHECK(!busy->eof);
+    CHECK_EQ(a.requests, 2);
+    CHECK_EQ(stats_of(&a).requests_refused, 1);
+    size_t n = decode_all(busy, got, 8, payload, sizeof payload);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(got[1].type, CRAFT_WIRE_RESPONSE);
+    CHECK_EQ(got[1].u.response.id, 3);
+    CHECK_EQ(got[1].u.response.error, CRAFT_EBUSY);
+    raw_free(idle);
+    raw_free(busy);
+    ep_close(&a);
+    FX_FINI();
+}
+
+TEST(transport_read_budget)
+{
+    static struct craft_entry entry;
+    static uint8_t data[300 * 1024];
+    struct ep a, b;
+    struct craft__transport_options o;
+    struct raw *x, *y, *z;
+    struct craft_wire_message m;
+    uint8_t ae_prefix[7] = {0x00, 0x07, 0x00, 0x00, 0x9a, 0x01, 0x03}; /* AppendEntries */
+
+    fx_init();
+    opts_init(&o, 1);
+    o.max_frame = 512 * 1024;
+    o.read_budget = 256 * 1024;
+    CHECK_OK(ep_open_opts(&a, &o));
+    CHECK_OK(ep_open(&b, 2));
+    /* x holds 200 KiB of a 400 KiB Request: within the budget. */
+    x = partial_request(a.addr, NULL, 400 * 1024);
+    WAIT(x->connected, 3000);
+    raw_write_zeros(x, 200 * 1024);
+    WAIT(a.t->read_bytes >= 200 * 1024, 3000);
+    CHECK(a.t->read_bytes >= 200 * 1024 && a.t->read_bytes <= 256 * 1024);
+    /* y wants 100 KiB more: over the budget, y goes (x stays). */
+    y = partial_request(a.addr, "127.0.0.2:0", 400 * 1024);
+    WAIT(y->connected, 3000);
+    raw_write_zeros(y, 100 * 1024);
+    WAIT(y->eof, 3000);
+    CHECK(y->eof);
+    CHECK(!x->eof);
+    CHECK(strstr(a.logs, "would exceed the read budget of 262144 bytes") != NULL);
+    /* A client may only send Requests: a big AppendEntries is refused on its first bytes. */
+    z = raw_new();
+    m = handshake(0, 1, 42);
+    raw_add_msg(z, &m);
+    raw_add(z, ae_prefix, sizeof ae_prefix);
+    raw_connect(z, a.addr);
+    WAIT(z->eof, 3000);
+    CHECK(z->eof);
+    CHECK(strstr(a.logs, "AppendEntries from a client") != NULL);
+    /* A member needs 300 KiB: the client holding the budget is evicted for it. */
+    CHECK_OK(craft__transport_set_peer(b.t, 1, a.addr));
+    CHECK_OK(craft__transport_set_peer(a.t, 2, b.addr));
+    WAIT(craft__transport_connected(b.t, 1) && craft__transport_connected(a.t, 2), 3000);
+    entry = (struct craft_entry){1, 1, CRAFT_ENTRY_COMMAND, data, sizeof data};
+    m = heartbeat(2, 1, 0);
+    m.u.raft.u.append_entries.entries = &entry;
+    m.u.raft.u.append_entries.n_entries = 1;
+    CHECK_OK(craft__transport_send(b.t, 1, &m));
+    WAIT(a.raft_received == 1, 3000);
+    CHECK_EQ(a.raft_received, 1);
+    WAIT(x->eof, 3000);
+    CHECK(x->eof);
+    CHECK(strstr(a.logs, "is needed by server 2") != NULL);
+    CHECK_EQ(stats_of(&a).evicted, 2);
+    raw_free(x);
+    raw_free(y);
+    raw_free(z);
+    ep_close(&a);
+    ep_close(&b);
+    FX_FINI();
 }
 
 TEST(transport_client_request)

@@ -557,6 +557,149 @@ TEST(semantic_rules_on_decode)
     expect_rc(&mp, CRAFT_EMALFORMED, "handshake address too long");
 }
 
+/* An AppendEntries from 1 to 2 with the given header term, prev_index and commit, and one
+ * entry of term entry_term (none when entry_term is 0). */
+static void append_entries(struct wu_mp *mp, uint64_t term, uint64_t prev_index, uint64_t commit,
+                           uint64_t entry_term)
+{
+    mp->n = 0;
+    wu_arr(mp, 10);
+    wu_uint(mp, CRAFT_WIRE_VERSION);
+    wu_uint(mp, CRAFT_MSG_APPEND_ENTRIES);
+    wu_uint(mp, 1);
+    wu_uint(mp, 2);
+    wu_uint(mp, term);
+    wu_uint(mp, prev_index);
+    wu_uint(mp, 0);
+    wu_uint(mp, commit);
+    wu_uint(mp, 0);
+    if (entry_term == 0) {
+        wu_arr(mp, 0);
+        return;
+    }
+    wu_arr(mp, 1);
+    wu_arr(mp, 3);
+    wu_uint(mp, entry_term);
+    wu_uint(mp, CRAFT_ENTRY_COMMAND);
+    wu_bin(mp, "x", 1);
+}
+
+/* Issue 13: one AppendEntries of term 2^64 - 1 was stored and stopped the cluster for good
+ * (term + 1 overflowed). Terms and indexes are bounded at decode; the reason is given. */
+TEST(terms_and_indexes_are_bounded)
+{
+    fixture();
+    struct wu_mp mp;
+    append_entries(&mp, UINT64_MAX, 0, 0, 0);
+    expect_rc(&mp, CRAFT_EMALFORMED, "term 2^64 - 1");
+    CHECK(dec.error != NULL && strstr(dec.error, "term bound") != NULL);
+    append_entries(&mp, UINT64_MAX, 0, 0, UINT64_MAX);
+    expect_rc(&mp, CRAFT_EMALFORMED, "term 2^64 - 1 with an entry of that term");
+    append_entries(&mp, (uint64_t)CRAFT_TERM_MAX + 1, 0, 0, 0);
+    expect_rc(&mp, CRAFT_EMALFORMED, "term bound + 1");
+    append_entries(&mp, CRAFT_TERM_MAX, 0, 0, CRAFT_TERM_MAX);
+    expect_rc(&mp, 0, "term at the bound");
+    append_entries(&mp, 5, (uint64_t)CRAFT_INDEX_MAX + 1, 0, 0);
+    expect_rc(&mp, CRAFT_EMALFORMED, "prev_index beyond the bound");
+    CHECK(dec.error != NULL && strstr(dec.error, "index bound") != NULL);
+    append_entries(&mp, 5, CRAFT_INDEX_MAX, 0, 5);
+    expect_rc(&mp, CRAFT_EMALFORMED, "an entry past the index bound");
+    append_entries(&mp, 5, CRAFT_INDEX_MAX - 1, 0, 5);
+    expect_rc(&mp, 0, "an entry at the index bound");
+    append_entries(&mp, 5, 0, UINT64_MAX, 0);
+    expect_rc(&mp, CRAFT_EMALFORMED, "commit 2^64 - 1");
+
+    /* RequestVote's last_log_index, the result's indexes, a Response's index. */
+    mp.n = 0;
+    wu_header(&mp, 4, CRAFT_MSG_REQUEST_VOTE);
+    wu_uint(&mp, UINT64_MAX);
+    wu_uint(&mp, 0);
+    wu_bool(&mp, false);
+    wu_bool(&mp, false);
+    expect_rc(&mp, CRAFT_EMALFORMED, "last_log_index 2^64 - 1");
+    mp.n = 0;
+    wu_header(&mp, 6, CRAFT_MSG_APPEND_ENTRIES_RESULT);
+    wu_bool(&mp, true);
+    wu_uint(&mp, 1);
+    wu_uint(&mp, 1);
+    wu_uint(&mp, UINT64_MAX);
+    wu_uint(&mp, 1);
+    wu_uint(&mp, 0);
+    expect_rc(&mp, CRAFT_EMALFORMED, "hint_term 2^64 - 1");
+    mp.n = 0;
+    wu_header(&mp, 4, CRAFT_MSG_INSTALL_SNAPSHOT_RESULT);
+    wu_uint(&mp, UINT64_MAX);
+    wu_uint(&mp, 0);
+    wu_bool(&mp, false);
+    wu_bool(&mp, false);
+    expect_rc(&mp, CRAFT_EMALFORMED, "snapshot result index 2^64 - 1");
+
+    /* The encoder refuses what a decoder would: craft never sends it. */
+    struct craft_wire_message m;
+    memset(&m, 0, sizeof m);
+    m.type = CRAFT_MSG_TIMEOUT_NOW;
+    m.u.raft.type = CRAFT_MSG_TIMEOUT_NOW;
+    m.u.raft.from = 1;
+    m.u.raft.to = 2;
+    m.u.raft.term = UINT64_MAX;
+    struct craft_wire_buf b;
+    craft_wire_buf_init(&b, NULL);
+    CHECK_EQ(craft_wire_encode_message(&b, &m), CRAFT_EINVAL);
+    craft_wire_buf_close(&b);
+}
+
+/* The receiver's own term bounds how far ahead a Raft message may be (max_term); runtime
+ * messages carry an informational term and are judged by the absolute bound only. */
+TEST(term_far_ahead_of_the_receiver_is_refused)
+{
+    struct craft_wire_decoder d;
+    craft_wire_decoder_init(&d, NULL);
+    struct wu_mp mp;
+    struct craft_wire_message out;
+    d.max_term = 7 + CRAFT_WIRE_TERM_AHEAD_MAX;
+    append_entries(&mp, 7 + CRAFT_WIRE_TERM_AHEAD_MAX, 0, 0, 0);
+    CHECK_OK(craft_wire_decode(&d, mp.b, mp.n, &out));
+    append_entries(&mp, 8 + CRAFT_WIRE_TERM_AHEAD_MAX, 0, 0, 0);
+    CHECK_EQ(craft_wire_decode(&d, mp.b, mp.n, &out), CRAFT_EMALFORMED);
+    CHECK(d.error != NULL && strstr(d.error, "too far ahead") != NULL);
+    mp.n = 0;
+    wu_arr(&mp, 8);
+    wu_uint(&mp, CRAFT_WIRE_VERSION);
+    wu_uint(&mp, CRAFT_WIRE_HANDSHAKE);
+    wu_uint(&mp, 1);
+    wu_uint(&mp, 0);
+    wu_uint(&mp, 9 + CRAFT_WIRE_TERM_AHEAD_MAX);
+    wu_uint(&mp, 0);
+    wu_uint(&mp, 0);
+    wu_str(&mp, "", 0);
+    CHECK_OK(craft_wire_decode(&d, mp.b, mp.n, &out));
+    craft_wire_decoder_close(&d);
+}
+
+/* A receiver judges a frame by its type before the body arrives (a client may only send
+ * Requests): the version and type are read from the first bytes, whatever integer formats. */
+TEST(peek_type_on_partial_bodies)
+{
+    uint64_t type = 0;
+    static const uint8_t fix[] = {0x98, 0x01, 0x41};
+    static const uint8_t wide[] = {0xdd, 0, 0, 0, 8, 0xcc, 0x01, 0xcf, 0, 0, 0, 0, 0, 0, 0, 0x03};
+    static const uint8_t v2[] = {0x98, 0x02, 0x41};
+    static const uint8_t neg[] = {0x98, 0x01, 0xff};
+    CHECK_EQ(craft_wire_peek_type(fix, 0, &type), CRAFT_WIRE_NEED_MORE);
+    CHECK_EQ(craft_wire_peek_type(fix, 2, &type), CRAFT_WIRE_NEED_MORE);
+    CHECK_OK(craft_wire_peek_type(fix, 3, &type));
+    CHECK_EQ(type, CRAFT_WIRE_REQUEST);
+    for (size_t n = 0; n < sizeof wide; n++) {
+        CHECK_EQ(craft_wire_peek_type(wide, n, &type), CRAFT_WIRE_NEED_MORE);
+    }
+    CHECK_OK(craft_wire_peek_type(wide, sizeof wide, &type));
+    CHECK_EQ(type, CRAFT_MSG_APPEND_ENTRIES);
+    CHECK_EQ(craft_wire_peek_type(v2, 3, &type), CRAFT_EVERSION);
+    CHECK_EQ(craft_wire_peek_type(neg, 3, &type), CRAFT_EMALFORMED);
+    CHECK_EQ(craft_wire_peek_type("\x05", 1, &type), CRAFT_EMALFORMED);
+    CHECK_EQ(craft_wire_peek_type("\x91\xc0", 2, &type), CRAFT_EMALFORMED);
+}
+
 TEST(max_frame_is_enforced)
 {
     load_frames();

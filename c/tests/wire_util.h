@@ -238,9 +238,9 @@ WU_UNUSED static size_t wu_samples(struct craft_wire_message *out, size_t max)
 
     WU_RAFT(CRAFT_MSG_REQUEST_VOTE, 1, 2, 0);
     WU_ADD();
-    WU_RAFT(CRAFT_MSG_REQUEST_VOTE, UINT64_MAX, UINT64_MAX, UINT64_MAX);
-    m.u.raft.u.request_vote.last_log_index = UINT64_MAX;
-    m.u.raft.u.request_vote.last_log_term = UINT64_MAX;
+    WU_RAFT(CRAFT_MSG_REQUEST_VOTE, UINT64_MAX, UINT64_MAX, CRAFT_TERM_MAX);
+    m.u.raft.u.request_vote.last_log_index = CRAFT_INDEX_MAX;
+    m.u.raft.u.request_vote.last_log_term = CRAFT_TERM_MAX;
     m.u.raft.u.request_vote.pre_vote = true;
     m.u.raft.u.request_vote.transfer = true;
     WU_ADD();
@@ -253,9 +253,9 @@ WU_UNUSED static size_t wu_samples(struct craft_wire_message *out, size_t max)
 
     /* Heartbeat: no entries. */
     WU_RAFT(CRAFT_MSG_APPEND_ENTRIES, 1, 2, 9);
-    m.u.raft.u.append_entries.prev_index = UINT64_MAX;
+    m.u.raft.u.append_entries.prev_index = CRAFT_INDEX_MAX;
     m.u.raft.u.append_entries.prev_term = 9;
-    m.u.raft.u.append_entries.commit = UINT64_MAX;
+    m.u.raft.u.append_entries.commit = CRAFT_INDEX_MAX;
     m.u.raft.u.append_entries.ctx = UINT64_MAX;
     WU_ADD();
     /* Three small entries, one empty, of every type. */
@@ -296,11 +296,11 @@ WU_UNUSED static size_t wu_samples(struct craft_wire_message *out, size_t max)
     m.u.raft.u.append_entries_result.last_index = 13;
     m.u.raft.u.append_entries_result.ctx = 77;
     WU_ADD();
-    WU_RAFT(CRAFT_MSG_APPEND_ENTRIES_RESULT, 2, 1, UINT64_MAX);
+    WU_RAFT(CRAFT_MSG_APPEND_ENTRIES_RESULT, 2, 1, CRAFT_TERM_MAX);
     m.u.raft.u.append_entries_result.rejected = true;
-    m.u.raft.u.append_entries_result.index = UINT64_MAX;
-    m.u.raft.u.append_entries_result.hint_index = UINT64_MAX - 1;
-    m.u.raft.u.append_entries_result.hint_term = UINT64_MAX;
+    m.u.raft.u.append_entries_result.index = CRAFT_INDEX_MAX;
+    m.u.raft.u.append_entries_result.hint_index = CRAFT_INDEX_MAX - 1;
+    m.u.raft.u.append_entries_result.hint_term = CRAFT_TERM_MAX;
     m.u.raft.u.append_entries_result.last_index = 0;
     m.u.raft.u.append_entries_result.ctx = UINT64_MAX;
     WU_ADD();
@@ -331,10 +331,10 @@ WU_UNUSED static size_t wu_samples(struct craft_wire_message *out, size_t max)
     m.u.raft.u.install_snapshot.size = 4096;
     WU_ADD();
     /* The last, empty chunk of an empty snapshot with an empty configuration. */
-    WU_RAFT(CRAFT_MSG_INSTALL_SNAPSHOT, 1, 3, UINT64_MAX);
-    m.u.raft.u.install_snapshot.meta.index = UINT64_MAX;
-    m.u.raft.u.install_snapshot.meta.term = UINT64_MAX;
-    m.u.raft.u.install_snapshot.meta.conf_index = UINT64_MAX;
+    WU_RAFT(CRAFT_MSG_INSTALL_SNAPSHOT, 1, 3, CRAFT_TERM_MAX);
+    m.u.raft.u.install_snapshot.meta.index = CRAFT_INDEX_MAX;
+    m.u.raft.u.install_snapshot.meta.term = CRAFT_TERM_MAX;
+    m.u.raft.u.install_snapshot.meta.conf_index = CRAFT_INDEX_MAX;
     m.u.raft.u.install_snapshot.meta.size = UINT64_MAX;
     m.u.raft.u.install_snapshot.offset = UINT64_MAX;
     m.u.raft.u.install_snapshot.done = true;
@@ -345,7 +345,7 @@ WU_UNUSED static size_t wu_samples(struct craft_wire_message *out, size_t max)
     m.u.raft.u.install_snapshot_result.offset = 8192;
     WU_ADD();
     WU_RAFT(CRAFT_MSG_INSTALL_SNAPSHOT_RESULT, 3, 1, 8);
-    m.u.raft.u.install_snapshot_result.index = UINT64_MAX;
+    m.u.raft.u.install_snapshot_result.index = CRAFT_INDEX_MAX;
     m.u.raft.u.install_snapshot_result.offset = UINT64_MAX;
     m.u.raft.u.install_snapshot_result.rejected = true;
     m.u.raft.u.install_snapshot_result.done = true;

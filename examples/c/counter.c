@@ -9,7 +9,11 @@
  * The state machine holds one 64-bit counter. Commands: 'i' + 8 bytes (add; returns the new
  * value) and 'g' (returns the value; it goes through the log, so it is linearizable).
  * Options for serve: --cluster N (default 1), --heartbeat MS, --election MS,
- * --snapshot-entries N, --nosync, --quiet. Ctrl-C / SIGTERM stop it gracefully. */
+ * --snapshot-entries N, --nosync, --quiet. Ctrl-C / SIGTERM stop it gracefully.
+ * Security, for serve and the clients alike (docs/security.md; the default is plaintext):
+ *   --secret-file FILE                     a cluster secret (make one: craft-counter keygen FILE)
+ *   --tls-cert F --tls-key F --tls-ca F    mutual TLS; add --verify-id to require that a
+ *                                          server's certificate names its id */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -125,8 +129,27 @@ static int usage(void)
     fprintf(stderr,
             "usage: craft-counter serve --id N --address HOST:PORT --data DIR "
             "(--peers ID=HOST:PORT,... | --join) [--cluster N] [--nosync] [--quiet]\n"
-            "       craft-counter inc|get --servers HOST:PORT,... [--by N] [--count N]\n");
+            "       craft-counter inc|get --servers HOST:PORT,... [--by N] [--count N]\n"
+            "       craft-counter keygen FILE\n"
+            "security (serve, inc, get): [--secret-file FILE | --tls-cert FILE --tls-key FILE "
+            "--tls-ca FILE [--verify-id]]\n");
     return 2;
+}
+
+/* The security options, shared by the server and the clients. */
+static void security_from_args(int argc, char **argv, struct craft_security *s)
+{
+    memset(s, 0, sizeof *s);
+    if (arg(argc, argv, "--secret-file") != NULL) {
+        s->mode = CRAFT_SECURITY_SECRET;
+        s->secret_file = arg(argc, argv, "--secret-file");
+    } else if (arg(argc, argv, "--tls-cert") != NULL) {
+        s->mode = CRAFT_SECURITY_TLS;
+        s->cert_file = arg(argc, argv, "--tls-cert");
+        s->key_file = arg(argc, argv, "--tls-key");
+        s->ca_file = arg(argc, argv, "--tls-ca");
+        s->verify_id = flag(argc, argv, "--verify-id");
+    }
 }
 
 static uv_loop_t *g_loop;
@@ -213,6 +236,7 @@ static int serve(int argc, char **argv)
     /* WAL segments are preallocated: 1 MiB keeps a demo's three servers small on disk (the
      * default, 64 MiB, is for servers that write a lot). */
     c.segment_size = 1 << 20;
+    security_from_args(argc, argv, &c.security);
     c.fsm.data = &state;
     c.fsm.apply = fsm_apply;
     c.fsm.snapshot = fsm_snapshot;
@@ -253,9 +277,12 @@ static int client(int argc, char **argv, const char *cmd)
     }
     uint64_t cluster = arg(argc, argv, "--cluster") ? strtoull(arg(argc, argv, "--cluster"), NULL, 10) : 1;
     struct craft_client *cl;
-    int rc = craft_client_open(list, n, cluster, 10000, &cl);
+    struct craft_security sec;
+    char err[256] = "";
+    security_from_args(argc, argv, &sec);
+    int rc = craft_client_open_secure(list, n, cluster, 10000, &sec, &cl, err, sizeof err);
     if (rc != 0) {
-        fprintf(stderr, "craft-counter: %s\n", craft_strerror(rc));
+        fprintf(stderr, "craft-counter: %s\n", err[0] != '\0' ? err : craft_strerror(rc));
         return 1;
     }
     unsigned char command[9];
@@ -279,7 +306,8 @@ static int client(int argc, char **argv, const char *cmd)
         craft_index index = 0;
         rc = craft_client_propose(cl, command, len, &result, &size, &index);
         if (rc != 0) {
-            fprintf(stderr, "craft-counter: %s: %s\n", cmd, craft_strerror(rc));
+            fprintf(stderr, "craft-counter: %s: %s%s%s\n", cmd, craft_strerror(rc),
+                    craft_client_error(cl)[0] != '\0' ? ": " : "", craft_client_error(cl));
             status = 1;
             craft_free(NULL, result);
             break;
@@ -300,6 +328,14 @@ int main(int argc, char **argv)
         return usage();
     }
     signal(SIGPIPE, SIG_IGN);
+    if (strcmp(argv[1], "keygen") == 0 && argc == 3) {
+        int rc = craft_secret_generate(argv[2]);
+        if (rc != 0) {
+            fprintf(stderr, "craft-counter: keygen %s: %s\n", argv[2], craft_strerror(rc));
+            return 1;
+        }
+        return 0;
+    }
     if (strcmp(argv[1], "serve") == 0) {
         return serve(argc, argv);
     }

@@ -6,6 +6,11 @@
 --
 -- One node per process works the same way: run raft.node{...} with the same peers in three
 -- processes and call raft.run() in each.
+--
+-- The nodes authenticate each other with a cluster secret, generated here (TLS 1.3 with a key
+-- derived from it; docs/security.md): copy the file to every server of a real cluster, with the
+-- care a private key deserves. Without security = ..., a node runs in plaintext and anyone who
+-- reaches its port can act as a member.
 local v = _VERSION:match("%d+%.%d+")
 package.path = ("./lua_modules/share/lua/%s/?.lua;./lua_modules/share/lua/%s/?/init.lua;"):format(v, v) .. package.path
 package.cpath = ("./lua_modules/lib/lua/%s/?.so;"):format(v) .. package.cpath
@@ -45,11 +50,15 @@ local peers = {}
 for id = 1, 3 do peers[id] = "127.0.0.1:" .. (port + id - 1) end
 local nodes, fsms = {}, {}
 assert(os.execute("mkdir -p '" .. root .. "'"))
+local secret = root .. "/cluster.secret"
+assert(raft.generate_secret(secret))
+print("cluster secret: " .. secret)
 
 local function start(id)
     fsms[id] = kv()
     nodes[id] = assert(raft.node{
         id = id, address = peers[id], data_dir = root .. "/n" .. id, peers = peers, fsm = fsms[id],
+        security = raft.secret{ file = secret },
         heartbeat_ms = 30, election_timeout_ms = 300, snapshot_entries = 50, snapshot_trailing = 10,
         segment_size = 1048576, -- 1 MiB WAL segments (preallocated): craft's default is 64 MiB
         on = { leader = function(leader, term)

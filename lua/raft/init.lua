@@ -276,6 +276,62 @@ end
 -- demos, and as the template of a log store of your own (raft.node{..., log_store = store}).
 raft.memory_store = store.memory_store
 
+-- ---- security (docs/security.md) -------------------------------------------------------------
+
+local function check_string(fname, t, k, required)
+    local v = t[k]
+    if v == nil and not required then return end
+    if type(v) ~= "string" then
+        error(("raft.%s: %s must be a string (a file name)"):format(fname, k), 3)
+    end
+end
+
+--- raft.tls{cert = "n1.pem", key = "n1.key", ca = "ca.pem", verify_id = true}: mutual TLS 1.3
+-- with certificates (PEM files). ca may hold several CAs (the window of a rotation). With
+-- verify_id (the default) a server's certificate must name the server id it claims: a
+-- subjectAltName URI "craft:server:<id>", or a subject CN "craft-server-<id>".
+function raft.tls(t)
+    if type(t) ~= "table" then argerror(1, "tls", "table expected, got " .. type(t)) end
+    for _, k in ipairs({ "cert", "key", "ca" }) do check_string("tls", t, k, true) end
+    if t.verify_id ~= nil and type(t.verify_id) ~= "boolean" then
+        error("raft.tls: verify_id must be a boolean", 2)
+    end
+    return { mode = "tls", cert = t.cert, key = t.key, ca = t.ca, verify_id = t.verify_id ~= false }
+end
+
+--- raft.secret{file = "cluster.secret"} or raft.secret{passphrase = "..."}: a cluster secret
+-- (TLS 1.3 with a pre-shared key derived from it). accept_file / accept_passphrase: a second
+-- secret accepted from others but not used to connect (the window of a rotation).
+function raft.secret(t)
+    if type(t) ~= "table" then argerror(1, "secret", "table expected, got " .. type(t)) end
+    if (t.file == nil) == (t.passphrase == nil) then
+        error("raft.secret: give one of file and passphrase", 2)
+    end
+    if t.accept_file ~= nil and t.accept_passphrase ~= nil then
+        error("raft.secret: give at most one of accept_file and accept_passphrase", 2)
+    end
+    for _, k in ipairs({ "file", "passphrase", "accept_file", "accept_passphrase" }) do
+        check_string("secret", t, k, false)
+    end
+    return { mode = "secret", file = t.file, passphrase = t.passphrase,
+             accept_file = t.accept_file, accept_passphrase = t.accept_passphrase }
+end
+
+--- raft.generate_secret(path): a new random cluster secret in a new file (mode 0600). Returns
+-- true, or nil, message, code (a file that exists is never overwritten).
+raft.generate_secret = core.generate_secret
+
+--- raft.check_security(settings, cluster_id): true, or nil, message, code when the settings
+-- cannot work (a missing file, a key that does not match its certificate, a short secret).
+raft.check_security = core.check_security
+
+local function check_security(fname, sec)
+    if sec == nil then return end
+    if type(sec) ~= "table" or (sec.mode ~= "tls" and sec.mode ~= "secret" and sec.mode ~= "plaintext") then
+        error(("raft.%s: security must be raft.tls{...}, raft.secret{...} or nil"):format(fname), 3)
+    end
+end
+
 -- ---- nodes ------------------------------------------------------------------------------------
 
 local Node = {}
@@ -292,6 +348,11 @@ local KNOWN = {
     check_quorum = true, snapshot_entries = true, snapshot_trailing = true, fsync = true,
     forward = true, max_frame = true, timeout_ms = true, seed = true, log_store = true,
     segment_size = true,
+    security = true, limits = true,
+}
+local LIMITS = {
+    max_pending = true, max_clients = true, max_clients_per_ip = true,
+    client_idle_timeout_ms = true, max_client_requests = true, read_budget = true,
 }
 
 -- The WAL segment sizes a node accepts (segment_size): the store's minimum, and the largest size
@@ -364,6 +425,14 @@ function raft.node(o)
         "max_frame", "timeout_ms", "cluster_id", "seed" }) do
         if o[k] ~= nil and (type(o[k]) ~= "number" or o[k] < 0) then bad(k .. " must be a number >= 0") end
     end
+    check_security("node", o.security)
+    if o.limits ~= nil then
+        if type(o.limits) ~= "table" then bad("limits must be a table") end
+        for k, v in pairs(o.limits) do
+            if not LIMITS[k] then bad(("limits: unknown key %q"):format(tostring(k))) end
+            if type(v) ~= "number" or v < 0 then bad("limits." .. k .. " must be a number >= 0") end
+        end
+    end
 
     local seg = o.segment_size
     if seg ~= nil and (type(seg) ~= "number" or seg ~= math.floor(seg)
@@ -398,6 +467,7 @@ function raft.node(o)
         max_frame = o.max_frame, timeout_ms = o.timeout_ms, seed = o.seed,
         segment_size = seg, log_level = LEVELS[level], log = o.log,
         apply = apply, snapshot = snapshot, restore = restore, log_store = o.log_store,
+        security = o.security, limits = o.limits,
         event = function(kind, role, term, leader, index, installed, err, message, match)
             if kind == 1 then
                 local l = leader ~= 0 and leader or nil
@@ -592,6 +662,14 @@ end
 --- Stops the node gracefully: pending requests fail with "closed", writes in progress are
 -- flushed, connections and the store are closed. Idempotent; __gc and __close do the same.
 -- From a callback the stop completes on the loop afterwards.
+--- node:set_security(settings): new security settings for the running node, to rotate a
+-- certificate, a CA or the cluster secret without downtime (docs/security.md). Returns true,
+-- or nil, message, code (the node keeps its settings).
+function Node:set_security(sec)
+    check_security("set_security", sec)
+    return self._c:set_security(sec)
+end
+
 function Node:close()
     if self._c then
         return self._c:close()

@@ -437,6 +437,8 @@ static const luaL_Reg funcs[] = {
     {"backend", l_backend},
     {"strerror", l_strerror},
     {"node", lraft_node_open},
+    {"generate_secret", lraft_generate_secret},
+    {"check_security", lraft_check_security},
     {"sim", lraft_sim_open},
     {NULL, NULL},
 };

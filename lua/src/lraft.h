@@ -104,6 +104,15 @@ void lraft_nodes_deferred(struct lraft_loop *m);
 int lraft_store_new(lua_State *L, struct lraft_loop *m, int idx, unsigned long long id,
                     struct craft_store **out);
 
+/* security.c: the settings table at index t (nil: plaintext; raises for a bad mode), the limits
+ * table at index t (nil: the defaults); core.generate_secret, core.check_security. */
+struct craft_security;
+struct craft_uv_limits;
+void lraft_security_read(lua_State *L, int t, struct craft_security *s);
+void lraft_limits_read(lua_State *L, int t, struct craft_uv_limits *l);
+int lraft_generate_secret(lua_State *L);
+int lraft_check_security(lua_State *L);
+
 /* sim.c */
 int lraft_sim_open(lua_State *L);
 void lraft_sim_init(lua_State *L);

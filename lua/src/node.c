@@ -917,6 +917,13 @@ int lraft_node_open(lua_State *L)
         (unsigned)lraft_opt_int(L, 1, "timeout_ms", c->default_timeout_ms);
     c->log_level = (int)lraft_opt_int(L, 1, "log_level", CRAFT_UV_WARN);
     c->seed = (uint64_t)lraft_opt_int(L, 1, "seed", 0);
+    /* Borrowed from the options table, which stays on the stack through craft_uv_node_new. */
+    lua_getfield(L, 1, "security");
+    lraft_security_read(L, lua_gettop(L), &c->security);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "limits");
+    lraft_limits_read(L, lua_gettop(L), &c->limits);
+    lua_pop(L, 1);
     lua_getfield(L, 1, "peers");
     if (lua_type(L, -1) == LUA_TTABLE) {
         craft_configuration_init(&nd->boot);
@@ -987,8 +994,23 @@ int lraft_node_open(lua_State *L)
     return 1;
 }
 
+/* node:set_security(settings) -> true, or nil, message, code */
+static int l_set_security(lua_State *L)
+{
+    struct lraft_node *nd = check_open(L, 1);
+    struct craft_security s;
+    lraft_security_read(L, 2, &s);
+    int rc = craft_uv_set_security(nd->node, &s);
+    if (rc != 0) {
+        return lraft_fail(L, rc, rc == CRAFT_EINVAL ? craft_uv_last_error() : NULL);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg methods[] = {
     {"submit", l_submit},
+    {"set_security", l_set_security},
     {"status", l_status},
     {"id", l_id},
     {"address", l_address},

@@ -33,12 +33,15 @@ from ._errors import (ApplyError, Busy, Closed, ConfigError, Dropped, Error, Log
                       LogUnavailable, NoConnection, NotLeader, SessionError, StorageError,
                       Timeout, Violation)
 from . import codec
+from .security import TLS, Secret, generate_secret
+from . import security as _security
 from .store import MemoryLogStore
 
 __version__ = _craft.VERSION
 
 __all__ = [
-    "StateMachine", "Node", "Session", "MemoryLogStore", "codec",
+    "StateMachine", "Node", "Session", "MemoryLogStore", "codec", "TLS", "Secret",
+    "generate_secret",
     "Error", "NotLeader", "Timeout", "Closed", "ConfigError", "StorageError", "ApplyError",
     "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "LogCompacted",
     "LogUnavailable", "SEGMENT_SIZE_MIN", "SEGMENT_SIZE_MAX", "__version__",
@@ -238,13 +241,19 @@ class Node:
     max_sessions, expire_after, max_cached_results), segment_size (bytes of one WAL segment of
     the durable store, preallocated when the segment is created, so what the node takes on disk
     from the start: 64 MiB by default; SEGMENT_SIZE_MIN to SEGMENT_SIZE_MAX, 4 KiB to 1 GiB).
+    security: who may connect (docs/security.md): craft.TLS(cert=, key=, ca=) for mutual TLS,
+    craft.Secret(file=) for a cluster secret, None for plaintext (the log says so); every node
+    of a cluster uses the same mode. limits: resources per source, a dict of max_pending,
+    max_clients, max_clients_per_ip, client_idle_timeout_ms, max_client_requests, read_budget
+    (missing or 0: the defaults of docs/runtime.md).
     """
 
     def __init__(self, id: int, address: str, data_dir: Optional[str] = None,
                  fsm: Optional[StateMachine] = None, *, peers: Optional[Dict[int, str]] = None,
                  join: bool = False, log_store: Any = None, sessions: bool = True,
                  timeout: float = 10.0, session_options: Optional[Dict[str, Any]] = None,
-                 log_level: str = "info", **options: Any) -> None:
+                 log_level: str = "info", security: "_security.Security" = None,
+                 limits: Optional[Dict[str, int]] = None, **options: Any) -> None:
         if fsm is None:
             raise ConfigError("fsm= is required: an instance of a craft.StateMachine subclass")
         if not isinstance(id, int) or id <= 0:
@@ -279,8 +288,9 @@ class Node:
             self._c = _craft.Node(id, address, data_dir, self._adapter, events=self._on_event,
                                   peers=peers, store=log_store,
                                   default_timeout_ms=int(self.timeout * 1000),
-                                  log_level=levels[log_level], **options)
-        except (TypeError, OverflowError) as e:
+                                  log_level=levels[log_level],
+                                  security=_security._to_c(security), limits=limits, **options)
+        except (TypeError, OverflowError, ValueError) as e:
             raise ConfigError(str(e)) from None
         self._started = False
 
@@ -469,6 +479,15 @@ class Node:
             raise ValueError(str(e)) from None
 
     # ---- observing -------------------------------------------------------------------------
+
+    def set_security(self, security: "_security.Security") -> None:
+        """Replaces the security settings of the running node, to rotate a certificate, a CA or
+        the cluster secret without downtime (docs/security.md gives the steps). The files are
+        read and the keys derived now (ConfigError if they cannot work; the node keeps its
+        settings). New connections use the new settings at once; established ones whose
+        credentials are no longer accepted are closed and made again; a change of mode
+        closes every connection."""
+        self._c.set_security(_security._to_c(security))
 
     def status(self) -> Dict[str, Any]:
         """A plain dict: id, role, term, leader, leader_address, commit, applied, first_index,

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "craft/uv.h"
+#include "security.h"
 
 enum { ST_NEW = 0, ST_STARTING, ST_RUNNING, ST_STOPPING, ST_STOPPED };
 
@@ -43,6 +44,7 @@ typedef struct {
     PyObject *events; /* events(kind, role, term, leader, index, installed, error, message,
                        * match) */
     PyObject *store;  /* a Python log store, or NULL */
+    struct craftpy_security security; /* cfg.security points into it */
 } NodeObject;
 
 /* ---- requests -------------------------------------------------------------------------------- */
@@ -671,23 +673,29 @@ static int Node_init(NodeObject *self, PyObject *args, PyObject *kw)
                              "cluster_id", "heartbeat_ms", "election_timeout_ms", "pre_vote",
                              "check_quorum", "snapshot_entries", "snapshot_trailing", "fsync",
                              "forward", "max_frame", "default_timeout_ms", "log_level", "seed",
-                             "segment_size", NULL};
+                             "segment_size", "security", "limits", NULL};
     unsigned long long id, cluster_id = 0, snapshot_entries = 16384, snapshot_trailing = 1024,
                            seed = 0, segment_size = 0;
     const char *address, *data_dir = NULL;
     PyObject *fsm, *events = Py_None, *peers = Py_None, *store = Py_None;
+    PyObject *security = Py_None, *limits = Py_None;
     unsigned heartbeat_ms = 50, election_ms = 500, max_frame = 0, default_timeout_ms = 10000;
     int pre_vote = 1, check_quorum = 1, fsync = 1, forward = 1, log_level = CRAFT_UV_INFO;
     if (self->state != ST_NEW || self->fsm != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Node.__init__ called twice");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "Ksz|O$OOOKIIppKKppIIiKK", kwlist, &id, &address,
-                                     &data_dir, &fsm, &events, &peers, &store, &cluster_id,
-                                     &heartbeat_ms, &election_ms, &pre_vote, &check_quorum,
-                                     &snapshot_entries, &snapshot_trailing, &fsync, &forward,
-                                     &max_frame, &default_timeout_ms, &log_level, &seed,
-                                     &segment_size)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Ksz|O$OOOKIIppKKppIIiKKOO", kwlist, &id,
+                                     &address, &data_dir, &fsm, &events, &peers, &store,
+                                     &cluster_id, &heartbeat_ms, &election_ms, &pre_vote,
+                                     &check_quorum, &snapshot_entries, &snapshot_trailing, &fsync,
+                                     &forward, &max_frame, &default_timeout_ms, &log_level, &seed,
+                                     &segment_size, &security, &limits)) {
+        return -1;
+    }
+    struct craft_uv_limits lim;
+    if (craftpy_limits_parse(limits, &lim) != 0 ||
+        craftpy_security_parse(security, &self->security) != 0) {
         return -1;
     }
     craft_uv_config_init(&self->cfg, id);
@@ -711,6 +719,8 @@ static int Node_init(NodeObject *self, PyObject *args, PyObject *kw)
     self->cfg.default_timeout_ms = default_timeout_ms;
     self->cfg.log_level = log_level;
     self->cfg.seed = seed;
+    self->cfg.limits = lim;
+    self->cfg.security = self->security.s;
     self->cfg.fsm = (struct craft_uv_fsm){self, fsm_apply, fsm_snapshot, fsm_restore};
     self->cfg.log = on_log;
     self->cfg.log_data = self;
@@ -1019,6 +1029,31 @@ static PyObject *Node_set_faults(NodeObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *Node_set_security(NodeObject *self, PyObject *args)
+{
+    /* craft_uv_set_security: any thread; reads the files and derives the keys here (scrypt
+     * for a passphrase), with the GIL released. */
+    PyObject *obj;
+    struct craftpy_security sec;
+    int rc;
+    if (!PyArg_ParseTuple(args, "O", &obj) || craftpy_security_parse(obj, &sec) != 0) {
+        return NULL;
+    }
+    if (check_running(self) != 0) {
+        craftpy_security_free(&sec);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    rc = craft_uv_set_security(self->node, &sec.s);
+    Py_END_ALLOW_THREADS;
+    craftpy_security_free(&sec);
+    if (rc != 0) {
+        return craftpy_raise(rc, rc == CRAFT_EINVAL ? craft_uv_last_error() : "set_security", 0,
+                             NULL);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *Node_status(NodeObject *self, PyObject *noargs)
 {
     if (check_running(self) != 0) {
@@ -1121,6 +1156,7 @@ static void Node_dealloc(NodeObject *self)
     }
     free(self->address);
     free(self->data_dir);
+    craftpy_security_free(&self->security);
     uv_mutex_destroy(&self->lock);
     uv_cond_destroy(&self->cond);
     tp->tp_free(self);
@@ -1139,6 +1175,8 @@ static PyMethodDef Node_methods[] = {
     {"status", (PyCFunction)Node_status, METH_NOARGS, "status() -> dict"},
     {"set_faults", (PyCFunction)Node_set_faults, METH_VARARGS,
      "set_faults(to, drop=0.0, delay_min_ms=0, delay_max_ms=0, block=False)"},
+    {"set_security", (PyCFunction)Node_set_security, METH_VARARGS,
+     "set_security(settings): new security settings for the running node (rotation)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1181,6 +1219,9 @@ int craftpy_node_init(PyObject *m)
     }
     if (PyModule_AddObject(m, "Node", t) != 0) {
         Py_DECREF(t);
+        return -1;
+    }
+    if (craftpy_security_init(m) != 0) {
         return -1;
     }
 #define ADD_INT(name, value)                                                                 \

@@ -19,7 +19,12 @@ local o = {
 }
 for i = 5, #arg do
     local k, v = arg[i]:match("^([%w_]+)=(.*)$")
-    if v == "true" or v == "false" then o[k] = v == "true" else o[k] = tonumber(v) end
+    if k == "tls_dir" then -- certificates of tests/tls/make-certs.sh
+        o.security = raft.tls{ cert = ("%s/server-%d.pem"):format(v, id),
+            key = ("%s/server-%d.key"):format(v, id), ca = v .. "/ca.pem" }
+    elseif k == "secret_file" then
+        o.security = raft.secret{ file = v }
+    elseif v == "true" or v == "false" then o[k] = v == "true" else o[k] = tonumber(v) end
 end
 local fsm = support.kv()
 o.fsm = fsm

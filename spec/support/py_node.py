@@ -2,7 +2,8 @@
 
     .venv/bin/python spec/support/py_node.py ID PEERS DATA_DIR CTL_DIR [key=value ...]
 
-PEERS is "1=127.0.0.1:7001,2=...". The state machine is the same key-value store as the Lua
+PEERS is "1=127.0.0.1:7001,2=...". Options tls_dir=DIR (mutual TLS with the certificates
+tests/tls/make-certs.sh made in DIR) and secret_file=FILE (a cluster secret) set security=. The state machine is the same key-value store as the Lua
 specs' (spec/support.lua, kv()): commands "set k v" and "inc k n" as plain strings, snapshots
 as sorted "k=v\\n" lines, so a Lua node and this one replicate one state machine. sessions=False:
 the Lua binding has no session table, and every node of a cluster must agree on that.
@@ -77,7 +78,13 @@ def main():
             "segment_size": 1 << 20}
     for kv in sys.argv[5:]:
         k, v = kv.split("=", 1)
-        opts[k] = v == "true" if v in ("true", "false") else int(v)
+        if k == "tls_dir":  # certificates of tests/tls/make-certs.sh: server-ID.pem, ca.pem
+            opts["security"] = craft.TLS(cert=f"{v}/server-{node_id}.pem",
+                                         key=f"{v}/server-{node_id}.key", ca=f"{v}/ca.pem")
+        elif k == "secret_file":
+            opts["security"] = craft.Secret(file=v)
+        else:
+            opts[k] = v == "true" if v in ("true", "false") else int(v)
     fsm = KV()
     node = craft.Node(node_id, peers[node_id], data_dir, fsm, peers=peers, sessions=False,
                       timeout=5.0, log_level="warn", **opts)

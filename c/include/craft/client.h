@@ -11,6 +11,7 @@
 #define CRAFT_CLIENT_H
 
 #include "craft.h"
+#include "craft/security.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -22,6 +23,14 @@ struct craft_client;
 CRAFT_API int craft_client_open(const char *const *servers, unsigned n_servers,
                                 uint64_t cluster_id, unsigned timeout_ms,
                                 struct craft_client **out);
+/* The same with security settings (craft/security.h; NULL: plaintext), which must match the
+ * cluster's: a client certificate signed by a CA the servers trust, or the cluster secret.
+ * With verify_id, a server must be the server its certificate names. CRAFT_EINVAL with a
+ * description in err (may be NULL) when the settings cannot work. */
+CRAFT_API int craft_client_open_secure(const char *const *servers, unsigned n_servers,
+                                       uint64_t cluster_id, unsigned timeout_ms,
+                                       const struct craft_security *security,
+                                       struct craft_client **out, char *err, size_t err_size);
 CRAFT_API void craft_client_close(struct craft_client *c);
 
 /* Commits and applies a command; *result (allocated with craft_malloc(NULL), free with
@@ -35,6 +44,9 @@ CRAFT_API int craft_client_propose(struct craft_client *c, const void *cmd, size
 CRAFT_API int craft_client_read(struct craft_client *c, craft_index *index);
 /* The server the client is talking to ("" if none). */
 CRAFT_API const char *craft_client_server(const struct craft_client *c);
+/* Why the last connection attempt failed ("" after a success): a TLS handshake refused, an
+ * unknown CA, ... */
+CRAFT_API const char *craft_client_error(const struct craft_client *c);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "craft.h"
+#include "craft/security.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -97,6 +98,23 @@ struct craft_uv_event {
     craft_index match; /* CRAFT_UV_EVENT_FOLLOWER_LOG_LOST */
 };
 
+/* Resources per source (docs/security.md): what clients, and each source address, may hold of a
+ * node. Members of the configuration are never counted as clients nor evicted: peers can always
+ * connect. 0 takes the default. */
+struct craft_uv_limits {
+    unsigned max_pending;        /* connections still in their handshake; default 128. Beyond,
+                                    the oldest of the address holding the most is closed */
+    unsigned max_clients;        /* client connections (non-members); default 1024, at most half
+                                    the process's file descriptor limit */
+    unsigned max_clients_per_ip; /* default 128 */
+    unsigned client_idle_timeout_ms; /* a client with no request in flight that sends nothing
+                                        for this long is closed; default 60000 */
+    unsigned max_client_requests;    /* requests in flight per client connection; more are
+                                        answered CRAFT_EBUSY; default 256 */
+    size_t read_budget; /* bytes of partially received frames, all connections together;
+                           default 128 MiB (members take precedence over clients) */
+};
+
 struct craft_uv_config {
     craft_id id;
     const char *address;  /* "host:port" to listen on; port 0 picks one */
@@ -122,6 +140,10 @@ struct craft_uv_config {
     uint64_t segment_size;
     bool forward;                 /* default true: followers forward proposals and reads */
     uint32_t max_frame;           /* default 64 MiB */
+    struct craft_uv_limits limits; /* zeroed: the defaults */
+    /* Who may connect, peers and clients (craft/security.h, docs/security.md). Zeroed:
+     * plaintext, which the log names as such. */
+    struct craft_security security;
     unsigned default_timeout_ms;  /* requests without their own timeout; default 10000 */
     struct craft_uv_fsm fsm;
     /* Optional store (e.g. a binding's); the node takes ownership. NULL: the durable store in
@@ -241,6 +263,18 @@ struct craft_uv_status {
 };
 
 CRAFT_API int craft_uv_status(struct craft_uv_node *n, struct craft_uv_status *out);
+
+/* ------------------------------------------------------------------------------------------
+ * Security (any thread): replaces the node's security settings while it runs, to rotate a
+ * certificate, a CA or a cluster secret without downtime (docs/security.md gives the steps).
+ * The files are read and the keys derived on the calling thread; errors are reported then
+ * (CRAFT_EINVAL, with craft_uv_last_error() saying why) and the node keeps its settings.
+ * Otherwise the change is applied on the loop's thread: new connections use the new settings
+ * at once, established connections whose credentials are no longer accepted are closed (and
+ * redialed with the new ones), and a change of mode (plaintext, tls, secret) closes every
+ * connection. CRAFT_ESHUTDOWN once the node is stopping.
+ * ---------------------------------------------------------------------------------------- */
+CRAFT_API int craft_uv_set_security(struct craft_uv_node *n, const struct craft_security *s);
 
 /* ------------------------------------------------------------------------------------------
  * Fault injection (any thread), for tests and fault campaigns: the machines craft is tested on

@@ -31,6 +31,11 @@ extern "C" {
  * memory for 4 bytes on the wire; the cap keeps a hostile frame from costing 36 times its size. */
 #define CRAFT_WIRE_MAX_SERVERS 4096
 
+/* How far ahead of the receiver's own term a Raft message's term may be (2^32: an election a
+ * second for 136 years). Further is refused as malformed: no real cluster gets there, and a
+ * forged term near the bound would leave the receiver unable to campaign. */
+#define CRAFT_WIRE_TERM_AHEAD_MAX ((craft_term)1 << 32)
+
 /* Returned by craft_wire_frame_length() and craft_wire_decode_frame() when the stream does not
  * hold a whole frame yet (a positive value: not an error). */
 #define CRAFT_WIRE_NEED_MORE 1
@@ -165,6 +170,10 @@ CRAFT_API int craft_wire_frame_length(const void *buf, size_t len, uint32_t max_
 struct craft_wire_decoder {
     const struct craft_allocator *alloc; /* NULL: the C library's */
     uint32_t max_frame;                  /* longest body accepted; 0: the default */
+    /* The highest term a Raft message (types 1..63) may carry; 0: CRAFT_TERM_MAX only. A
+     * receiver sets it before each decode to its own term plus CRAFT_WIRE_TERM_AHEAD_MAX, so
+     * that one message cannot push its term absurdly far (docs/wire.md, "Bounds"). */
+    craft_term max_term;
     /* After a failed decode: a static string saying why (for a log line); else NULL. */
     const char *error;
     /* Private. */
@@ -185,6 +194,13 @@ CRAFT_API void craft_wire_decoder_close(struct craft_wire_decoder *d);
  * CRAFT_EMALFORMED for anything else that is not one valid message, CRAFT_ENOMEM. */
 CRAFT_API int craft_wire_decode(struct craft_wire_decoder *d, const void *body, size_t len,
                                 struct craft_wire_message *out);
+
+/* The version and type tag of a frame body from its first bytes, before the rest has arrived
+ * (at most 23 bytes are looked at): 0 with *type set, CRAFT_WIRE_NEED_MORE, CRAFT_EVERSION, or
+ * CRAFT_EMALFORMED when the bytes cannot start a message. A receiver uses it to refuse a frame
+ * it would not take from that sender (a client may only send Requests) without buffering the
+ * whole body first. */
+CRAFT_API int craft_wire_peek_type(const void *body, size_t len, uint64_t *type);
 
 /* craft_wire_frame_length() with d->max_frame, then craft_wire_decode() of the body: returns
  * CRAFT_WIRE_NEED_MORE, 0 with *consumed set to the frame's length, or an error as above. */

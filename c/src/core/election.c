@@ -67,8 +67,8 @@ static void count_self_vote(struct craft_node *n)
 /* Starts a round: a poll at term + 1 that changes nothing (pre), or a real election. */
 static int start_round(struct craft_node *n, bool pre, bool transfer)
 {
-    if (n->term == CRAFT__TERM_MAX) {
-        return 0; /* no later term exists (the wire refuses such terms: never reached) */
+    if (n->term >= CRAFT__TERM_MAX) {
+        return 0; /* overflow guard (issue 13): a term at the bound cannot be incremented */
     }
     craft_term ask;
     if (pre) {

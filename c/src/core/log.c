@@ -78,6 +78,10 @@ static int grow(struct craft__log *l)
 int craft__log_append(struct craft__log *l, craft_term term, uint8_t type, const void *data,
                       size_t size)
 {
+    /* Overflow guard (issue 13): no index beyond CRAFT_INDEX_MAX, so last + 1 never wraps. */
+    if (l->offset + l->count >= CRAFT_INDEX_MAX) {
+        return CRAFT_ETOOBIG;
+    }
     if (l->count == l->cap) {
         int rc = grow(l);
         if (rc != 0) {

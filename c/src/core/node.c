@@ -44,6 +44,9 @@ static int load(struct craft_node *n, const struct craft_boot *b)
         if (s->index == 0 || s->term == 0 || s->conf_index > s->index) {
             return CRAFT_EINVAL;
         }
+        if (s->index > CRAFT_INDEX_MAX || s->term > CRAFT_TERM_MAX) {
+            return CRAFT_ECORRUPT; /* overflow guard (issue 13) */
+        }
         craft__log_reset(&n->log, s->index, s->term);
         rc = craft_configuration_copy(&n->snap_conf, &s->conf, n->alloc);
         if (rc != 0) {
@@ -71,6 +74,9 @@ static int load(struct craft_node *n, const struct craft_boot *b)
         if (rc != 0) {
             return rc;
         }
+    }
+    if (b->hard_state.term > CRAFT_TERM_MAX) {
+        return CRAFT_ECORRUPT; /* overflow guard (issue 13): term + 1 must not wrap */
     }
     n->term = b->hard_state.term;
     n->vote = b->hard_state.vote;

@@ -19,9 +19,9 @@
 #include "core/log.h"
 #include "craft.h"
 
-/* The largest term and index: a message naming one is refused before it reaches the core
- * (c/src/wire), and the core never increments past it. */
-#define CRAFT__TERM_MAX UINT64_MAX
+/* The largest term and index: a message naming more is refused before it reaches the core
+ * (c/src/wire), and the core never increments past it (craft.h, issue 13). */
+#define CRAFT__TERM_MAX CRAFT_TERM_MAX
 
 enum { CRAFT__PROBE = 1, CRAFT__REPLICATE = 2, CRAFT__SNAPSHOT = 3 };
 

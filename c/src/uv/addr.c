@@ -93,3 +93,52 @@ void craft__transport_format_address(const struct sockaddr *sa, char *buf, size_
         snprintf(buf, size, "?");
     }
 }
+
+/* The 16 bytes of an IP address, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), so that a dual-stack
+ * listener's view of an IPv4 peer compares equal to the IPv4 address it was configured with. */
+static bool ip_bytes(const struct sockaddr *sa, uint8_t out[16])
+{
+    if (sa->sa_family == AF_INET) {
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return true;
+    }
+    if (sa->sa_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        return true;
+    }
+    return false;
+}
+
+bool craft__transport_same_host(const struct sockaddr *a, const struct sockaddr *b)
+{
+    uint8_t x[16], y[16];
+    return ip_bytes(a, x) && ip_bytes(b, y) && memcmp(x, y, 16) == 0;
+}
+
+bool craft__transport_is_wildcard(const struct sockaddr *sa)
+{
+    static const uint8_t any6[16] = {0};
+    static const uint8_t any4[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0};
+    uint8_t x[16];
+    return ip_bytes(sa, x) && (memcmp(x, any6, 16) == 0 || memcmp(x, any4, 16) == 0);
+}
+
+unsigned craft__transport_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    }
+    if (sa->sa_family == AF_INET6) {
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    }
+    return 0;
+}
+
+void craft__transport_ip_key(const struct sockaddr *sa, uint8_t key[16])
+{
+    if (!ip_bytes(sa, key)) {
+        memset(key, 0, 16);
+    }
+}

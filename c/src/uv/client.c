@@ -1,5 +1,7 @@
 /* The blocking client (craft/client.h). One TCP connection at a time; on CRAFT_ENOTLEADER it
- * reconnects to the hinted leader, otherwise to the next known server, until the deadline. */
+ * reconnects to the hinted leader, otherwise to the next known server, until the deadline.
+ * With TLS or a cluster secret (craft/security.h), the TLS handshake comes first, driven
+ * through memory BIOs (tls.h) over the same non-blocking socket and poll() waits. */
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -13,6 +15,7 @@
 
 #include "craft/client.h"
 #include "craft/wire.h"
+#include "uv/tls.h"
 
 #define MAX_SERVERS 64
 
@@ -30,6 +33,10 @@ struct craft_client {
     unsigned char *in;
     size_t in_len, in_cap;
     size_t consumed; /* bytes of the last message, dropped at the next receive */
+    struct craft__tls_ctx *tls_ctx; /* NULL: plaintext */
+    struct craft__tls *tls;         /* this connection's */
+    struct craft_wire_buf cipher;   /* ciphertext to send */
+    char error[256];                /* why the last connection failed */
 };
 
 static uint64_t now_ms(void)
@@ -62,6 +69,8 @@ static void disconnect(struct craft_client *c)
     if (c->fd >= 0) {
         close(c->fd);
     }
+    craft__tls_free(c->tls);
+    c->tls = NULL;
     c->fd = -1;
     c->current[0] = '\0';
     c->in_len = 0;
@@ -86,7 +95,7 @@ static int wait_fd(int fd, short events, uint64_t deadline)
     }
 }
 
-static int send_all(struct craft_client *c, const void *buf, size_t len, uint64_t deadline)
+static int send_raw(struct craft_client *c, const void *buf, size_t len, uint64_t deadline)
 {
     const char *p = buf;
     while (len > 0) {
@@ -106,6 +115,115 @@ static int send_all(struct craft_client *c, const void *buf, size_t len, uint64_
         return CRAFT_ENOCONN;
     }
     return 0;
+}
+
+/* Sends the ciphertext TLS has waiting. */
+static int send_tls_output(struct craft_client *c, uint64_t deadline)
+{
+    int rc;
+    craft_wire_buf_reset(&c->cipher);
+    rc = craft__tls_take_output(c->tls, &c->cipher);
+    if (rc == 0 && c->cipher.len > 0) {
+        rc = send_raw(c, c->cipher.base, c->cipher.len, deadline);
+    }
+    return rc;
+}
+
+static int send_all(struct craft_client *c, const void *buf, size_t len, uint64_t deadline)
+{
+    if (c->tls == NULL) {
+        return send_raw(c, buf, len, deadline);
+    }
+    if (craft__tls_write(c->tls, buf, len) != 0) {
+        return CRAFT_ENOCONN;
+    }
+    return send_tls_output(c, deadline);
+}
+
+/* Receives some ciphertext into TLS (waiting until the deadline). */
+static int recv_tls_input(struct craft_client *c, uint64_t deadline)
+{
+    unsigned char buf[16384];
+    for (;;) {
+        ssize_t k = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (k > 0) {
+            return craft__tls_push(c->tls, buf, (size_t)k);
+        }
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            int rc = wait_fd(c->fd, POLLIN, deadline);
+            if (rc != 0) {
+                return rc;
+            }
+            continue;
+        }
+        return CRAFT_ENOCONN;
+    }
+}
+
+/* Some bytes of the stream into buf: plaintext, decrypted when TLS is on. */
+static int recv_some(struct craft_client *c, unsigned char *buf, size_t cap, size_t *n,
+                     uint64_t deadline)
+{
+    *n = 0;
+    if (c->tls != NULL) {
+        for (;;) {
+            int rc = craft__tls_read(c->tls, buf, cap, n, c->error, sizeof c->error);
+            if (rc != 0) {
+                return CRAFT_ENOCONN;
+            }
+            if (*n > 0) {
+                return 0;
+            }
+            rc = recv_tls_input(c, deadline);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+    }
+    for (;;) {
+        ssize_t k = recv(c->fd, buf, cap, MSG_DONTWAIT);
+        if (k > 0) {
+            *n = (size_t)k;
+            return 0;
+        }
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            int rc = wait_fd(c->fd, POLLIN, deadline);
+            if (rc != 0) {
+                return rc;
+            }
+            continue;
+        }
+        return CRAFT_ENOCONN;
+    }
+}
+
+/* The TLS handshake, on a fresh TCP connection: the server must authenticate to us (and we
+ * to it) before craft's handshake. */
+static int tls_connect(struct craft_client *c, uint64_t deadline)
+{
+    c->tls = craft__tls_new(c->tls_ctx, false);
+    if (c->tls == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    for (;;) {
+        int rc = craft__tls_handshake(c->tls, c->error, sizeof c->error);
+        int sent = send_tls_output(c, deadline);
+        if (rc < 0) {
+            return CRAFT_ENOCONN;
+        }
+        if (sent != 0) {
+            return sent;
+        }
+        if (rc == 1) {
+            return 0;
+        }
+        rc = recv_tls_input(c, deadline);
+        if (rc != 0) {
+            snprintf(c->error, sizeof c->error, "TLS handshake with %s: %s", c->current,
+                     rc == CRAFT_ETIMEDOUT ? "timed out" : "the server closed the connection");
+            return rc;
+        }
+    }
 }
 
 /* Receives one message. The codec decodes without copying, so the message points into c->in:
@@ -139,25 +257,22 @@ static int recv_msg(struct craft_client *c, struct craft_wire_message *m, uint64
             c->in = p;
             c->in_cap = cap;
         }
-        ssize_t k = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
-        if (k > 0) {
-            c->in_len += (size_t)k;
-            continue;
+        size_t k;
+        rc = recv_some(c, c->in + c->in_len, c->in_cap - c->in_len, &k, deadline);
+        if (rc != 0) {
+            return rc;
         }
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-            rc = wait_fd(c->fd, POLLIN, deadline);
-            if (rc != 0) {
-                return rc;
-            }
-            continue;
-        }
-        return CRAFT_ENOCONN;
+        c->in_len += k;
     }
 }
 
 static int connect_to(struct craft_client *c, const char *addr, uint64_t deadline)
 {
     disconnect(c);
+    /* Kept when this attempt only runs out of time: the reason of the previous one says more. */
+    char previous[sizeof c->error];
+    memcpy(previous, c->error, sizeof previous);
+    c->error[0] = '\0';
     char host[CRAFT_ADDRESS_MAX], port[16];
     if (split(addr, host, sizeof host, port, sizeof port) != 0) {
         return CRAFT_EINVAL;
@@ -188,6 +303,10 @@ static int connect_to(struct craft_client *c, const char *addr, uint64_t deadlin
     if (rc == 0 && (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)) {
         rc = CRAFT_ENOCONN;
     }
+    snprintf(c->current, sizeof c->current, "%s", addr);
+    if (rc == 0 && c->tls_ctx != NULL) {
+        rc = tls_connect(c, deadline);
+    }
     if (rc == 0) {
         struct craft_wire_message hs;
         memset(&hs, 0, sizeof hs);
@@ -205,27 +324,70 @@ static int connect_to(struct craft_client *c, const char *addr, uint64_t deadlin
         if (rc == 0 && (m.type != CRAFT_WIRE_HANDSHAKE || m.u.handshake.cluster_id != c->cluster_id)) {
             rc = CRAFT_ENOCONN;
         }
+        /* With verify_id, the server must be the one its certificate names. */
+        craft_id named = 0;
+        if (rc == 0 && c->tls != NULL && craft__tls_ctx_verify_id(c->tls_ctx) &&
+            (!craft__tls_peer_id(c->tls, &named) || named != m.u.handshake.from)) {
+            snprintf(c->error, sizeof c->error,
+                     "%s says it is server %llu, its certificate names %llu", addr,
+                     (unsigned long long)m.u.handshake.from, (unsigned long long)named);
+            rc = CRAFT_ENOCONN;
+        }
     }
     if (rc != 0) {
+        if (c->error[0] == '\0' && rc == CRAFT_ETIMEDOUT && previous[0] != '\0') {
+            memcpy(c->error, previous, sizeof c->error);
+        } else if (c->error[0] == '\0' && rc == CRAFT_ENOCONN && c->fd >= 0) {
+            snprintf(c->error, sizeof c->error,
+                     "%s closed the connection during the handshake (another cluster id, or a "
+                     "server that requires TLS or a cluster secret)",
+                     addr);
+        } else if (c->error[0] == '\0') {
+            snprintf(c->error, sizeof c->error, "connecting to %s: %s", addr, craft_strerror(rc));
+        }
         disconnect(c);
         return rc;
     }
-    snprintf(c->current, sizeof c->current, "%s", addr);
+    c->error[0] = '\0';
     return 0;
 }
 
 int craft_client_open(const char *const *servers, unsigned n_servers, uint64_t cluster_id,
                       unsigned timeout_ms, struct craft_client **out)
 {
+    return craft_client_open_secure(servers, n_servers, cluster_id, timeout_ms, NULL, out, NULL,
+                                    0);
+}
+
+int craft_client_open_secure(const char *const *servers, unsigned n_servers,
+                             uint64_t cluster_id, unsigned timeout_ms,
+                             const struct craft_security *security, struct craft_client **out,
+                             char *err, size_t err_size)
+{
+    struct craft__tls_ctx *tls = NULL;
     if (servers == NULL || n_servers == 0 || n_servers > MAX_SERVERS || out == NULL) {
         return CRAFT_EINVAL;
     }
+    if (security != NULL && security->mode != CRAFT_SECURITY_PLAINTEXT) {
+        char why[256] = "";
+        int rc = craft__tls_ctx_new(security, cluster_id, &tls, why, sizeof why);
+        if (rc != 0) {
+            if (err != NULL && err_size > 0) {
+                snprintf(err, err_size, "%s", why[0] != '\0' ? why : craft_strerror(rc));
+            }
+            return rc;
+        }
+    }
     struct craft_client *c = craft_calloc(NULL, 1, sizeof *c);
     if (c == NULL) {
+        craft__tls_ctx_unref(tls);
         return CRAFT_ENOMEM;
     }
+    c->tls_ctx = tls;
+    craft_wire_buf_init(&c->cipher, NULL);
     for (unsigned i = 0; i < n_servers; i++) {
         if (servers[i] == NULL || strlen(servers[i]) >= CRAFT_ADDRESS_MAX) {
+            craft__tls_ctx_unref(tls);
             craft_free(NULL, c);
             return CRAFT_EINVAL;
         }
@@ -247,6 +409,8 @@ void craft_client_close(struct craft_client *c)
         return;
     }
     disconnect(c);
+    craft__tls_ctx_unref(c->tls_ctx);
+    craft_wire_buf_close(&c->cipher);
     craft_wire_buf_close(&c->out);
     craft_wire_decoder_close(&c->dec);
     craft_free(NULL, c->in);
@@ -255,7 +419,12 @@ void craft_client_close(struct craft_client *c)
 
 const char *craft_client_server(const struct craft_client *c)
 {
-    return c->current;
+    return c->fd >= 0 ? c->current : "";
+}
+
+const char *craft_client_error(const struct craft_client *c)
+{
+    return c->error;
 }
 
 static void remember(struct craft_client *c, const char *addr)

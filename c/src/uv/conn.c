@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "uv/tls.h"
 #include "uv/transport_internal.h"
 
 static const char *side(const struct craft__conn *c)
@@ -38,6 +39,7 @@ static void on_handle_closed(uv_handle_t *h)
         c->next->prev = c->prev;
     }
     craft_free(t->alloc, c->rbuf);
+    craft__tls_free(c->tls);
     craft_wire_decoder_close(&c->dec);
     craft_wire_buf_close(&c->pending);
     craft_free(t->alloc, c);
@@ -88,9 +90,7 @@ void craft__conn_close(struct craft__conn *c, bool notify)
     c->state = CRAFT__CONN_CLOSING;
     craft__transport_unmark_dirty(c);
     craft__transport_forget_conn(c);
-    if (!c->outgoing) {
-        t->n_incoming--;
-    }
+    craft__limits_closed(c);
     if (was_up) {
         t->stats.disconnects++;
     }
@@ -149,6 +149,31 @@ static void refuse(struct craft__conn *c, const char *fmt, ...)
     craft__conn_close(c, true);
 }
 
+static void on_timer(uv_timer_t *h);
+
+/* A client (a non-member) that has no request in flight and sent nothing for
+ * client_idle_timeout_ms is closed, so that idle connections cannot keep real clients out.
+ * The timer is armed once per timeout, not per frame: it checks when the last frame came and
+ * re-arms for the rest. */
+static void check_idle(struct craft__conn *c)
+{
+    struct craft__transport *t = c->t;
+    uint64_t now = uv_now(t->loop);
+    uint64_t idle = now - c->last_active;
+
+    if (c->in_flight > 0 || idle < t->o.client_idle_timeout_ms) {
+        uint64_t wait = c->in_flight > 0 ? t->o.client_idle_timeout_ms
+                                         : t->o.client_idle_timeout_ms - idle;
+        uv_timer_start(&c->timer, on_timer, wait, 0);
+        return;
+    }
+    t->stats.idle_closed++;
+    craft__transport_log(t, CRAFT__LOG_INFO,
+                         "transport: closing client connection from %s: idle for %u ms", c->name,
+                         t->o.client_idle_timeout_ms);
+    craft__conn_close(c, true);
+}
+
 static void on_timer(uv_timer_t *h)
 {
     struct craft__conn *c = h->data;
@@ -162,6 +187,8 @@ static void on_timer(uv_timer_t *h)
                              "transport: closing connection %s %s: no handshake within %u ms",
                              side(c), c->name, c->t->o.handshake_timeout_ms);
         craft__conn_close(c, true);
+    } else if (c->state == CRAFT__CONN_UP && c->kind == CRAFT__KIND_CLIENT) {
+        check_idle(c);
     }
 }
 
@@ -170,7 +197,8 @@ static void on_timer(uv_timer_t *h)
 struct write_req {
     uv_write_t req;
     struct craft__conn *conn;
-    struct craft_wire_buf buf;
+    struct craft_wire_buf buf; /* the bytes on the wire (TLS: ciphertext) */
+    size_t counted;            /* of them, what c->queued counts (the plaintext frames) */
 };
 
 static void on_write(uv_write_t *req, int status)
@@ -179,7 +207,7 @@ static void on_write(uv_write_t *req, int status)
     struct craft__conn *c = w->conn;
     struct craft__transport *t = c->t;
 
-    c->queued -= w->buf.len;
+    c->queued -= w->counted;
     if (status == 0) {
         t->stats.bytes_sent += w->buf.len;
     } else if (status != UV_ECANCELED && c->state != CRAFT__CONN_CLOSING) {
@@ -191,39 +219,102 @@ static void on_write(uv_write_t *req, int status)
     craft_free(t->alloc, w);
 }
 
-void craft__conn_flush(struct craft__conn *c)
+/* Hands w (its buffer filled) to uv_write; on failure the connection closes. */
+static void write_out(struct craft__conn *c, struct write_req *w)
 {
     struct craft__transport *t = c->t;
-    struct write_req *w;
-    uv_buf_t b;
-    int rc;
+    uv_buf_t b = uv_buf_init((char *)w->buf.base, (unsigned)w->buf.len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
 
-    if (c->state == CRAFT__CONN_CLOSING || c->state == CRAFT__CONN_CONNECTING ||
-        c->pending.len == 0) {
-        return;
-    }
-    w = craft_malloc(t->alloc, sizeof *w);
-    if (w == NULL) {
-        craft__transport_log(t, CRAFT__LOG_ERROR, "transport: out of memory writing %s %s", side(c),
-                             c->name);
-        craft__conn_close(c, true);
-        return;
-    }
-    /* The write takes the pending buffer as it is (no copy); the connection starts a new one. */
-    w->conn = c;
-    w->req.data = w;
-    w->buf = c->pending;
-    craft_wire_buf_init(&c->pending, t->alloc);
-    b = uv_buf_init((char *)w->buf.base, (unsigned)w->buf.len);
-    rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (rc != 0) {
-        c->queued -= w->buf.len;
+        c->queued -= w->counted;
         craft_wire_buf_close(&w->buf);
         craft_free(t->alloc, w);
         craft__transport_log(t, CRAFT__LOG_INFO, "transport: write %s %s failed: %s", side(c),
                              c->name, uv_strerror(rc));
         craft__conn_close(c, true);
     }
+}
+
+static struct write_req *write_req_new(struct craft__conn *c)
+{
+    struct write_req *w = craft_malloc(c->t->alloc, sizeof *w);
+
+    if (w == NULL) {
+        craft__transport_log(c->t, CRAFT__LOG_ERROR, "transport: out of memory writing %s %s",
+                             side(c), c->name);
+        craft__conn_close(c, true);
+        return NULL;
+    }
+    w->conn = c;
+    w->req.data = w;
+    w->counted = 0;
+    craft_wire_buf_init(&w->buf, c->t->alloc);
+    return w;
+}
+
+/* TLS: encrypts the pending frames (if the handshake is done) and writes whatever ciphertext
+ * waits, handshake messages included. */
+static void flush_tls(struct craft__conn *c)
+{
+    struct write_req *w;
+    size_t counted = 0;
+
+    if (c->pending.len > 0 && craft__tls_established(c->tls)) {
+        if (craft__tls_write(c->tls, c->pending.base, c->pending.len) != 0) {
+            craft__transport_log(c->t, CRAFT__LOG_ERROR, "transport: TLS write %s %s failed",
+                                 side(c), c->name);
+            craft__conn_close(c, true);
+            return;
+        }
+        counted = c->pending.len;
+        craft_wire_buf_reset(&c->pending);
+    }
+    if (craft__tls_output_size(c->tls) == 0) {
+        c->queued -= counted;
+        return;
+    }
+    w = write_req_new(c);
+    if (w == NULL) {
+        return;
+    }
+    w->counted = counted;
+    if (craft__tls_take_output(c->tls, &w->buf) != 0) {
+        c->queued -= counted;
+        craft_wire_buf_close(&w->buf);
+        craft_free(c->t->alloc, w);
+        craft__transport_log(c->t, CRAFT__LOG_ERROR, "transport: out of memory writing %s %s",
+                             side(c), c->name);
+        craft__conn_close(c, true);
+        return;
+    }
+    write_out(c, w);
+}
+
+void craft__conn_flush(struct craft__conn *c)
+{
+    struct write_req *w;
+
+    if (c->state == CRAFT__CONN_CLOSING || c->state == CRAFT__CONN_CONNECTING) {
+        return;
+    }
+    if (c->tls != NULL) {
+        flush_tls(c);
+        return;
+    }
+    if (c->pending.len == 0) {
+        return;
+    }
+    w = write_req_new(c);
+    if (w == NULL) {
+        return;
+    }
+    /* The write takes the pending buffer as it is (no copy); the connection starts a new one. */
+    craft_wire_buf_close(&w->buf);
+    w->buf = c->pending;
+    w->counted = w->buf.len;
+    craft_wire_buf_init(&c->pending, c->t->alloc);
+    write_out(c, w);
 }
 
 /* Judges the bytes just appended to pending (from `before`): within the queue limit they
@@ -314,46 +405,106 @@ static uint32_t frame_limit(const struct craft__conn *c)
     return max;
 }
 
+/* Every read lands in the transport's scratch buffer (one for all connections: a read is
+ * consumed before the next one starts), and only the bytes of a partial frame are kept per
+ * connection (deliver). An idle connection then holds no read memory at all. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct craft__conn *c = h->data;
-    const struct craft__transport *t = c->t;
-    size_t want = c->rlen + CRAFT__READ_CHUNK;
 
     (void)suggested;
-    if (want > c->rcap) {
-        /* Doubling, so a large frame costs few regrowths, but never beyond the frame being
-         * read: memory stays within about twice what the peer actually sent, whatever length
-         * it announced. */
-        size_t cap = c->rcap * 2;
-        size_t frame_len;
-        uint8_t *grown;
-        if (craft_wire_frame_length(c->rbuf, c->rlen, frame_limit(c), &frame_len) ==
-                CRAFT_WIRE_NEED_MORE &&
-            cap > frame_len) {
-            cap = frame_len;
-        }
-        if (cap < want) {
-            cap = want;
-        }
-        grown = craft_realloc(t->alloc, c->rbuf, cap);
-        if (grown == NULL) {
-            /* libuv then calls on_read with UV_ENOBUFS. */
-            buf->base = NULL;
-            buf->len = 0;
-            return;
-        }
-        c->rbuf = grown;
-        c->rcap = cap;
+    buf->base = (char *)c->t->scratch;
+    buf->len = CRAFT__READ_CHUNK;
+}
+
+/* docs/wire.md: a connection that claims to be server `from` is accepted only if it comes from
+ * the address the configuration gives that server. Its source IP must be the configured IP
+ * (our own outgoing connections leave from our listening IP, see craft__conn_dial), and the
+ * listening address it announces must be the configured one (an announced wildcard host only
+ * has its port compared). A server we do not know (a leader contacting a server that joins
+ * empty, which knows nobody yet) is accepted, not as a member. Returns false after refusing. */
+static bool check_member_address(struct craft__conn *c, const struct craft_wire_handshake *h)
+{
+    struct craft__transport *t = c->t;
+    struct craft__peer *p = craft__transport_find_peer(t, h->from);
+    struct sockaddr_storage announced;
+
+    if (p == NULL) {
+        craft__transport_log(t, CRAFT__LOG_INFO,
+                             "transport: server %" PRIu64 " at %s is not in our configuration",
+                             h->from, c->name);
+        return true;
     }
-    buf->base = (char *)c->rbuf + c->rlen;
-    buf->len = c->rcap - c->rlen;
+    if (!craft__transport_same_host((const struct sockaddr *)&c->addr,
+                                    (const struct sockaddr *)&p->addr)) {
+        refuse(c, "it claims to be server %" PRIu64 ", configured at %s, from another address",
+               h->from, p->address);
+        return false;
+    }
+    if (craft__transport_parse_address(h->address, &announced) != 0 ||
+        craft__transport_port((const struct sockaddr *)&announced) !=
+            craft__transport_port((const struct sockaddr *)&p->addr) ||
+        (!craft__transport_is_wildcard((const struct sockaddr *)&announced) &&
+         !craft__transport_same_host((const struct sockaddr *)&announced,
+                                     (const struct sockaddr *)&p->addr))) {
+        refuse(c, "server %" PRIu64 " announces address \"%s\", configured at %s", h->from,
+               h->address, p->address);
+        return false;
+    }
+    c->member = true;
+    return true;
+}
+
+/* A connection claiming server id `from`: with verify_id, its certificate must name that id,
+ * and then stands for it (a member is known by its certificate, wherever it connects from);
+ * otherwise its address is checked. */
+static bool check_member(struct craft__conn *c, const struct craft_wire_handshake *h)
+{
+    struct craft__transport *t = c->t;
+    craft_id named = 0;
+
+    if (c->tls == NULL || !craft__tls_ctx_verify_id(t->tls)) {
+        return check_member_address(c, h);
+    }
+    craft__tls_peer_id(c->tls, &named);
+    if (named != h->from) {
+        if (named == 0) {
+            refuse(c, "it claims to be server %" PRIu64 " with a certificate that names no "
+                      "server id", h->from);
+        } else {
+            refuse(c, "it claims to be server %" PRIu64 " with a certificate for server %" PRIu64,
+                   h->from, named);
+        }
+        return false;
+    }
+    c->member = craft__transport_find_peer(t, h->from) != NULL;
+    return true;
+}
+
+/* A member has one connection to us: a newer one (it restarted, or its old connection died
+ * without us noticing) replaces the older, so members' connections stay bounded. */
+static void replace_older(struct craft__conn *c)
+{
+    struct craft__conn *o = c->t->conns;
+    while (o != NULL) {
+        struct craft__conn *next = o->next;
+        if (o != c && !o->outgoing && o->member && o->remote == c->remote &&
+            o->state != CRAFT__CONN_CLOSING) {
+            craft__transport_log(c->t, CRAFT__LOG_INFO,
+                                 "transport: server %" PRIu64
+                                 " connected again from %s: closing its older connection",
+                                 c->remote, c->name);
+            craft__conn_close(o, true);
+        }
+        o = next;
+    }
 }
 
 static void handshake_received(struct craft__conn *c, const struct craft_wire_message *m)
 {
     struct craft__transport *t = c->t;
     const struct craft_wire_handshake *h = &m->u.handshake;
+    const char *why;
 
     if (m->type != CRAFT_WIRE_HANDSHAKE) {
         bad_frame(c, "%s before the handshake", craft_wire_type_name(m->type));
@@ -377,10 +528,25 @@ static void handshake_received(struct craft__conn *c, const struct craft_wire_me
         refuse(c, "it claims our own id %" PRIu64, h->from);
         return;
     }
+    if (!c->outgoing && h->from != 0 && !check_member(c, h)) {
+        return;
+    }
+    why = craft__limits_handshaken(c, c->member);
+    if (why != NULL) {
+        t->stats.refused_clients++;
+        craft__transport_log(t, CRAFT__LOG_WARN, "transport: refused %s %" PRIu64 " from %s: %s",
+                             h->from != 0 ? "server" : "client", h->from, c->name, why);
+        craft__conn_close(c, true);
+        return;
+    }
     c->remote = h->from;
     memcpy(c->remote_address, h->address, sizeof c->remote_address);
     c->remote_address[sizeof c->remote_address - 1] = '\0';
     uv_timer_stop(&c->timer);
+    if (c->kind == CRAFT__KIND_CLIENT) {
+        c->last_active = uv_now(t->loop);
+        uv_timer_start(&c->timer, on_timer, t->o.client_idle_timeout_ms, 0);
+    }
     if (!c->outgoing) {
         /* Answered only now that the dialer has proven to be of our cluster. */
         send_handshake(c);
@@ -390,6 +556,9 @@ static void handshake_received(struct craft__conn *c, const struct craft_wire_me
     }
     c->state = CRAFT__CONN_UP;
     t->stats.connects++;
+    if (c->member) {
+        replace_older(c);
+    }
     if (c->outgoing) {
         craft__transport_peer_up(c->peer);
     } else {
@@ -398,6 +567,33 @@ static void handshake_received(struct craft__conn *c, const struct craft_wire_me
                              c->remote != 0 ? "server" : "client", c->remote, c->name,
                              c->remote_address[0] != '\0' ? c->remote_address : "no address");
     }
+}
+
+/* A client has at most max_client_requests Requests in flight: one more is answered
+ * CRAFT_EBUSY here, and never reaches the node. (craft__transport_reply counts the answers.) */
+static bool admit_request(struct craft__conn *c, const struct craft_wire_request *rq)
+{
+    struct craft__transport *t = c->t;
+    struct craft_wire_message r;
+
+    if (c->in_flight < t->o.max_client_requests) {
+        c->in_flight++;
+        return true;
+    }
+    t->stats.requests_refused++;
+    memset(&r, 0, sizeof r);
+    r.type = CRAFT_WIRE_RESPONSE;
+    r.u.response.from = t->o.id;
+    r.u.response.id = rq->id;
+    r.u.response.error = CRAFT_EBUSY;
+    if (craft__conn_enqueue(c, &r) != 0) {
+        craft__transport_log(t, CRAFT__LOG_WARN,
+                             "transport: closing client connection from %s: it does not read "
+                             "its answers",
+                             c->name);
+        craft__conn_close(c, true);
+    }
+    return false;
 }
 
 static void message_received(struct craft__conn *c, const struct craft_wire_message *m)
@@ -430,6 +626,12 @@ static void message_received(struct craft__conn *c, const struct craft_wire_mess
         bad_frame(c, "Response from a client");
         return;
     }
+    if (c->kind == CRAFT__KIND_CLIENT) {
+        c->last_active = uv_now(t->loop);
+        if (m->type == CRAFT_WIRE_REQUEST && !admit_request(c, &m->u.request)) {
+            return;
+        }
+    }
     t->stats.msgs_received++;
     c->announced = true;
     if (t->cb.recv != NULL) {
@@ -437,21 +639,70 @@ static void message_received(struct craft__conn *c, const struct craft_wire_mess
     }
 }
 
-/* Decodes and delivers every whole frame in the read buffer. */
-static void process(struct craft__conn *c)
+/* The highest term a Raft message may carry: our term plus CRAFT_WIRE_TERM_AHEAD_MAX (0, the
+ * absolute bound only, when the node does not say its term). */
+static craft_term max_term(struct craft__transport *t)
+{
+    craft_term now;
+    if (t->cb.term == NULL) {
+        return 0;
+    }
+    now = t->cb.term(t->cb.data);
+    if (now >= CRAFT_TERM_MAX - CRAFT_WIRE_TERM_AHEAD_MAX) {
+        return CRAFT_TERM_MAX;
+    }
+    return now + CRAFT_WIRE_TERM_AHEAD_MAX;
+}
+
+/* What a client may not send is refused on the first bytes of its frame, before the body is
+ * buffered (a 60 MiB AppendEntries would otherwise be read, and decoded into ten times its size,
+ * only to be refused). */
+static bool allowed_early(struct craft__conn *c, const uint8_t *body, size_t len)
+{
+    uint64_t type;
+    int rc;
+
+    if (c->state != CRAFT__CONN_UP || c->remote != 0 || c->outgoing) {
+        return true;
+    }
+    rc = craft_wire_peek_type(body, len, &type);
+    if (rc == CRAFT_WIRE_NEED_MORE) {
+        return true;
+    }
+    if (rc == 0 && type == CRAFT_WIRE_REQUEST) {
+        return true;
+    }
+    if (rc == 0) {
+        bad_frame(c, "%s from a client", craft_wire_type_name((int)type));
+    } else {
+        bad_frame(c, "%s", rc == CRAFT_EVERSION ? "unsupported protocol version"
+                                                : "bad frame header (not a message array)");
+    }
+    return false;
+}
+
+/* Decodes and delivers every whole frame at the start of buf; returns the bytes consumed (the
+ * rest is the start of a frame), or SIZE_MAX once the connection is closing. The messages point
+ * into buf, which must not move until this returns. */
+static size_t process(struct craft__conn *c, const uint8_t *buf, size_t len)
 {
     struct craft__transport *t = c->t;
     size_t off = 0;
 
     while (c->state != CRAFT__CONN_CLOSING && !t->closing) {
         struct craft_wire_message m;
-        const uint8_t *p = c->rbuf + off;
+        const uint8_t *p = buf + off;
         size_t frame_len;
         uint32_t limit = frame_limit(c);
-        int rc = craft_wire_frame_length(p, c->rlen - off, limit, &frame_len);
+        int rc = craft_wire_frame_length(p, len - off, limit, &frame_len);
 
         if (rc == CRAFT_WIRE_NEED_MORE) {
-            break;
+            if (len - off > CRAFT_WIRE_HEADER_SIZE &&
+                !allowed_early(c, p + CRAFT_WIRE_HEADER_SIZE,
+                               len - off - CRAFT_WIRE_HEADER_SIZE)) {
+                return SIZE_MAX;
+            }
+            return off;
         }
         if (rc == CRAFT_ETOOBIG) {
             /* Judged on the 4 length bytes alone: the body is never buffered. */
@@ -459,12 +710,13 @@ static void process(struct craft__conn *c)
                 (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
             bad_frame(c, "frame of %" PRIu32 " bytes, the maximum %sis %" PRIu32, body,
                       c->state == CRAFT__CONN_UP ? "" : "before the handshake ", limit);
-            return;
+            return SIZE_MAX;
         }
         if (rc != 0) {
             bad_frame(c, "bad frame header (not a message array)");
-            return;
+            return SIZE_MAX;
         }
+        c->dec.max_term = max_term(t);
         rc = craft_wire_decode(&c->dec, p + CRAFT_WIRE_HEADER_SIZE,
                                frame_len - CRAFT_WIRE_HEADER_SIZE, &m);
         if (rc == CRAFT_ENOMEM) {
@@ -472,28 +724,201 @@ static void process(struct craft__conn *c)
                                  "transport: out of memory decoding a frame %s %s", side(c),
                                  c->name);
             craft__conn_close(c, true);
-            return;
+            return SIZE_MAX;
         }
         if (rc != 0) {
             bad_frame(c, "%s", c->dec.error != NULL ? c->dec.error : craft_strerror(rc));
-            return;
+            return SIZE_MAX;
         }
         off += frame_len;
-        /* m points into rbuf, which does not move until the loop ends. */
         message_received(c, &m);
     }
-    if (c->state == CRAFT__CONN_CLOSING || t->closing) {
+    return SIZE_MAX;
+}
+
+static void rbuf_free(struct craft__conn *c)
+{
+    c->t->read_bytes -= c->rcap;
+    craft_free(c->t->alloc, c->rbuf);
+    c->rbuf = NULL;
+    c->rcap = 0;
+}
+
+/* Room for `need` bytes in c's partial-frame buffer, within the read budget. Doubling, so a
+ * large frame costs few regrowths, but never beyond the frame being read: memory stays within
+ * about twice what the peer actually sent, whatever length it announced. */
+static bool rbuf_reserve(struct craft__conn *c, size_t need, size_t frame_len)
+{
+    struct craft__transport *t = c->t;
+    size_t cap = c->rcap * 2;
+    uint8_t *grown;
+
+    if (need <= c->rcap) {
+        return true;
+    }
+    if (frame_len != 0 && cap > frame_len) {
+        cap = frame_len;
+    }
+    if (cap < need) {
+        cap = need;
+    }
+    if (!craft__limits_may_grow(c, cap - c->rcap)) {
+        t->stats.evicted++;
+        craft__transport_log(t, CRAFT__LOG_WARN,
+                             "transport: closing connection %s %s (server %" PRIu64
+                             "): its partial frame would exceed the read budget of %zu bytes",
+                             side(c), c->name, c->remote, t->o.read_budget);
+        craft__conn_close(c, true);
+        return false;
+    }
+    grown = craft_realloc(t->alloc, c->rbuf, cap);
+    if (grown == NULL) {
+        craft__transport_log(t, CRAFT__LOG_ERROR, "transport: out of memory reading %s %s",
+                             side(c), c->name);
+        craft__conn_close(c, true);
+        return false;
+    }
+    t->read_bytes += cap - c->rcap;
+    c->rbuf = grown;
+    c->rcap = cap;
+    return true;
+}
+
+/* Bytes that arrived on c (plaintext: TLS has already been taken off). With nothing pending,
+ * whole frames are decoded straight from data and only a trailing partial frame is copied; else
+ * data joins the partial frame first. */
+static void deliver(struct craft__conn *c, const uint8_t *data, size_t n)
+{
+    size_t used;
+
+    if (c->rlen == 0) {
+        used = process(c, data, n);
+        if (used == SIZE_MAX) {
+            return;
+        }
+        data += used;
+        n -= used;
+        if (n == 0) {
+            return;
+        }
+    }
+    /* The frame's length, when its 4-byte prefix is here (process judged it already). */
+    uint8_t hdr[CRAFT_WIRE_HEADER_SIZE];
+    size_t k = 0, frame_len = 0;
+    for (; k < CRAFT_WIRE_HEADER_SIZE && k < c->rlen; k++) {
+        hdr[k] = c->rbuf[k];
+    }
+    for (size_t j = 0; k < CRAFT_WIRE_HEADER_SIZE && j < n; j++, k++) {
+        hdr[k] = data[j];
+    }
+    if (k == CRAFT_WIRE_HEADER_SIZE) {
+        frame_len = CRAFT_WIRE_HEADER_SIZE + ((size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 |
+                                              (size_t)hdr[2] << 8 | (size_t)hdr[3]);
+    }
+    if (!rbuf_reserve(c, c->rlen + n, frame_len)) {
         return;
     }
-    c->rlen -= off;
-    if (c->rlen > 0 && off > 0) {
-        memmove(c->rbuf, c->rbuf + off, c->rlen);
+    memcpy(c->rbuf + c->rlen, data, n);
+    c->rlen += n;
+    used = process(c, c->rbuf, c->rlen);
+    if (used == SIZE_MAX) {
+        return;
     }
-    if (c->rlen == 0 && c->rcap > CRAFT__READ_KEEP) {
-        /* A big frame went through: give its memory back rather than keep it per connection. */
-        craft_free(t->alloc, c->rbuf);
-        c->rbuf = NULL;
-        c->rcap = 0;
+    c->rlen -= used;
+    if (c->rlen > 0 && used > 0) {
+        memmove(c->rbuf, c->rbuf + used, c->rlen);
+    }
+    if (c->rlen == 0 && (!craft__limits_privileged(c) || c->rcap > CRAFT__READ_KEEP)) {
+        /* Nothing partial left: give the memory back (a member keeps a small buffer). */
+        rbuf_free(c);
+    }
+}
+
+/* --- TLS ----------------------------------------------------------------------------------- */
+
+/* The TLS handshake is done: the peer holds a certificate our CAs vouch for, or the cluster
+ * secret. With verify_id, the server we dialed must be the one its certificate names. Then
+ * craft's own handshake follows, inside TLS. */
+static void tls_established(struct craft__conn *c)
+{
+    struct craft__transport *t = c->t;
+    char why[200];
+    craft_id named;
+
+    if (!craft__tls_peer_id(c->tls, &named)) {
+        refuse(c, "its certificate names two different server ids");
+        return;
+    }
+    if (t->tls != NULL && !craft__tls_still_trusted(c->tls, t->tls, why, sizeof why)) {
+        /* The settings were rotated during its handshake. */
+        refuse(c, "%s", why);
+        return;
+    }
+    if (c->outgoing && craft__tls_ctx_verify_id(t->tls) && named != c->remote) {
+        if (named == 0) {
+            refuse(c, "its certificate names no server id, we dialed server %" PRIu64, c->remote);
+        } else {
+            refuse(c, "its certificate names server %" PRIu64 ", we dialed server %" PRIu64,
+                   named, c->remote);
+        }
+        return;
+    }
+    craft__transport_log(t, CRAFT__LOG_DEBUG, "transport: TLS up %s %s (certificate names %s%" PRIu64 ")",
+                         side(c), c->name, named != 0 ? "server " : "no server, ", named);
+    if (c->outgoing) {
+        send_handshake(c);
+    }
+}
+
+/* Ciphertext from the socket: advances the TLS handshake, then hands what it decrypts to
+ * deliver(). Nothing reaches craft's frame parser before the peer is authenticated. */
+static void tls_input(struct craft__conn *c, const uint8_t *data, size_t n)
+{
+    struct craft__transport *t = c->t;
+    char err[256];
+    int rc;
+
+    if (craft__tls_push(c->tls, data, n) != 0) {
+        craft__transport_log(t, CRAFT__LOG_ERROR, "transport: out of memory reading %s %s",
+                             side(c), c->name);
+        craft__conn_close(c, true);
+        return;
+    }
+    if (!craft__tls_established(c->tls)) {
+        rc = craft__tls_handshake(c->tls, err, sizeof err);
+        craft__conn_flush(c); /* our part of the handshake, or the alert that ends it */
+        if (rc < 0) {
+            refuse(c, "%s", err);
+            return;
+        }
+        if (rc == 0 || c->state == CRAFT__CONN_CLOSING) {
+            return;
+        }
+        tls_established(c);
+    }
+    while (c->state != CRAFT__CONN_CLOSING && !t->closing) {
+        size_t got;
+        rc = craft__tls_read(c->tls, t->scratch, CRAFT__READ_CHUNK, &got, err, sizeof err);
+        if (rc == CRAFT_ENOCONN) {
+            craft__transport_log(t, CRAFT__LOG_INFO,
+                                 "transport: connection %s %s (server %" PRIu64
+                                 ") closed by peer (TLS)",
+                                 side(c), c->name, c->remote);
+            craft__conn_close(c, true);
+            return;
+        }
+        if (rc != 0) {
+            bad_frame(c, "%s", err);
+            return;
+        }
+        if (got == 0) {
+            break;
+        }
+        deliver(c, t->scratch, got);
+    }
+    if (c->state != CRAFT__CONN_CLOSING && !t->closing &&
+        craft__tls_output_size(c->tls) > 0) {
+        craft__transport_mark_dirty(c); /* e.g. an answer to a key update */
     }
 }
 
@@ -507,9 +932,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread > 0) {
-        c->rlen += (size_t)nread;
         t->stats.bytes_received += (uint64_t)nread;
-        process(c);
+        if (c->tls != NULL) {
+            tls_input(c, t->scratch, (size_t)nread);
+        } else {
+            deliver(c, t->scratch, (size_t)nread);
+        }
         return;
     }
     if (nread == 0) {
@@ -538,6 +966,15 @@ static int start(struct craft__conn *c)
     /* Raft's messages are small and latency-bound; we coalesce writes ourselves. */
     uv_tcp_nodelay(&c->tcp, 1);
     c->state = CRAFT__CONN_HANDSHAKE;
+    if (c->t->tls != NULL) {
+        c->tls = craft__tls_new(c->t->tls, !c->outgoing);
+        if (c->tls == NULL) {
+            craft__transport_log(c->t, CRAFT__LOG_ERROR, "transport: out of memory for TLS %s %s",
+                                 side(c), c->name);
+            craft__conn_close(c, true);
+            return CRAFT_ENOMEM;
+        }
+    }
     uv_timer_start(&c->timer, on_timer, c->t->o.handshake_timeout_ms, 0);
     rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc != 0) {
@@ -564,9 +1001,39 @@ static void on_connect(uv_connect_t *req, int status)
         craft__conn_close(c, true);
         return;
     }
-    if (start(c) == 0) {
-        send_handshake(c);
+    if (start(c) != 0) {
+        return;
     }
+    if (c->tls == NULL) {
+        send_handshake(c);
+        return;
+    }
+    /* The dialer speaks first: its ClientHello. */
+    char err[256];
+    if (craft__tls_handshake(c->tls, err, sizeof err) < 0) {
+        refuse(c, "%s", err);
+        return;
+    }
+    craft__conn_flush(c);
+}
+
+/* Outgoing connections leave from the IP we listen on (when it is not a wildcard), so that
+ * the peer sees the address the configuration gives us: on a host with several addresses the
+ * kernel would otherwise pick the source by route, and the peer would refuse us. */
+static int bind_source(struct craft__conn *c)
+{
+    struct sockaddr_storage src = c->t->bound;
+
+    if (craft__transport_is_wildcard((const struct sockaddr *)&src) ||
+        src.ss_family != c->addr.ss_family) {
+        return 0;
+    }
+    if (src.ss_family == AF_INET) {
+        ((struct sockaddr_in *)&src)->sin_port = 0;
+    } else {
+        ((struct sockaddr_in6 *)&src)->sin6_port = 0;
+    }
+    return uv_tcp_bind(&c->tcp, (const struct sockaddr *)&src, 0);
 }
 
 void craft__conn_dial(struct craft__peer *p)
@@ -582,13 +1049,18 @@ void craft__conn_dial(struct craft__peer *p)
         return;
     }
     c->outgoing = true;
+    c->kind = CRAFT__KIND_OUTGOING;
     c->peer = p;
     c->remote = p->id;
     c->state = CRAFT__CONN_CONNECTING;
     strcpy(c->name, p->address);
     p->conn = c;
+    c->addr = p->addr;
     uv_timer_start(&c->timer, on_timer, t->o.connect_timeout_ms, 0);
-    rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&p->addr, on_connect);
+    rc = bind_source(c);
+    if (rc == 0) {
+        rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&p->addr, on_connect);
+    }
     if (rc != 0) {
         craft__transport_log(t, CRAFT__LOG_DEBUG,
                              "transport: connect to server %" PRIu64 " at %s failed: %s", p->id,
@@ -620,7 +1092,6 @@ void craft__conn_on_connection(uv_stream_t *server, int status)
         return;
     }
     c->state = CRAFT__CONN_HANDSHAKE;
-    t->n_incoming++;
     strcpy(c->name, "?");
     rc = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rc != 0) {
@@ -630,11 +1101,12 @@ void craft__conn_on_connection(uv_stream_t *server, int status)
     }
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len) == 0) {
         craft__transport_format_address((const struct sockaddr *)&addr, c->name, sizeof c->name);
+        c->addr = addr;
     }
-    if (t->n_incoming > t->o.max_incoming) {
-        craft__transport_log(t, CRAFT__LOG_WARN,
-                             "transport: closing connection from %s: more than %u connections",
-                             c->name, t->o.max_incoming);
+    craft__transport_ip_key((const struct sockaddr *)&c->addr, c->ip);
+    if (craft__limits_accepted(c) != 0) {
+        craft__transport_log(t, CRAFT__LOG_ERROR, "transport: out of memory accepting %s",
+                             c->name);
         craft__conn_close(c, true);
         return;
     }

@@ -12,6 +12,7 @@
 
 #include "craft/store.h"
 #include "uv/node.h"
+#include "uv/security.h"
 
 int craft__uv_restore_fsm(struct craft_uv_node *n); /* disk.c */
 
@@ -24,6 +25,14 @@ const char *craft_uv_last_error(void)
 
 static void set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void set_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+}
+
+void craft__uv_set_last_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -99,6 +108,13 @@ static void transport_log(void *data, int level, const char *line)
 {
     struct craft_uv_node *n = data;
     craft__uv_log(n, level, "%s", line);
+}
+
+/* For the transport's decode bound: a message far ahead of our term is refused. */
+static craft_term transport_term(void *data)
+{
+    struct craft_uv_node *n = data;
+    return n->core != NULL ? craft_node_term(n->core) : 0;
 }
 
 static void store_log(void *data, int level, const char *line)
@@ -316,6 +332,17 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
     if (rc == 0) {
         rc = boot_core(n);
     }
+    struct craft__tls_ctx *tls = NULL;
+    if (rc == 0) {
+        char err[512] = "";
+        rc = craft__uv_security_ctx(n->id, c->cluster_id, &c->security, &tls, err, sizeof err);
+        if (rc != 0) {
+            set_error("security settings: %s", err[0] != '\0' ? err : craft_strerror(rc));
+        }
+        /* The paths were the caller's: read now, not kept. */
+        memset(&n->cfg.security, 0, sizeof n->cfg.security);
+        n->cfg.security.mode = c->security.mode;
+    }
     if (rc == 0) {
         struct craft__transport_options to;
         craft__transport_options_init(&to);
@@ -323,15 +350,24 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
         to.cluster_id = c->cluster_id;
         to.listen_address = n->address;
         to.max_frame = c->max_frame;
+        to.max_pending = c->limits.max_pending;
+        to.max_clients = c->limits.max_clients;
+        to.max_clients_per_ip = c->limits.max_clients_per_ip;
+        to.client_idle_timeout_ms = c->limits.client_idle_timeout_ms;
+        to.max_client_requests = c->limits.max_client_requests;
+        to.read_budget = c->limits.read_budget;
+        to.tls = tls;
         to.seed = n->id ^ uv_hrtime();
         to.alloc = n->alloc;
         struct craft__transport_callbacks cb = {n, craft__uv_recv, craft__uv_on_peer_state,
-                                                craft__uv_on_conn_closed, transport_log};
+                                                craft__uv_on_conn_closed, transport_log,
+                                                transport_term};
         rc = craft__transport_open(loop, &to, &cb, &n->transport);
         if (rc != 0) {
             set_error("listening on %s: %s", n->address, craft_strerror(rc));
         }
     }
+    craft__tls_ctx_unref(tls); /* the transport holds its own reference */
     if (rc != 0) {
         node_free(n);
         return rc;

@@ -165,6 +165,8 @@ struct craft_uv_node {
 };
 
 /* node.c */
+/* Sets what craft_uv_last_error() says on this thread. */
+void craft__uv_set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void craft__uv_log(struct craft_uv_node *n, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void craft__uv_fatal(struct craft_uv_node *n, int rc, const char *fmt, ...)

@@ -4,7 +4,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
+#include "uv/tls.h"
 #include "uv/transport_internal.h"
 
 void craft__transport_options_init(struct craft__transport_options *o)
@@ -16,7 +18,12 @@ void craft__transport_options_init(struct craft__transport_options *o)
     o->backoff_min_ms = 50;
     o->backoff_max_ms = 2000;
     o->max_queue_bytes = 64u * 1024u * 1024u;
-    o->max_incoming = 1024;
+    o->max_pending = 128;
+    o->max_clients = 1024;
+    o->max_clients_per_ip = 128;
+    o->client_idle_timeout_ms = 60000;
+    o->max_client_requests = 256;
+    o->read_budget = 128u * 1024u * 1024u;
 }
 
 /* Zero means "the default", so that a zeroed options struct works as well as an initialized
@@ -35,7 +42,12 @@ static void fill_defaults(struct craft__transport_options *o)
     DEFAULT(backoff_min_ms)
     DEFAULT(backoff_max_ms)
     DEFAULT(max_queue_bytes)
-    DEFAULT(max_incoming)
+    DEFAULT(max_pending)
+    DEFAULT(max_clients)
+    DEFAULT(max_clients_per_ip)
+    DEFAULT(client_idle_timeout_ms)
+    DEFAULT(max_client_requests)
+    DEFAULT(read_budget)
 #undef DEFAULT
     if (o->backoff_max_ms < o->backoff_min_ms) {
         o->backoff_max_ms = o->backoff_min_ms;
@@ -70,6 +82,11 @@ void craft__transport_handle_closed(struct craft__transport *t)
     cb = t->close_cb;
     data = t->close_data;
     craft_free(t->alloc, t->faults);
+    craft__tls_ctx_unref(t->tls);
+    craft__tls_ctx_unref(t->reload_tls);
+    uv_mutex_destroy(&t->reload_lock);
+    craft_free(t->alloc, t->sources);
+    craft_free(t->alloc, t->scratch);
     craft_free(t->alloc, t);
     if (cb != NULL) {
         cb(data);
@@ -139,6 +156,7 @@ void craft__transport_close(struct craft__transport *t, void (*cb)(void *data), 
     uv_close((uv_handle_t *)&t->listener, on_own_handle_closed);
     uv_close((uv_handle_t *)&t->prepare, on_own_handle_closed);
     uv_close((uv_handle_t *)&t->check, on_own_handle_closed);
+    uv_close((uv_handle_t *)&t->reload, on_own_handle_closed);
 }
 
 /* --- Flushing coalesced writes -------------------------------------------------------------
@@ -194,7 +212,105 @@ static void on_check(uv_check_t *h)
     flush_all(h->data);
 }
 
+/* --- Security settings --------------------------------------------------------------------- */
+
+void craft__transport_set_security(struct craft__transport *t, struct craft__tls_ctx *x)
+{
+    int before = t->tls != NULL ? craft__tls_ctx_mode(t->tls) : CRAFT_SECURITY_PLAINTEXT;
+    int after = x != NULL ? craft__tls_ctx_mode(x) : CRAFT_SECURITY_PLAINTEXT;
+    char why[200];
+
+    if (t->closing) {
+        return;
+    }
+    if (x != NULL) {
+        craft__tls_ctx_ref(x);
+    }
+    craft__tls_ctx_unref(t->tls);
+    t->tls = x;
+    craft__transport_log(t, after == CRAFT_SECURITY_PLAINTEXT ? CRAFT__LOG_WARN : CRAFT__LOG_INFO,
+                         "transport: security settings changed: %s",
+                         x != NULL ? craft__tls_ctx_describe(x)
+                                   : "PLAINTEXT (neither authenticated nor encrypted)");
+    for (struct craft__conn *c = t->conns; c != NULL;) {
+        struct craft__conn *next = c->next;
+        if (c->state != CRAFT__CONN_CLOSING && c->state != CRAFT__CONN_CONNECTING) {
+            if (before != after) {
+                craft__transport_log(t, CRAFT__LOG_INFO,
+                                     "transport: closing connection %s %s: the security mode "
+                                     "changed from %s to %s",
+                                     c->outgoing ? "to" : "from", c->name,
+                                     craft_security_mode_name(before),
+                                     craft_security_mode_name(after));
+                craft__conn_close(c, true);
+            } else if (c->tls != NULL && !craft__tls_still_trusted(c->tls, x, why, sizeof why)) {
+                craft__transport_log(t, CRAFT__LOG_WARN,
+                                     "transport: closing connection %s %s (server %" PRIu64
+                                     "): %s",
+                                     c->outgoing ? "to" : "from", c->name, c->remote, why);
+                craft__conn_close(c, true);
+            }
+        }
+        /* A close may close others (callbacks): start over from what is left. */
+        c = t->closing ? NULL : next;
+    }
+}
+
+static void on_reload(uv_async_t *h)
+{
+    struct craft__transport *t = h->data;
+    struct craft__tls_ctx *x;
+    bool posted;
+
+    uv_mutex_lock(&t->reload_lock);
+    posted = t->reload_posted;
+    x = t->reload_tls;
+    t->reload_posted = false;
+    t->reload_tls = NULL;
+    uv_mutex_unlock(&t->reload_lock);
+    if (posted) {
+        craft__transport_set_security(t, x);
+    }
+    craft__tls_ctx_unref(x);
+}
+
+void craft__transport_post_security(struct craft__transport *t, struct craft__tls_ctx *x)
+{
+    struct craft__tls_ctx *old;
+
+    if (x != NULL) {
+        craft__tls_ctx_ref(x);
+    }
+    uv_mutex_lock(&t->reload_lock);
+    old = t->reload_tls;
+    t->reload_tls = x;
+    t->reload_posted = true;
+    uv_mutex_unlock(&t->reload_lock);
+    craft__tls_ctx_unref(old); /* posted twice before the loop took it: the later wins */
+    uv_async_send(&t->reload);
+}
+
 /* --- Open ---------------------------------------------------------------------------------- */
+
+/* Clients must not take every file descriptor: the node needs some to dial its peers and to
+ * write its log. At most half the process's limit goes to clients, an eighth to connections
+ * still in their handshake. */
+static void clamp_to_file_limit(struct craft__transport *t)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return;
+    }
+    if (t->o.max_clients > rl.rlim_cur / 2) {
+        t->o.max_clients = (unsigned)(rl.rlim_cur / 2);
+    }
+    if (t->o.max_pending > rl.rlim_cur / 8) {
+        t->o.max_pending = (unsigned)(rl.rlim_cur / 8);
+    }
+    if (t->o.max_pending == 0) {
+        t->o.max_pending = 1;
+    }
+}
 
 int craft__transport_open(uv_loop_t *loop, const struct craft__transport_options *o,
                           const struct craft__transport_callbacks *cb,
@@ -223,9 +339,24 @@ int craft__transport_open(uv_loop_t *loop, const struct craft__transport_options
     }
     t->alloc = o->alloc;
     t->prng = o->seed;
+    t->scratch = craft_malloc(t->alloc, CRAFT__READ_CHUNK);
+    if (t->scratch == NULL || uv_mutex_init(&t->reload_lock) != 0) {
+        craft_free(t->alloc, t->scratch);
+        craft_free(t->alloc, t);
+        return CRAFT_ENOMEM;
+    }
+    t->o.tls = NULL;
+    if (o->tls != NULL) {
+        craft__tls_ctx_ref(o->tls);
+        t->tls = o->tls;
+    }
+    clamp_to_file_limit(t);
 
     rc = uv_tcp_init(loop, &t->listener);
     if (rc != 0) {
+        craft__tls_ctx_unref(t->tls);
+        uv_mutex_destroy(&t->reload_lock);
+        craft_free(t->alloc, t->scratch);
         craft_free(t->alloc, t);
         return CRAFT_EIO;
     }
@@ -248,20 +379,34 @@ int craft__transport_open(uv_loop_t *loop, const struct craft__transport_options
         return CRAFT_EIO;
     }
     craft__transport_format_address((const struct sockaddr *)&bound, t->address, sizeof t->address);
+    t->bound = bound;
 
     uv_prepare_init(loop, &t->prepare);
     uv_check_init(loop, &t->check);
+    uv_async_init(loop, &t->reload, on_reload);
     t->prepare.data = t;
     t->check.data = t;
-    t->handles += 2;
+    t->reload.data = t;
+    t->handles += 3;
+    uv_unref((uv_handle_t *)&t->reload);
     uv_prepare_start(&t->prepare, on_prepare);
     uv_check_start(&t->check, on_check);
     /* They only flush: they must not keep the loop alive on their own. */
     uv_unref((uv_handle_t *)&t->prepare);
     uv_unref((uv_handle_t *)&t->check);
 
-    craft__transport_log(t, CRAFT__LOG_INFO, "transport: server %" PRIu64 " listening on %s",
-                         t->o.id, t->address);
+    if (t->tls != NULL) {
+        craft__transport_log(t, CRAFT__LOG_INFO,
+                             "transport: server %" PRIu64 " listening on %s (%s)", t->o.id,
+                             t->address, craft__tls_ctx_describe(t->tls));
+    } else {
+        /* Info, like the line above: every plaintext program would print it otherwise. */
+        craft__transport_log(t, CRAFT__LOG_INFO,
+                             "transport: server %" PRIu64 " listening on %s in PLAINTEXT: "
+                             "connections are neither authenticated nor encrypted, anyone who "
+                             "reaches this port can act as a member (docs/security.md)",
+                             t->o.id, t->address);
+    }
     *out = t;
     return 0;
 }
@@ -273,7 +418,7 @@ const char *craft__transport_address(const struct craft__transport *t)
 
 /* --- Peers --------------------------------------------------------------------------------- */
 
-static struct craft__peer *find_peer(const struct craft__transport *t, craft_id id)
+struct craft__peer *craft__transport_find_peer(const struct craft__transport *t, craft_id id)
 {
     for (struct craft__peer *p = t->peers; p != NULL; p = p->next) {
         if (p->id == id) {
@@ -342,7 +487,7 @@ int craft__transport_set_peer(struct craft__transport *t, craft_id id, const cha
     if (id == t->o.id) {
         return 0;
     }
-    p = find_peer(t, id);
+    p = craft__transport_find_peer(t, id);
     if (p != NULL) {
         if (strcmp(p->address, address) == 0) {
             return 0;
@@ -412,7 +557,7 @@ void craft__transport_remove_peer(struct craft__transport *t, craft_id id)
  * it can still answer the leader that contacted it. */
 static struct craft__conn *route(const struct craft__transport *t, craft_id id)
 {
-    const struct craft__peer *p = find_peer(t, id);
+    const struct craft__peer *p = craft__transport_find_peer(t, id);
     if (p != NULL && p->conn != NULL && p->conn->state == CRAFT__CONN_UP) {
         return p->conn;
     }
@@ -429,7 +574,7 @@ static struct craft__conn *route(const struct craft__transport *t, craft_id id)
 
 bool craft__transport_connected(const struct craft__transport *t, craft_id id)
 {
-    const struct craft__peer *p = find_peer(t, id);
+    const struct craft__peer *p = craft__transport_find_peer(t, id);
     return p != NULL && p->conn != NULL && p->conn->state == CRAFT__CONN_UP;
 }
 
@@ -440,7 +585,7 @@ bool craft__transport_reachable(const struct craft__transport *t, craft_id id)
 
 size_t craft__transport_queued_bytes(const struct craft__transport *t, craft_id id)
 {
-    const struct craft__peer *p = find_peer(t, id);
+    const struct craft__peer *p = craft__transport_find_peer(t, id);
     return p != NULL && p->conn != NULL ? p->conn->queued : 0;
 }
 
@@ -567,6 +712,9 @@ int craft__transport_reply(struct craft__transport *t, struct craft__conn *conn,
     if (conn == NULL || conn->state != CRAFT__CONN_UP) {
         t->stats.send_dropped++;
         return CRAFT_ENOCONN;
+    }
+    if (m->type == CRAFT_WIRE_RESPONSE && conn->in_flight > 0) {
+        conn->in_flight--; /* a client's request answered (max_client_requests) */
     }
     return send_on(t, conn, m);
 }

@@ -37,7 +37,9 @@
  *   After craft__transport_close no callback runs but the close callback.
  * - Before the handshake a frame may not exceed 1 KiB (a handshake is ~200 bytes), so a
  *   stranger cannot make us buffer max_frame bytes; a read buffer grows with what a peer
- *   actually sent, never to what it merely announced.
+ *   actually sent, never to what it merely announced, and all of them together stay within
+ *   read_budget (members first). A client (from = 0) may only send Requests: another type is
+ *   refused on its first bytes, before its body is buffered.
  * - Numeric options left 0 take their default (a zeroed options struct works).
  */
 #ifndef CRAFT_UV_TRANSPORT_H
@@ -73,6 +75,9 @@ struct craft__transport_callbacks {
     void (*conn_closed)(void *data, struct craft__conn *conn);
     /* A log line (no trailing newline). */
     void (*log)(void *data, int level, const char *line);
+    /* The node's current term (may be NULL). A Raft message whose term is more than
+     * CRAFT_WIRE_TERM_AHEAD_MAX above it is refused at decode as a bad frame. */
+    craft_term (*term)(void *data);
 };
 
 struct craft__transport_options {
@@ -85,9 +90,24 @@ struct craft__transport_options {
     unsigned backoff_min_ms;       /* first reconnect delay, default 50 */
     unsigned backoff_max_ms;       /* default 2000 */
     size_t max_queue_bytes; /* per connection; beyond it sends fail CRAFT_EBUSY; default 64 MiB */
-    unsigned max_incoming;  /* accepted connections open at once, default 1024; beyond it
-                               new ones are closed at once */
+    /* Resources per source (docs/security.md). Members of the configuration (incoming from a
+     * configured server, its address or certificate checked) are not counted as clients and are
+     * never evicted: peers can always connect. */
+    unsigned max_pending;     /* accepted, handshake not done; default 128. Beyond it the oldest
+                                 pending connection of the source IP with the most is closed */
+    unsigned max_clients;     /* handshaken non-members (clients, unknown servers), default
+                                 1024; beyond it a new one is refused at its handshake */
+    unsigned max_clients_per_ip;      /* default 128 */
+    unsigned client_idle_timeout_ms;  /* a non-member with no request in flight that sends
+                                         nothing for this long is closed; default 60000 */
+    unsigned max_client_requests;     /* Requests in flight per non-member connection; more are
+                                         answered CRAFT_EBUSY at once; default 256 */
+    size_t read_budget; /* bytes of partial frames buffered for all connections together;
+                           default 128 MiB. A non-member that needs more is closed; a member
+                           that needs more evicts non-members (largest buffer first) */
     uint64_t seed;          /* backoff jitter and fault injection */
+    /* TLS settings (uv/tls.h); NULL: plaintext. The transport takes a reference. */
+    struct craft__tls_ctx *tls;
     const struct craft_allocator *alloc;
 };
 
@@ -100,6 +120,10 @@ struct craft__transport_stats {
     uint64_t send_dropped;       /* messages refused because of back-pressure or no connection */
     uint64_t handshake_timeouts; /* connections closed for staying silent (no handshake) */
     uint64_t fault_dropped;      /* messages dropped by craft__transport_set_faults */
+    uint64_t refused_clients;    /* client quotas (max_clients, max_clients_per_ip) */
+    uint64_t evicted;            /* pending connections closed to make room, over-budget ones */
+    uint64_t idle_closed;        /* non-members closed after client_idle_timeout_ms */
+    uint64_t requests_refused;   /* Requests beyond max_client_requests, answered CRAFT_EBUSY */
 };
 
 void craft__transport_options_init(struct craft__transport_options *o);
@@ -144,6 +168,15 @@ void craft__transport_stats(const struct craft__transport *t, struct craft__tran
  * transport is freed just before; cb may be NULL). Pending writes are discarded. Safe with
  * connections mid-connect, mid-handshake or mid-write, and from inside a callback. */
 void craft__transport_close(struct craft__transport *t, void (*cb)(void *data), void *data);
+
+/* Replaces the security settings (NULL: plaintext) on the loop's thread. New connections use
+ * them at once. Within the same mode, established connections whose credentials x no longer
+ * accepts are closed (a secret dropped from the accepted ones, a certificate whose CA is no
+ * longer trusted); a change of mode closes every connection. The transport takes a reference. */
+void craft__transport_set_security(struct craft__transport *t, struct craft__tls_ctx *x);
+/* The same from any thread, while the transport is open (the caller must guarantee it is not
+ * closed meanwhile): the change is applied on the loop's thread shortly after. */
+void craft__transport_post_security(struct craft__transport *t, struct craft__tls_ctx *x);
 
 /* Fault injection for tests and fault campaigns (the machines have no tc netem): every message
  * to peer `to` is dropped with probability drop, and delayed by a uniform random [min, max] ms

@@ -315,9 +315,66 @@ int craft_wire_decode(struct craft_wire_decoder *d, const void *body, size_t len
     if (rc == 0) {
         rc = craft__wire_validate(out, d->alloc, &r.error);
     }
+    if (rc == 0 && d->max_term != 0 && out->type <= CRAFT_WIRE_RAFT_TYPE_MAX &&
+        out->u.raft.term > d->max_term) {
+        r.error = "term too far ahead of the receiver's (more than 2^32)";
+        rc = CRAFT_EMALFORMED;
+    }
     if (rc != 0) {
         d->error = r.error != NULL ? r.error : craft_strerror(rc);
         memset(out, 0, sizeof *out);
     }
     return rc;
+}
+
+/* Bytes a msgpack integer whose first byte is c takes, 0 if c starts no integer. */
+static size_t int_width(uint8_t c)
+{
+    static const uint8_t widths[8] = {1, 2, 4, 8, 1, 2, 4, 8};
+    if (c <= 0x7f || c >= 0xe0) {
+        return 1;
+    }
+    if (c >= 0xcc && c <= 0xd3) {
+        return 1 + (size_t)widths[c - 0xcc];
+    }
+    return 0;
+}
+
+int craft_wire_peek_type(const void *body, size_t len, uint64_t *type)
+{
+    const uint8_t *p = body;
+    size_t off;
+
+    if (len == 0) {
+        return CRAFT_WIRE_NEED_MORE;
+    }
+    off = (p[0] & 0xf0) == 0x90 ? 1 : p[0] == 0xdc ? 3 : p[0] == 0xdd ? 5 : 0;
+    if (off == 0) {
+        return CRAFT_EMALFORMED;
+    }
+    for (int field = 0; field < 2; field++) {
+        struct craft__wire_reader r;
+        uint64_t v;
+        size_t w;
+        if (len <= off) {
+            return CRAFT_WIRE_NEED_MORE;
+        }
+        w = int_width(p[off]);
+        if (w == 0) {
+            return CRAFT_EMALFORMED;
+        }
+        if (len < off + w) {
+            return CRAFT_WIRE_NEED_MORE;
+        }
+        r.p = p + off;
+        r.end = p + off + w;
+        r.error = NULL;
+        TRY(craft__wire_read_uint(&r, &v));
+        off += w;
+        if (field == 0 && v != CRAFT_WIRE_VERSION) {
+            return CRAFT_EVERSION;
+        }
+        *type = v;
+    }
+    return 0;
 }

@@ -48,6 +48,7 @@ void craft_wire_decoder_init(struct craft_wire_decoder *d, const struct craft_al
 {
     d->alloc = a;
     d->max_frame = CRAFT_WIRE_MAX_FRAME_DEFAULT;
+    d->max_term = 0;
     d->error = NULL;
     d->block_ = NULL;
     d->extra_ = NULL;

@@ -194,9 +194,92 @@ static int check_raft(const struct craft_message *m, const struct craft_allocato
     }
 }
 
+/* Terms and indexes are bounded (CRAFT_TERM_MAX, CRAFT_INDEX_MAX in craft.h): a value a
+ * receiver could not add one to, or that no real cluster reaches, is malformed. Without this a
+ * single AppendEntries of term 2^64 - 1 was stored and left every node unable to campaign
+ * (term + 1 overflowed) for good. */
+#define TERM_OK(t) ((t) <= CRAFT_TERM_MAX)
+#define INDEX_OK(i) ((i) <= CRAFT_INDEX_MAX)
+
+static int check_raft_bounds(const struct craft_message *m, const char **why)
+{
+    switch (m->type) {
+    case CRAFT_MSG_REQUEST_VOTE:
+        if (!INDEX_OK(m->u.request_vote.last_log_index)) {
+            return bad(why, "request_vote: last_log_index beyond the index bound");
+        }
+        return 0;
+    case CRAFT_MSG_APPEND_ENTRIES: {
+        const struct craft_append_entries *ae = &m->u.append_entries;
+        if (!INDEX_OK(ae->prev_index) || !INDEX_OK(ae->commit) ||
+            (uint64_t)ae->n_entries > CRAFT_INDEX_MAX - ae->prev_index) {
+            return bad(why, "append_entries: index beyond the index bound");
+        }
+        return 0;
+    }
+    case CRAFT_MSG_APPEND_ENTRIES_RESULT: {
+        const struct craft_append_entries_result *r = &m->u.append_entries_result;
+        if (!INDEX_OK(r->index) || !INDEX_OK(r->hint_index) || !INDEX_OK(r->last_index)) {
+            return bad(why, "append_entries_result: index beyond the index bound");
+        }
+        if (!TERM_OK(r->hint_term)) {
+            return bad(why, "append_entries_result: hint_term beyond the term bound");
+        }
+        return 0;
+    }
+    case CRAFT_MSG_INSTALL_SNAPSHOT:
+        if (!INDEX_OK(m->u.install_snapshot.meta.index)) {
+            return bad(why, "install_snapshot: snapshot index beyond the index bound");
+        }
+        return 0;
+    case CRAFT_MSG_INSTALL_SNAPSHOT_RESULT:
+        if (!INDEX_OK(m->u.install_snapshot_result.index)) {
+            return bad(why, "install_snapshot_result: index beyond the index bound");
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Every term field of a message is at most the header's (checked by the rules above) except
+ * hint_term, so the header term and the indexes are what need a bound. */
+static int check_bounds(const struct craft_wire_message *m, const char **why)
+{
+    craft_term term;
+    switch (m->type) {
+    case CRAFT_WIRE_HANDSHAKE:
+        term = m->u.handshake.term;
+        break;
+    case CRAFT_WIRE_REQUEST:
+        term = m->u.request.term;
+        break;
+    case CRAFT_WIRE_RESPONSE:
+        if (!INDEX_OK(m->u.response.index)) {
+            return bad(why, "response: index beyond the index bound");
+        }
+        term = m->u.response.term;
+        break;
+    default:
+        term = m->u.raft.term;
+        break;
+    }
+    if (!TERM_OK(term)) {
+        return bad(why, "term beyond the term bound (2^62 - 1)");
+    }
+    if (m->type >= 1 && m->type <= CRAFT_MSG_TYPE_MAX) {
+        return check_raft_bounds(&m->u.raft, why);
+    }
+    return 0;
+}
+
 int craft__wire_validate(const struct craft_wire_message *m, const struct craft_allocator *a,
                          const char **why)
 {
+    int rc = check_bounds(m, why);
+    if (rc != 0) {
+        return rc;
+    }
     switch (m->type) {
     case CRAFT_WIRE_HANDSHAKE:
         if (!craft__wire_address_ok(m->u.handshake.address)) {
