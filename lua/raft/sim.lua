@@ -574,6 +574,33 @@ function Cluster:converged(nodes)
     return true
 end
 
+-- ---- transcripts (docs/simulator.md, "Transcripts") -----------------------------------------
+
+--- Runs a transcript given as text: {output =, report =, commands =, mismatches =, ok =}
+-- (output: the transcript with every command's actual output).
+function sim.run_transcript_text(text, path)
+    local output, report, commands, mismatches = core.run_script(text)
+    return { path = path, output = output, report = report, commands = commands,
+             mismatches = mismatches, ok = mismatches == 0 }
+end
+
+--- Runs the transcript in a file (sim.run_transcript_text's result); with {rewrite = true},
+-- writes the actual outputs back into it. nil, message when the file cannot be read.
+function sim.run_transcript(path, o)
+    local f, err = io.open(path, "rb")
+    if not f then return nil, err end
+    local text = f:read("*a")
+    f:close()
+    local r = sim.run_transcript_text(text, path)
+    if o and o.rewrite and r.output ~= text then
+        f, err = io.open(path, "wb")
+        if not f then return nil, err end
+        f:write(r.output)
+        f:close()
+    end
+    return r
+end
+
 --- Frees the simulator (also done by the garbage collector).
 function Cluster:close() self._sim:close() end
 Cluster.__close = Cluster.close

@@ -438,6 +438,7 @@ static const luaL_Reg funcs[] = {
     {"strerror", l_strerror},
     {"node", lraft_node_open},
     {"sim", lraft_sim_open},
+    {"run_script", lraft_sim_run_script},
     {NULL, NULL},
 };
 

@@ -249,6 +249,32 @@ int lraft_sim_open(lua_State *L)
     o.restore = s->restore_ref != LUA_NOREF ? cb_restore : NULL;
     o.trace = s->trace_ref != LUA_NOREF ? cb_trace : NULL;
     o.event = s->event_ref != LUA_NOREF ? cb_event : NULL;
+    /* unsafe = {"no_commit_rule", ...}: teaching only (docs/lab.md, "Break it"). */
+    lua_getfield(L, 1, "unsafe");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        size_t n = lua_rawlen(L, -1);
+        for (size_t k = 1; k <= n; k++) {
+            lua_rawgeti(L, -1, (lua_Integer)k);
+            const char *f = lua_tostring(L, -1);
+            char name[64] = "";
+            for (size_t i = 0; f != NULL && f[i] != '\0' && i + 1 < sizeof(name); i++) {
+                name[i] = f[i] == '-' ? '_' : f[i];
+                name[i + 1] = '\0';
+            }
+            lua_pop(L, 1);
+            if (strcmp(name, "no_commit_rule") == 0) {
+                o.node.unsafe.no_commit_rule = true;
+            } else if (strcmp(name, "no_election_restriction") == 0) {
+                o.node.unsafe.no_election_restriction = true;
+            } else if (strcmp(name, "no_persist_before_vote") == 0) {
+                o.node.unsafe.no_persist_before_vote = true;
+            } else {
+                return luaL_argerror(L, 1, "unsafe: no_commit_rule, no_election_restriction or "
+                                           "no_persist_before_vote");
+            }
+        }
+    }
+    lua_pop(L, 1);
     lua_getfield(L, 1, "core");
     if (!lua_isnil(L, -1)) {
         luaL_argcheck(L, lua_type(L, -1) == LUA_TFUNCTION, 1,
@@ -1109,6 +1135,22 @@ static const luaL_Reg methods[] = {
     {"close", l_close},
     {NULL, NULL},
 };
+
+int lraft_sim_run_script(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    struct craft_sim_script_result r;
+    if (craft_sim_script_run(text, len, &r) != 0) {
+        return luaL_error(L, "raft.sim: out of memory running a transcript");
+    }
+    lua_pushlstring(L, r.output, r.output_len);
+    lua_pushstring(L, r.report);
+    lua_pushinteger(L, (lua_Integer)r.commands);
+    lua_pushinteger(L, (lua_Integer)r.mismatches);
+    craft_sim_script_result_free(&r);
+    return 4;
+}
 
 void lraft_sim_init(lua_State *L)
 {

@@ -34,7 +34,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from . import _craft
 from ._errors import ApplyError, Error, NotLeader, Timeout, from_code
 
-__all__ = ["Cluster", "Applied", "Rule", "MESSAGE_TYPES"]
+__all__ = ["Cluster", "Applied", "Rule", "MESSAGE_TYPES", "Transcript", "run_transcript",
+           "run_transcript_text"]
 
 #: The message types, as the dicts name them (craft.h, enum craft_message_type).
 MESSAGE_TYPES = ("RequestVote", "RequestVoteResult", "AppendEntries", "AppendEntriesResult",
@@ -594,3 +595,85 @@ class Cluster:
         target = self.committed()
         ids = nodes if nodes is not None else [i for i in self.nodes if self.is_up(i)]
         return all(self.applied_index(i) >= target for i in ids)
+
+
+# ---- transcripts (docs/simulator.md, "Transcripts") -----------------------------------------
+
+
+class Transcript:
+    """The result of running a transcript: output (the transcript with every command's actual
+    output: what --rewrite writes back), report (each mismatch with its line, the command, the
+    expected and the actual output), commands, mismatches; ok when nothing differed."""
+
+    __slots__ = ("path", "output", "report", "commands", "mismatches")
+
+    def __init__(self, path: Optional[str], output: str, report: str, commands: int,
+                 mismatches: int) -> None:
+        self.path = path
+        self.output = output
+        self.report = report
+        self.commands = commands
+        self.mismatches = mismatches
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatches == 0
+
+    def __repr__(self) -> str:
+        return f"Transcript({self.path!r}, commands={self.commands}, " \
+               f"mismatches={self.mismatches})"
+
+
+def run_transcript_text(text: str, path: Optional[str] = None) -> Transcript:
+    """Runs a transcript given as text."""
+    output, report, commands, mismatches = _craft.run_script(text.encode())
+    return Transcript(path, output, report, commands, mismatches)
+
+
+def run_transcript(path: str, rewrite: bool = False) -> Transcript:
+    """Runs the transcript in a file; with rewrite, writes the actual outputs back into it
+    (then review the change with git diff)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    result = run_transcript_text(text, path)
+    if rewrite and result.output != text:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(result.output)
+    return result
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> int:
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(
+        prog="python -m craft.sim",
+        description="Runs scenario transcripts on craft's simulator (docs/simulator.md).")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run transcripts and compare each command's output")
+    run.add_argument("files", nargs="+", metavar="FILE")
+    run.add_argument("--rewrite", action="store_true",
+                     help="write the actual outputs into the files instead of failing")
+    a = p.parse_args(argv)
+    failed = 0
+    for path in a.files:
+        try:
+            r = run_transcript(path, rewrite=a.rewrite)
+        except OSError as e:
+            print(f"{path}: {e.strerror}", file=sys.stderr)
+            failed += 1
+            continue
+        if a.rewrite:
+            print(f"{path}: {r.commands} commands, {r.mismatches} outputs rewritten")
+        elif r.ok:
+            print(f"{path}: ok ({r.commands} commands)")
+        else:
+            failed += 1
+            print(f"{path}: {r.mismatches} of {r.commands} commands gave another output")
+            print(r.report, end="")
+            print(f"  (to record the new outputs: python -m craft.sim run --rewrite {path})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

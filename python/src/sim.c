@@ -223,8 +223,46 @@ static const char *const known_options[] = {
     "lease_reads", "lease_drift_ticks", "tick_ms", "tick_jitter_ms", "min_delay_ms",
     "max_delay_ms", "drop_rate", "dup_rate", "disk_min_ms", "disk_max_ms", "bootstrap",
     "trace_depth", "n_voters", "apply", "snapshot", "restore", "trace", "event", "core",
-    "torn_writes", NULL,
+    "torn_writes", "unsafe", NULL,
 };
+
+/* unsafe=["no_commit_rule", ...]: teaching only (docs/lab.md, "Break it"). */
+static int get_unsafe(PyObject *kw, struct craft_unsafe *u)
+{
+    PyObject *v = kw != NULL ? PyDict_GetItemString(kw, "unsafe") : NULL;
+    if (v == NULL || v == Py_None) {
+        return 0;
+    }
+    PyObject *seq = PyUnicode_Check(v) ? PyTuple_Pack(1, v)
+                                       : PySequence_Tuple(v);
+    if (seq == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(seq); k++) {
+        PyObject *item = PyTuple_GET_ITEM(seq, k);
+        const char *f = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : NULL;
+        char name[64] = "";
+        for (size_t i = 0; f != NULL && f[i] != '\0' && i + 1 < sizeof(name); i++) {
+            name[i] = f[i] == '-' ? '_' : f[i];
+            name[i + 1] = '\0';
+        }
+        if (strcmp(name, "no_commit_rule") == 0) {
+            u->no_commit_rule = true;
+        } else if (strcmp(name, "no_election_restriction") == 0) {
+            u->no_election_restriction = true;
+        } else if (strcmp(name, "no_persist_before_vote") == 0) {
+            u->no_persist_before_vote = true;
+        } else {
+            PyErr_Format(PyExc_ValueError,
+                         "unsafe: no_commit_rule, no_election_restriction or "
+                         "no_persist_before_vote, not %R", item);
+            Py_DECREF(seq);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    return 0;
+}
 
 static int Sim_init(SimObject *self, PyObject *args, PyObject *kw)
 {
@@ -285,6 +323,9 @@ static int Sim_init(SimObject *self, PyObject *args, PyObject *kw)
     OPT_U("trace_depth", o.trace_depth);
     OPT_U("n_voters", o.n_voters);
     OPT_U("torn_writes", o.torn_writes);
+    if (get_unsafe(kw, &o.node.unsafe) != 0) {
+        return -1;
+    }
     if (get_opt_double(kw, "drop_rate", &o.drop_rate) != 0 ||
         get_opt_double(kw, "dup_rate", &o.dup_rate) != 0) {
         return -1;
@@ -1529,8 +1570,38 @@ static PyType_Slot Sim_slots[] = {
 static PyType_Spec Sim_spec = {"craft._craft.Sim", sizeof(SimObject), 0,
                                Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, Sim_slots};
 
+/* run_script(text) -> (output, report, commands, mismatches): a transcript (craft/sim.h). */
+static PyObject *run_script(PyObject *mod, PyObject *args)
+{
+    Py_buffer text;
+    if (!PyArg_ParseTuple(args, "y*", &text)) {
+        return NULL;
+    }
+    struct craft_sim_script_result r;
+    int rc = craft_sim_script_run(text.buf, (size_t)text.len, &r);
+    PyBuffer_Release(&text);
+    if (rc != 0) {
+        return PyErr_NoMemory();
+    }
+    PyObject *res = Py_BuildValue("(s#sII)", r.output, (Py_ssize_t)r.output_len, r.report,
+                                  r.commands, r.mismatches);
+    craft_sim_script_result_free(&r);
+    return res;
+}
+
+static PyMethodDef script_def = {"run_script", run_script, METH_VARARGS,
+                                 "run_script(text: bytes) -> (output, report, commands, "
+                                 "mismatches): runs a transcript (docs/simulator.md)"};
+
 int craftpy_sim_init(PyObject *m)
 {
+    PyObject *name = PyModule_GetNameObject(m);
+    PyObject *f = name != NULL ? PyCFunction_NewEx(&script_def, NULL, name) : NULL;
+    Py_XDECREF(name);
+    if (f == NULL || PyModule_AddObject(m, "run_script", f) != 0) {
+        Py_XDECREF(f);
+        return -1;
+    }
     PyObject *t = PyType_FromSpec(&Sim_spec);
     if (t == NULL) {
         return -1;

@@ -564,6 +564,31 @@ struct craft_sim_core {
     craft_term (*term_at)(void *ud, void *core, craft_index index);
 };
 
+
+/* ------------------------------------------------------------------------------------------
+ * Transcripts: scenarios as text (docs/simulator.md, "Transcripts")
+ *
+ * A transcript is a file of commands (add-nodes, campaign, propose, deliver-msgs, stabilize,
+ * drop, tick, run, partition, heal, crash, restart, status, log, read, ...), each followed by
+ * a line "----" and the output it is expected to give, up to a blank line; lines starting with
+ * '#' are comments. Running it gives the transcript again with the actual output of every
+ * command (what a --rewrite writes back), and counts the commands whose output differed. The
+ * simulator starts with every clock stopped and every message held, so nothing happens that
+ * the script does not ask for.
+ * ---------------------------------------------------------------------------------------- */
+struct craft_sim_script_result {
+    char *output;      /* the transcript with the actual outputs (NUL-terminated) */
+    size_t output_len;
+    char *report;      /* for each mismatch: its line, the command, expected and actual output */
+    unsigned commands;
+    unsigned mismatches;
+};
+/* 0, or CRAFT_ENOMEM. Problems in the script itself (an unknown command, a bad argument) are
+ * the command's output ("error: ..."), so they show as mismatches, never as a crash. */
+CRAFT_API int craft_sim_script_run(const char *text, size_t len,
+                                   struct craft_sim_script_result *r);
+CRAFT_API void craft_sim_script_result_free(struct craft_sim_script_result *r);
+
 #ifdef __cplusplus
 }
 #endif
