@@ -40,6 +40,36 @@ static int fail(struct craftpy_core *c)
     return CRAFT_EINVAL;
 }
 
+/* The voters of the configuration a node boots with: the bootstrap one, else the last
+ * configuration entry of its log, else its snapshot's (thesis 4.1: the latest one counts). */
+static uint64_t boot_voters(const struct craft_boot *b)
+{
+    uint64_t m = 0;
+    const struct craft_configuration *c = b->bootstrap;
+    struct craft_configuration decoded;
+    craft_configuration_init(&decoded);
+    if (c == NULL && b->n_entries == 0 && b->snapshot != NULL) {
+        c = &b->snapshot->conf;
+    }
+    for (size_t k = b->n_entries; c == NULL && k > 0; k--) {
+        const struct craft_entry *e = &b->entries[k - 1];
+        if (e->type == CRAFT_ENTRY_CONFIG &&
+            craft_configuration_decode(e->data, e->size, NULL, &decoded) == 0) {
+            c = &decoded;
+        }
+    }
+    if (c == NULL && b->snapshot != NULL) {
+        c = &b->snapshot->conf;
+    }
+    for (unsigned k = 0; c != NULL && k < c->n; k++) {
+        if (c->servers[k].role == CRAFT_VOTER && c->servers[k].id >= 1 && c->servers[k].id <= 64) {
+            m |= 1ull << (c->servers[k].id - 1);
+        }
+    }
+    craft_configuration_close(&decoded, NULL);
+    return m;
+}
+
 static PyObject *boot_dict(const struct craft_boot *b)
 {
     PyObject *entries = PyList_New((Py_ssize_t)b->n_entries);
@@ -77,8 +107,18 @@ static PyObject *boot_dict(const struct craft_boot *b)
             uint64_t bit = 1ull << ((b->bootstrap->servers[k].id - 1) & 63);
             *(b->bootstrap->servers[k].role == CRAFT_VOTER ? &voters : &learners) |= bit;
         }
-        Py_SETREF(boot, Py_BuildValue("{s:N,s:N}", "voters", craftpy_ids_of_mask(voters),
-                                      "learners", craftpy_ids_of_mask(learners)));
+        /* The configuration entry the core writes at index 1, as craft's core encodes it. */
+        void *data = NULL;
+        size_t size = 0;
+        if (craft_configuration_encode(b->bootstrap, NULL, &data, &size) != 0) {
+            Py_DECREF(snap);
+            Py_DECREF(entries);
+            return PyErr_NoMemory();
+        }
+        Py_SETREF(boot, Py_BuildValue("{s:N,s:N,s:y#}", "voters", craftpy_ids_of_mask(voters),
+                                      "learners", craftpy_ids_of_mask(learners), "data",
+                                      (const char *)data, (Py_ssize_t)size));
+        craft_free(NULL, data);
     }
     if (snap == NULL || boot == NULL) {
         Py_XDECREF(snap);
@@ -86,11 +126,12 @@ static PyObject *boot_dict(const struct craft_boot *b)
         Py_DECREF(entries);
         return NULL;
     }
-    return Py_BuildValue("{s:{s:K,s:K,s:K},s:N,s:N,s:N}", "hard_state", "term",
+    return Py_BuildValue("{s:{s:K,s:K,s:K},s:N,s:N,s:N,s:N}", "hard_state", "term",
                          (unsigned long long)b->hard_state.term, "vote",
                          (unsigned long long)b->hard_state.vote, "commit",
                          (unsigned long long)b->hard_state.commit, "snapshot", snap, "entries",
-                         entries, "bootstrap", boot);
+                         entries, "bootstrap", boot, "voters",
+                         craftpy_ids_of_mask(boot_voters(b)));
 }
 
 static PyObject *config_dict(const struct craft_config *c)
