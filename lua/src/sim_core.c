@@ -63,6 +63,33 @@ static void push_conf_ids(lua_State *L, const struct craft_configuration *c)
         lua_setfield(L, -2, name);                                                             \
     } while (0)
 
+/* The voters of the configuration a node boots with: the bootstrap one, else the last
+ * configuration entry of its log, else its snapshot's (thesis 4.1: the latest one counts). */
+static uint64_t boot_voters(const struct craft_boot *b)
+{
+    uint64_t m = 0;
+    const struct craft_configuration *c = b->bootstrap;
+    struct craft_configuration decoded;
+    craft_configuration_init(&decoded);
+    for (size_t k = b->n_entries; c == NULL && k > 0; k--) {
+        const struct craft_entry *e = &b->entries[k - 1];
+        if (e->type == CRAFT_ENTRY_CONFIG &&
+            craft_configuration_decode(e->data, e->size, NULL, &decoded) == 0) {
+            c = &decoded;
+        }
+    }
+    if (c == NULL && b->snapshot != NULL) {
+        c = &b->snapshot->conf;
+    }
+    for (unsigned k = 0; c != NULL && k < c->n; k++) {
+        if (c->servers[k].role == CRAFT_VOTER && c->servers[k].id >= 1 && c->servers[k].id <= 64) {
+            m |= 1ull << (c->servers[k].id - 1);
+        }
+    }
+    craft_configuration_close(&decoded, NULL);
+    return m;
+}
+
 static void push_boot(lua_State *L, const struct craft_boot *b)
 {
     lua_createtable(L, 0, 4);
@@ -87,10 +114,20 @@ static void push_boot(lua_State *L, const struct craft_boot *b)
         lua_setfield(L, -2, "snapshot");
     }
     if (b->bootstrap != NULL) {
-        lua_createtable(L, 0, 2);
+        lua_createtable(L, 0, 3);
         push_conf_ids(L, b->bootstrap);
+        /* The configuration entry the core writes at index 1, as craft's core encodes it. */
+        void *data = NULL;
+        size_t size = 0;
+        if (craft_configuration_encode(b->bootstrap, NULL, &data, &size) == 0) {
+            lua_pushlstring(L, data, size);
+            lua_setfield(L, -2, "data");
+            craft_free(NULL, data);
+        }
         lua_setfield(L, -2, "bootstrap");
     }
+    lraft_push_ids(L, boot_voters(b));
+    lua_setfield(L, -2, "voters");
 }
 
 static void push_config(lua_State *L, const struct craft_config *c)

@@ -48,9 +48,6 @@ static uint64_t boot_voters(const struct craft_boot *b)
     const struct craft_configuration *c = b->bootstrap;
     struct craft_configuration decoded;
     craft_configuration_init(&decoded);
-    if (c == NULL && b->n_entries == 0 && b->snapshot != NULL) {
-        c = &b->snapshot->conf;
-    }
     for (size_t k = b->n_entries; c == NULL && k > 0; k--) {
         const struct craft_entry *e = &b->entries[k - 1];
         if (e->type == CRAFT_ENTRY_CONFIG &&
