@@ -28,7 +28,7 @@ keep_going = $(if $(KEEP_GOING),-- $$(grep -qs '^CMAKE_GENERATOR:INTERNAL=Ninja'
 CMAKE_DEFAULT := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRAFT_WERROR=ON
 CMAKE_ASAN := -DCMAKE_BUILD_TYPE=Debug -DCRAFT_SANITIZE=ON
 
-.PHONY: all deps venv python-install wheel-tools wheel lua-install build build-default build-asan test demo demo-c demo-sim soak bench fuzz format clean
+.PHONY: all deps venv python-install wheel-tools wheel lua-install build build-default build-asan test demo demo-c demo-sim soak bench fuzz format clean lab
 
 all: build
 
@@ -143,6 +143,14 @@ test: deps
 	@$(MAKE) --no-print-directory python-install || echo "test: could not install the craft package into $(VENV) (see above); its tests will fail" >&2
 	@$(MAKE) --no-print-directory lua-install || echo "test: could not build the Lua rock into $(LUA_TREE) (see above); its specs will fail" >&2
 	@MAKE="$(MAKE)" BUILD_DIR="$(BUILD_DIR)" bash scripts/run-tests.sh
+
+# The Raft lab (docs/lab.md): bring your own Raft. Builds craft into .venv, installs pytest
+# there when missing, runs the testers of examples/lab for PART (A, B, C or D; every part when
+# empty) on examples/lab/raft.py and prints the grade. LAB_SEEDS=N tries N seeds per test.
+PART ?=
+lab: deps python-install
+	@$(call has_modules,pytest) || $(PIP) pytest
+	$(VENV)/bin/python examples/lab/grade.py $(PART)
 
 # The main job (DESIGN.md): a three-node replicated key-value service in Python on 127.0.0.1,
 # as separate processes, that survives its leader being killed with SIGKILL.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds both CMake trees and runs every test suite of craft, whatever fails along the way:
 #   ctest in cbuild/default (RelWithDebInfo, -Werror) and cbuild/asan (ASan + UBSan),
-#   pytest over python/tests (once it holds tests), tests/faults, tests/powerloss (power cuts
-#   under the lazyfs shim of cbuild/default, about a minute) and tests/packaging (the sdist,
+#   pytest over python/tests (once it holds tests), the scenario transcripts of tests/transcripts
+#   (python -m craft.sim run), tests/faults, tests/powerloss (power cuts under the lazyfs shim of
+#   cbuild/default, about a minute) and tests/packaging (the sdist,
 #   the repaired wheel and the version, through one `make wheel`), busted over spec/ once it
 #   holds specs. pytest is the project's own: .venv/bin/python (made by `make venv`).
 # Its last line sums all suites: "N passed, N failed" (", N skipped" when some were). A build
@@ -178,6 +179,32 @@ run_pytest() {
 }
 
 run_pytest python/tests
+
+# --- Scenario transcripts: tests/transcripts/*.txt through `python -m craft.sim run` ---------
+
+# Each file is a consensus scenario with the output every step must give (docs/simulator.md,
+# "Transcripts"); one test per file. The C (test_sim_transcripts), Python and Lua suites run the
+# same files through the same interpreter; this runs the command line a user runs.
+run_transcripts() {
+    local py=.venv/bin/python passed=0 failed=0 f
+    banner "transcripts (python -m craft.sim run tests/transcripts/*.txt)"
+    if ! [ -x "$py" ] || ! "$py" -c 'import craft.sim' 2>/dev/null; then
+        echo "craft is not installed in .venv (make python-install)"
+        record "transcripts" 0 1 0 "craft missing in .venv"
+        return 0
+    fi
+    for f in tests/transcripts/*.txt; do
+        [ -e "$f" ] || continue
+        if "$py" -m craft.sim run "$f"; then
+            passed=$((passed + 1))
+        else
+            failed=$((failed + 1))
+        fi
+    done
+    record "transcripts" "$passed" "$failed" 0
+}
+
+run_transcripts
 run_pytest tests/faults
 # The power-loss tests preload the shim built in the default tree (tests/powerloss/lazyfs.py).
 case $BUILD_DIR in

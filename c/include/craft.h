@@ -328,6 +328,18 @@ struct craft_config {
      * lease_drift_ticks ago. Requires check_quorum. */
     bool lease_reads;
     unsigned lease_drift_ticks; /* default 2 */
+    /* UNSAFE, for teaching only: each flag switches off one safety rule of Raft, so that a lab
+     * can watch the simulator's checker catch what follows (docs/lab.md, "Break it"). A node
+     * with any of them set can lose committed entries or let two leaders share a term. All
+     * false by craft_config_init; nothing in craft sets them. (Pre-vote and check-quorum are
+     * liveness features, switched off with pre_vote and check_quorum above.) */
+    struct craft_unsafe {
+        bool no_commit_rule;          /* commit an entry of an older term by counting
+                                       * replicas (paper 5.4.2, Figure 8) */
+        bool no_election_restriction; /* vote for a candidate whose log is behind (5.4.1) */
+        bool no_persist_before_vote;  /* grant a vote, or count one's own, before it is durable
+                                       * (Figure 2: "respond after updating stable storage") */
+    } unsafe;
 };
 
 /* Fills c with the defaults above for server id. */

@@ -31,7 +31,9 @@ static void print_line(void *ud, const char *line)
 static int usage(void)
 {
     fprintf(stderr, "usage: craft-soak [N_SEEDS] [--from S0] [--keep-going] | "
-                    "craft-soak --seed S [--verbose]\n");
+                    "craft-soak --seed S [--verbose]\n"
+                    "       [--unsafe no-commit-rule|no-election-restriction|"
+                    "no-persist-before-vote] (teaching: a safety rule off)\n");
     return 2;
 }
 
@@ -50,6 +52,7 @@ int main(int argc, char **argv)
     uint64_t n_seeds = 1000, from = 1, seed = 0;
     bool one = false, verbose = false, keep_going = false;
     uint64_t failed = 0;
+    struct craft_unsafe unsafe = {false, false, false};
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "--seed") == 0) {
             if (a + 1 >= argc || !parse_u64(argv[++a], &seed)) {
@@ -62,6 +65,18 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(argv[a], "--keep-going") == 0 || strcmp(argv[a], "-k") == 0) {
             keep_going = true;
+        } else if (strcmp(argv[a], "--unsafe") == 0) {
+            /* Teaching only: a safety rule switched off (docs/lab.md, "Break it"). */
+            const char *f = a + 1 < argc ? argv[++a] : "";
+            if (strcmp(f, "no-commit-rule") == 0) {
+                unsafe.no_commit_rule = true;
+            } else if (strcmp(f, "no-election-restriction") == 0) {
+                unsafe.no_election_restriction = true;
+            } else if (strcmp(f, "no-persist-before-vote") == 0) {
+                unsafe.no_persist_before_vote = true;
+            } else {
+                return usage();
+            }
         } else if (strcmp(argv[a], "--verbose") == 0 || strcmp(argv[a], "-v") == 0) {
             verbose = true;
         } else if (!parse_u64(argv[a], &n_seeds)) {
@@ -73,7 +88,8 @@ int main(int argc, char **argv)
         n_seeds = 1;
     }
 
-    struct craft__sim_soak_options o = {.line = print_line, .verbose = verbose && one};
+    struct craft__sim_soak_options o = {.line = print_line, .verbose = verbose && one,
+                                        .unsafe = unsafe};
     uint64_t events = 0, virtual_ms = 0, proposals = 0, messages = 0, crashes = 0;
     uint64_t changes = 0, transfers = 0, reads = 0, losses = 0, regressions = 0, torn = 0;
     for (uint64_t k = 0; k < n_seeds; k++) {

@@ -18,6 +18,16 @@
 -- raft.node takes as fsm =); fsm = is a factory that makes a fresh one, called at every boot
 -- and before a snapshot is restored. A safety violation raises an error naming the seed and the
 -- invariant, followed by the last events.
+--
+-- For test authors (docs/simulator.md, "Scripting a scenario"), with the same semantics as
+-- craft.sim in Python: rules that hold, drop, duplicate or delay messages selected by
+-- {types =, from =, to =, where =} (c:hold, c:drop, c:duplicate, c:delay), the held messages
+-- delivered in any order (c:held, c:deliver, c:discard), messages built by hand (c:inject),
+-- c:campaign(node), clocks (c:set_clock, c:tick(n, node)), options for a node's next boot
+-- (c:configure), every event as a table (on_event =, c:recent_events), hooks for apply and
+-- restore (on_apply =, on_restore =), c:status with the configuration in effect and the leader's
+-- progress, non-blocking reads (c:read_start, c:read_result), c:link_stats, c:durable. A Raft
+-- written in Lua runs in place of craft's core with core = (examples/lab/lua).
 
 local core = require "raft.core"
 local raft = require "raft"
@@ -29,6 +39,7 @@ Cluster.__index = Cluster
 sim.Cluster = Cluster
 
 local ENTRY_COMMAND = 1
+local ENTRY_TYPES = { "command", "barrier", "config" }
 local EVIOLATION = core.codes.EVIOLATION
 local ETIMEDOUT = core.codes.ETIMEDOUT
 local ENOTFOUND = core.codes.ENOTFOUND
@@ -62,12 +73,19 @@ function sim.cluster(o)
     end
     for i = 1, n do self._applied[i] = {} end
     local opts = {}
+    local hooks = { on_event = true, on_apply = true, on_restore = true }
     for k, v in pairs(o) do
-        if k ~= "n" and k ~= "fsm" and k ~= "trace" then opts[k] = v end
+        if k ~= "n" and k ~= "fsm" and k ~= "trace" and not hooks[k] then opts[k] = v end
     end
     opts.n_nodes = n
     opts.seed = self.seed
-    opts.apply = function(node, index, term, type_, data)
+    opts.event = o.on_event
+    local on_apply, on_restore = o.on_apply, o.on_restore
+    opts.apply = function(node, index, term, type_, data, incarnation)
+        if on_apply then
+            on_apply({ node = node, index = index, term = term, type = ENTRY_TYPES[type_] or "unknown",
+                       data = data, incarnation = incarnation })
+        end
         if type_ ~= ENTRY_COMMAND then return end
         local fsm = self:_fsm_of(node)
         local rec = { index = index, term = term, data = data }
@@ -88,14 +106,21 @@ function sim.cluster(o)
             if not fsm.snapshot then return "" end
             return snapshot_string(fsm.snapshot())
         end
-        opts.restore = function(node, data)
+    end
+    -- Every (re)start of a node's state machine, with or without fsm =: what applied() reports
+    -- is what the state machine holds beyond the snapshot it was restored from.
+    opts.restore = function(node, data, index, incarnation)
+        self._applied[node] = {}
+        if self._factory then
             local fsm = self._factory()
             self._fsms[node] = fsm
-            self._applied[node] = {}
             if data ~= nil and data ~= "" then
                 if not fsm.restore then error("the state machine has no restore function", 0) end
                 fsm.restore(data)
             end
+        end
+        if on_restore then
+            on_restore({ node = node, index = index, incarnation = incarnation, data = data })
         end
     end
     local trace = o.trace
@@ -142,6 +167,12 @@ local function fail(rc, what)
     return nil, msg, code
 end
 
+local function check_node(self, node, fname)
+    if type(node) ~= "number" or node < 1 or node > self.n or node ~= math.floor(node) then
+        error(("bad argument #1 to '%s' (node 1..%d expected, got %s)"):format(fname, self.n, tostring(node)), 3)
+    end
+end
+
 -- ---- running ---------------------------------------------------------------------------------
 
 --- Virtual time in ms.
@@ -150,8 +181,18 @@ function Cluster:now() return self._sim:now() end
 --- Runs the next event; false when nothing is pending.
 function Cluster:step() return self:_check_rc(self._sim:step()) == 0 end
 
---- Lets n ticks (tick_ms each) of virtual time pass.
-function Cluster:tick(n) self:_check_rc(self._sim:run_for((n or 1) * self._tick_ms)) end
+--- Lets n ticks (tick_ms each) of virtual time pass. With node: ticks that node's core n times
+-- now, without moving the clock (true; or nil, "down: ...").
+function Cluster:tick(n, node)
+    if node == nil then
+        self:_check_rc(self._sim:run_for((n or 1) * self._tick_ms))
+        return true
+    end
+    check_node(self, node, "tick")
+    local rc = self:_check_rc(self._sim:tick_node(node, n or 1))
+    if rc ~= 0 then return nil, ("down: node %d is down"):format(node), "ESTATE" end
+    return true
+end
 
 --- Lets ms of virtual time pass.
 function Cluster:run(ms) self:_check_rc(self._sim:run_for(ms)) end
@@ -175,11 +216,6 @@ end
 
 -- ---- faults ----------------------------------------------------------------------------------
 
-local function check_node(self, node, fname)
-    if type(node) ~= "number" or node < 1 or node > self.n or node ~= math.floor(node) then
-        error(("bad argument #1 to '%s' (node 1..%d expected, got %s)"):format(fname, self.n, tostring(node)), 3)
-    end
-end
 
 --- Crashes a node: it loses its volatile state and unfinished disk writes.
 function Cluster:crash(node)
@@ -248,6 +284,104 @@ end
 
 --- Adds a line to the trace.
 function Cluster:note(text) self._sim:note(tostring(text)) end
+
+-- ---- scripting a scenario (docs/simulator.md, "Scripting a scenario") -------------------------
+--
+-- A selection of messages is a table with any of: types (a name such as "AppendEntries", or a
+-- list of names), from and to (server ids), where (a function of the message table). Each
+-- condition given must hold.
+
+local Rule = {}
+Rule.__index = Rule
+
+--- Takes the rule away: true, or false when it was gone already (a rule with a count goes by
+-- itself).
+function Rule:remove() return self._sim:rule_remove(self.id) end
+
+local function rule(self, action, sel, extra)
+    sel = sel or {}
+    if type(sel) ~= "table" then error("bad argument to '" .. action .. "' (selection table expected)", 3) end
+    local t = {}
+    for k, v in pairs(sel) do t[k] = v end
+    for k, v in pairs(extra or {}) do t[k] = v end
+    local id, msg = self._sim:rule_add(action, t)
+    if not id then error("raft.sim: " .. tostring(msg), 3) end
+    return setmetatable({ id = id, action = action, _sim = self._sim }, Rule)
+end
+
+--- Messages sent from now on that the selection matches are kept aside until c:deliver() or
+-- c:discard() (sel.count: only the next count of them). c:held() lists them.
+function Cluster:hold(sel) return rule(self, "hold", sel) end
+--- Messages sent from now on that match are lost.
+function Cluster:drop(sel) return rule(self, "drop", sel) end
+--- Messages sent from now on that match are delivered twice.
+function Cluster:duplicate(sel) return rule(self, "duplicate", sel) end
+--- Messages sent from now on that match arrive ms later than the network would.
+function Cluster:delay(ms, sel) return rule(self, "delay", sel, { delay_ms = ms }) end
+--- Removes every rule (held messages stay held).
+function Cluster:clear_rules() self._sim:rules_clear() end
+
+--- The held messages that match, oldest first: message tables with id and held_at.
+function Cluster:held(sel) return self._sim:held(sel) end
+
+--- Delivers the held messages that match (at most max; nil or 0: all), now, in the order they
+-- were held; each receiver reacts at once. Returns how many.
+function Cluster:deliver(sel, max)
+    local rc, n = self._sim:deliver(sel, max or 0)
+    self:_check_rc(rc)
+    return n
+end
+
+--- Drops the held messages that match; returns how many.
+function Cluster:discard(sel) return self._sim:discard(sel) end
+
+--- Sends a message built by hand (a table as the events show them: type, from, to, term and
+-- the type's fields), delay ms from now, past the rules and the network's loss.
+function Cluster:inject(message, delay)
+    local rc = self:_check_rc(self._sim:inject(message, delay or 0))
+    if rc ~= 0 then
+        error(("raft.sim: inject: from and to must be two different servers of this simulation (1..%d)"):format(self.n), 2)
+    end
+end
+
+--- Makes node start an election now: true; or nil, "state: ..." if it is down, leads already
+-- or cannot campaign (a learner).
+function Cluster:campaign(node)
+    check_node(self, node, "campaign")
+    local rc = self:_check_rc(self._sim:campaign(node))
+    if rc ~= 0 then
+        return nil, ("state: node %d cannot campaign (down, leader, or not a voter)"):format(node), "ESTATE"
+    end
+    return true
+end
+
+--- Node's clock ticks every tick_ms of virtual time (node nil: every node); 0 stops it.
+function Cluster:set_clock(node, tick_ms)
+    if node ~= nil then check_node(self, node, "set_clock") end
+    local rc = self:_check_rc(self._sim:set_clock(node or 0, tick_ms))
+    if rc ~= 0 then error("raft.sim: set_clock: a tick interval above tick_jitter_ms, or 0", 2) end
+end
+
+function Cluster:clock(node) return self._sim:clock(node) end
+
+--- Protocol options for node's next boot (restart): election_ticks, pre_vote, ...
+function Cluster:configure(node, options)
+    check_node(self, node, "configure")
+    if self._sim:set_node_config(node, options) ~= 0 then
+        error("raft.sim: configure: heartbeat_ticks must be below election_ticks", 2)
+    end
+end
+
+function Cluster:node_config(node) return self._sim:node_config(node) end
+
+--- Messages over the link from -> to: sent, bytes, delivered, dropped, held.
+function Cluster:link_stats(from, to) return self._sim:link_stats(from, to) end
+
+--- What node's disk holds, up or down: hard_state, first_index, last_index, entries, snapshot.
+function Cluster:durable(node) return self._sim:durable(node) end
+
+--- The last trace_depth events as tables (see on_event).
+function Cluster:recent_events() return self._sim:events() end
 
 -- ---- requests --------------------------------------------------------------------------------
 
@@ -354,6 +488,26 @@ function Cluster:read(fn, node, mode, max_ticks)
     return fn(self:_fsm_of(at))
 end
 
+--- Starts a read at node (default: the leader) without running the simulation: its id for
+-- c:read_result(); or nil, message, code.
+function Cluster:read_start(node, mode)
+    mode = mode or "linearizable"
+    if mode ~= "linearizable" and mode ~= "lease" then
+        error('bad argument #2 to \'read_start\' (mode must be "linearizable" or "lease")', 2)
+    end
+    local at = node or self:leader()
+    if not at then return nil, raft._failure(core.codes.ENOTLEADER) end
+    self._read_id = self._read_id + 1
+    local id = self._read_id
+    local rc = self:_check_rc(self._sim:read(at, id, mode == "lease"))
+    if rc ~= 0 then return fail(rc, "read") end
+    return id
+end
+
+--- The record of a read (state "pending", "ready", "served" or "failed", index, status, ...), or
+-- nil for an unknown id.
+function Cluster:read_result(id) return self._sim:read_result(id) end
+
 -- ---- observing -------------------------------------------------------------------------------
 
 --- The live leader with the highest term, or nil.
@@ -365,7 +519,10 @@ end
 
 function Cluster:is_up(node) return self._sim:is_up(node) end
 
---- role, term, vote, leader, commit, applied, first_index, last_index of a node.
+--- A node as the simulator sees it: up, role, term, vote, leader, commit, applied, first_index,
+-- last_index, last_term, boots, restored_index, the configuration in effect (voters, learners,
+-- conf_index), transfer_target and, on the leader, progress[server] = {role, state, match,
+-- next, inflight, recent_active}.
 function Cluster:status(node) return self._sim:status(node) end
 
 --- The node's log: { {index, term, type, data}, ... } (type 1 command, 2 barrier, 3 config).
@@ -415,6 +572,33 @@ function Cluster:converged(nodes)
         if self:applied_index(i) < target then return false end
     end
     return true
+end
+
+-- ---- transcripts (docs/simulator.md, "Transcripts") -----------------------------------------
+
+--- Runs a transcript given as text: {output =, report =, commands =, mismatches =, ok =}
+-- (output: the transcript with every command's actual output).
+function sim.run_transcript_text(text, path)
+    local output, report, commands, mismatches = core.run_script(text)
+    return { path = path, output = output, report = report, commands = commands,
+             mismatches = mismatches, ok = mismatches == 0 }
+end
+
+--- Runs the transcript in a file (sim.run_transcript_text's result); with {rewrite = true},
+-- writes the actual outputs back into it. nil, message when the file cannot be read.
+function sim.run_transcript(path, o)
+    local f, err = io.open(path, "rb")
+    if not f then return nil, err end
+    local text = f:read("*a")
+    f:close()
+    local r = sim.run_transcript_text(text, path)
+    if o and o.rewrite and r.output ~= text then
+        f, err = io.open(path, "wb")
+        if not f then return nil, err end
+        f:write(r.output)
+        f:close()
+    end
+    return r
 end
 
 --- Frees the simulator (also done by the garbage collector).

@@ -440,6 +440,7 @@ static const luaL_Reg funcs[] = {
     {"generate_secret", lraft_generate_secret},
     {"check_security", lraft_check_security},
     {"sim", lraft_sim_open},
+    {"run_script", lraft_sim_run_script},
     {NULL, NULL},
 };
 

@@ -115,6 +115,8 @@ int lraft_check_security(lua_State *L);
 
 /* sim.c */
 int lraft_sim_open(lua_State *L);
+/* core.run_script(text) -> output, report, commands, mismatches (a transcript) */
+int lraft_sim_run_script(lua_State *L);
 void lraft_sim_init(lua_State *L);
 
 /* Option helpers: read field k of the table at index t, or the default. */

@@ -85,7 +85,10 @@ enum craft_sim_fate {
     CRAFT_SIM_FATE_DUPLICATED,  /* this copy is a duplicate */
     CRAFT_SIM_FATE_PARTITIONED, /* sender and receiver are in different groups or cut */
     CRAFT_SIM_FATE_DOWN,        /* the receiver is crashed (or restarted since the send) */
-    CRAFT_SIM_FATE_UNKNOWN      /* no such server in the simulation */
+    CRAFT_SIM_FATE_UNKNOWN,     /* no such server in the simulation */
+    CRAFT_SIM_FATE_HELD,        /* SEND: held by a rule until delivered or discarded */
+    CRAFT_SIM_FATE_RULE,        /* SEND: lost by a rule; DROP: a held message discarded */
+    CRAFT_SIM_FATE_INJECTED     /* SEND: built by hand (craft_sim_inject) */
 };
 
 #define CRAFT_SIM_TEXT_MAX 160
@@ -116,6 +119,8 @@ CRAFT_API int craft_sim_event_format(const struct craft_sim_event *ev, char *buf
 /* ------------------------------------------------------------------------------------------
  * Options
  * ---------------------------------------------------------------------------------------- */
+struct craft_sim_core;
+
 struct craft_sim_options {
     unsigned n_nodes; /* servers 1..n_nodes, 1..CRAFT_SIM_MAX_NODES; default 3 */
     /* Servers 1..n_voters are the bootstrap configuration's voters; n_voters + 1..n_nodes are
@@ -160,6 +165,9 @@ struct craft_sim_options {
     void (*event)(void *ud, const struct craft_sim_event *ev);
     void *ud;
     const struct craft_allocator *alloc; /* NULL: the C library's */
+    /* Another implementation of the protocol to run in place of craft's core (below, "Bring
+     * your own core"); NULL: craft's. Borrowed: it must outlive the simulator. */
+    const struct craft_sim_core *core;
 };
 
 CRAFT_API void craft_sim_options_init(struct craft_sim_options *o);
@@ -353,6 +361,233 @@ CRAFT_API const char *craft_sim_error(const struct craft_sim *s);
 /* Calls line() with the last trace_depth events, oldest first, formatted. */
 CRAFT_API void craft_sim_dump_trace(const struct craft_sim *s,
                                     void (*line)(void *ud, const char *line), void *ud);
+
+
+/* ------------------------------------------------------------------------------------------
+ * Control: what a test author needs to script a scenario (docs/simulator.md, "Scripting a
+ * scenario"). Everything here takes effect at the current virtual time and is deterministic.
+ * ---------------------------------------------------------------------------------------- */
+
+/* Selects messages: by type, by link, by a predicate; every condition given must hold. */
+struct craft_sim_match {
+    uint32_t types; /* bit (1u << type) for each enum craft_message_type; 0: every type */
+    craft_id from;  /* 0: any sender */
+    craft_id to;    /* 0: any receiver */
+    /* NULL: none. Called with the message as sent (entries readable during the call). It must
+     * not call into the simulator. */
+    bool (*pred)(void *ud, const struct craft_message *m);
+    void *pred_ud;
+};
+
+/* What a rule does to a message it matches when the message is sent. */
+enum craft_sim_action {
+    CRAFT_SIM_HOLD = 1,      /* kept aside until craft_sim_deliver() or craft_sim_discard() */
+    CRAFT_SIM_DROP = 2,      /* lost */
+    CRAFT_SIM_DUPLICATE = 3, /* delivered twice, each copy with its own delay */
+    CRAFT_SIM_DELAY = 4      /* delivered delay_ms later than the network would */
+};
+
+struct craft_sim_rule {
+    struct craft_sim_match match;
+    int action;        /* enum craft_sim_action */
+    uint64_t delay_ms; /* CRAFT_SIM_DELAY */
+    uint64_t count;    /* the rule applies to this many messages, then goes; 0: until removed */
+};
+
+/* Adds a rule (checked when a message is sent, before the network's random loss; the first
+ * rule that matches decides, rules added earlier first). *id (may be NULL) names it for
+ * craft_sim_rule_remove. CRAFT_EINVAL for an unknown action. Messages a rule holds, drops,
+ * duplicates or delays are counted as sent; held ones as delivered or dropped later. */
+CRAFT_API int craft_sim_rule_add(struct craft_sim *s, const struct craft_sim_rule *r,
+                                 uint64_t *id);
+/* CRAFT_ENOTFOUND if no such rule (it may have run out of count). */
+CRAFT_API int craft_sim_rule_remove(struct craft_sim *s, uint64_t id);
+CRAFT_API void craft_sim_rules_clear(struct craft_sim *s);
+
+/* A message a rule holds. msg (entries and snapshot data included) is owned by the simulator,
+ * valid until the next call that runs events, delivers or discards. */
+struct craft_sim_held {
+    uint64_t id; /* in the order held */
+    uint64_t held_at; /* virtual ms */
+    const struct craft_message *msg;
+};
+/* Fills up to max records of the held messages that m selects (NULL: all), oldest first;
+ * returns how many there are. */
+CRAFT_API size_t craft_sim_held(const struct craft_sim *s, const struct craft_sim_match *m,
+                                struct craft_sim_held *out, size_t max);
+/* Delivers, now and in the order held, up to max (0: every) held message that m selects
+ * (NULL: all), each arriving as the network would deliver it (a partition, a cut or a receiver
+ * down since the send still loses it); the receiver reacts at once and what it sends goes
+ * through the rules and the network. Messages held during the call wait for the next.
+ * *n (may be NULL) is how many were delivered or lost on arrival. */
+CRAFT_API int craft_sim_deliver(struct craft_sim *s, const struct craft_sim_match *m, size_t max,
+                                size_t *n);
+/* Drops held messages that m selects (NULL: all). */
+CRAFT_API int craft_sim_discard(struct craft_sim *s, const struct craft_sim_match *m, size_t *n);
+/* Sends a message built by hand from m->from to m->to (both servers of the simulation; the
+ * sender need not be up), after delay_ms, past the rules and the network's loss. Entries and
+ * data are copied; an InstallSnapshot without data reads the sender's stored snapshot, as for
+ * a real one. CRAFT_EINVAL for unknown servers or type. */
+CRAFT_API int craft_sim_inject(struct craft_sim *s, const struct craft_message *m,
+                               uint64_t delay_ms);
+
+/* Makes node id campaign now: its clock jumps forward, one tick at a time (at most 2 *
+ * election_ticks + 1), until its election timer fires and it becomes pre-candidate,
+ * candidate or leader. 0 once it is; CRAFT_ESTATE if it is down or leads already, or never
+ * started an election (a learner, a server outside its configuration). */
+CRAFT_API int craft_sim_campaign(struct craft_sim *s, craft_id id);
+/* Ticks node id n times now (each tick drained before the next). CRAFT_ESTATE if down. */
+CRAFT_API int craft_sim_tick(struct craft_sim *s, craft_id id, unsigned n);
+/* Node id's clock: a tick every tick_ms of virtual time (the option's tick_ms at start, with the
+ * same jitter; must exceed tick_jitter_ms), or 0 to stop it: the node is then ticked only by
+ * craft_sim_tick and craft_sim_campaign. id 0: every node. A faster clock makes a node's
+ * election timeout and heartbeats shorter in virtual time. CRAFT_EINVAL otherwise. */
+CRAFT_API int craft_sim_set_clock(struct craft_sim *s, craft_id id, unsigned tick_ms);
+CRAFT_API unsigned craft_sim_clock(const struct craft_sim *s, craft_id id);
+/* Node id's protocol options (election_ticks, pre_vote, ...): read them, or set them for its
+ * next boot (craft_sim_restart); id and seed are the simulator's. CRAFT_EINVAL for an unknown
+ * id or heartbeat_ticks >= election_ticks. */
+CRAFT_API int craft_sim_node_config(const struct craft_sim *s, craft_id id,
+                                    struct craft_config *out);
+CRAFT_API int craft_sim_set_node_config(struct craft_sim *s, craft_id id,
+                                        const struct craft_config *c);
+
+/* ------------------------------------------------------------------------------------------
+ * Observation for test authors
+ * ---------------------------------------------------------------------------------------- */
+
+/* Messages over one link (from -> to). */
+struct craft_sim_link_stats {
+    uint64_t sent;      /* sent by from to to (duplicates not counted again) */
+    uint64_t bytes;     /* their estimated wire size */
+    uint64_t delivered; /* arrived at to (a duplicate counts) */
+    uint64_t dropped;   /* lost: randomly, by a rule, a partition, a cut, a receiver down */
+    uint64_t held;      /* held by a rule (then delivered or dropped later) */
+};
+/* CRAFT_EINVAL for unknown servers. */
+CRAFT_API int craft_sim_link_stats(const struct craft_sim *s, craft_id from, craft_id to,
+                                   struct craft_sim_link_stats *out);
+
+/* One node as the simulator sees it (works whichever core runs it). */
+struct craft_sim_node_status {
+    craft_id id;
+    bool up;
+    uint32_t boots; /* 1 at the first boot, + 1 at every restart: the node's incarnation */
+    int role;       /* enum craft_role; 0 when down */
+    craft_term term;
+    craft_id vote;
+    craft_id leader;
+    craft_index commit;
+    craft_index applied;        /* the state machine's last index (craft_sim_applied_index) */
+    craft_index restored_index; /* the snapshot its state machine was last restored from (0:
+                                 * none: started empty) */
+    craft_index first_index, last_index;
+    craft_term last_term;
+    uint64_t voters; /* the configuration in effect: bit (id - 1) per voter */
+    uint64_t learners;
+    craft_index conf_index; /* index of the configuration entry in effect (0 if unknown) */
+    craft_id transfer_target;
+};
+/* CRAFT_EINVAL for an unknown id; a node that is down reports up = false, boots, applied and
+ * restored_index. */
+CRAFT_API int craft_sim_status(const struct craft_sim *s, craft_id id,
+                               struct craft_sim_node_status *out);
+/* The leader's view of each server (craft_node_progress): fills up to max records, returns
+ * how many servers there are; 0 unless id leads with craft's core. */
+CRAFT_API unsigned craft_sim_progress(const struct craft_sim *s, craft_id id,
+                                      struct craft_progress_info *out, unsigned max);
+/* The boot count (as in craft_sim_node_status); 0 for an unknown id. */
+CRAFT_API uint32_t craft_sim_boots(const struct craft_sim *s, craft_id id);
+
+/* What a node's disk holds (what it would boot from): hard state, log bounds, snapshot. */
+struct craft_sim_durable {
+    struct craft_hard_state hard_state;
+    craft_index first_index, last_index; /* first = last + 1 when the log is empty */
+    bool has_snapshot;
+    craft_index snapshot_index;
+    craft_term snapshot_term;
+    uint64_t snapshot_size;
+    craft_index snapshot_conf_index;
+    uint64_t snapshot_voters; /* bit (id - 1) per voter of the snapshot's configuration */
+};
+/* CRAFT_EINVAL for an unknown id, or the store's error. The entries themselves: the store of
+ * craft_sim_store(). */
+CRAFT_API int craft_sim_durable(const struct craft_sim *s, craft_id id,
+                                struct craft_sim_durable *out);
+
+/* Calls fn with the last trace_depth events, oldest first, as structs. */
+CRAFT_API void craft_sim_dump_events(const struct craft_sim *s,
+                                     void (*fn)(void *ud, const struct craft_sim_event *ev),
+                                     void *ud);
+
+/* ------------------------------------------------------------------------------------------
+ * Bring your own core
+ *
+ * A simulator can run another implementation of the protocol in place of craft's core: a
+ * student's, a port, a model. It takes the same inputs and gives the same outputs as craft.h
+ * (craft_step, craft_tick, craft_propose, craft_take_update, craft_persisted,
+ * craft_snapshot_taken), and the simulator drives it exactly as it drives craft's: the same
+ * network, disks, crashes, seeds and invariant checker. Membership changes, leadership
+ * transfer and reads are craft's only (CRAFT_EINVAL with another core).
+ * Every function gets the table's ud and the core value create made. Pointers in an update
+ * stay valid until the next call on that core.
+ * ---------------------------------------------------------------------------------------- */
+struct craft_sim_core_status {
+    int role; /* enum craft_role */
+    craft_term term;
+    craft_id vote;
+    craft_id leader;
+    craft_index commit;
+    craft_index first_index, last_index;
+    craft_term last_term; /* term of last_index (or of the snapshot it ends at) */
+    uint64_t voters;      /* its configuration: bit (id - 1) per voter */
+};
+
+struct craft_sim_core {
+    void *ud;
+    /* Boots a node: config as craft_node_new takes it (id, seed, election_ticks ...), boot as
+     * the store holds it (with the bootstrap configuration for a new cluster). */
+    int (*create)(void *ud, const struct craft_config *config, const struct craft_boot *boot,
+                  void **core);
+    void (*destroy)(void *ud, void *core);
+    int (*step)(void *ud, void *core, const struct craft_message *m);
+    int (*tick)(void *ud, void *core);
+    int (*propose)(void *ud, void *core, const void *data, size_t size, craft_index *index,
+                   craft_term *term);
+    /* 1 with *u filled, 0 when there is nothing to do, or a negative CRAFT_E* code. */
+    int (*take_update)(void *ud, void *core, struct craft_update *u);
+    int (*persisted)(void *ud, void *core, uint64_t seq);
+    int (*snapshot_taken)(void *ud, void *core, craft_index index, uint64_t size,
+                          craft_index *compact_upto);
+    int (*status)(void *ud, void *core, struct craft_sim_core_status *out);
+    /* The term of the entry at index (0 if the core does not hold it). */
+    craft_term (*term_at)(void *ud, void *core, craft_index index);
+};
+
+
+/* ------------------------------------------------------------------------------------------
+ * Transcripts: scenarios as text (docs/simulator.md, "Transcripts")
+ *
+ * A transcript is a file of commands (add-nodes, campaign, propose, deliver-msgs, stabilize,
+ * drop, tick, run, partition, heal, crash, restart, status, log, read, ...), each followed by
+ * a line "----" and the output it is expected to give, up to a blank line; lines starting with
+ * '#' are comments. Running it gives the transcript again with the actual output of every
+ * command (what a --rewrite writes back), and counts the commands whose output differed. The
+ * simulator starts with every clock stopped and every message held, so nothing happens that
+ * the script does not ask for.
+ * ---------------------------------------------------------------------------------------- */
+struct craft_sim_script_result {
+    char *output;      /* the transcript with the actual outputs (NUL-terminated) */
+    size_t output_len;
+    char *report;      /* for each mismatch: its line, the command, expected and actual output */
+    unsigned commands;
+    unsigned mismatches;
+};
+/* 0, or CRAFT_ENOMEM. Problems in the script itself (an unknown command, a bad argument) are
+ * the command's output ("error: ..."), so they show as mismatches, never as a crash. */
+CRAFT_API int craft_sim_script_run(const char *text, size_t len,
+                                   struct craft_sim_script_result *r);
+CRAFT_API void craft_sim_script_result_free(struct craft_sim_script_result *r);
 
 #ifdef __cplusplus
 }

@@ -59,7 +59,8 @@ static void count_self_vote(struct craft_node *n)
     if (self == NULL || self->role != CRAFT_VOTER) {
         return; /* not a voter of its own configuration (see craft__may_campaign) */
     }
-    if (n->role == CRAFT_PRE_CANDIDATE || n->persisted_seq >= n->vote_seq) {
+    if (n->role == CRAFT_PRE_CANDIDATE || n->persisted_seq >= n->vote_seq ||
+        n->cfg.unsafe.no_persist_before_vote) {
         self->vote = 1;
     }
 }
@@ -146,6 +147,9 @@ int craft__election_tick(struct craft_node *n)
 /* Paper 5.4.1: grant only to a candidate whose log is at least as up to date as ours. */
 static bool log_up_to_date(const struct craft_node *n, craft_index index, craft_term term)
 {
+    if (n->cfg.unsafe.no_election_restriction) {
+        return true;
+    }
     craft_term last_term = craft__log_last_term(&n->log);
     return term > last_term || (term == last_term && index >= craft__log_last(&n->log));
 }
@@ -174,6 +178,9 @@ int craft__recv_request_vote(struct craft_node *n, const struct craft_message *m
         }
         n->election_elapsed = 0;
         /* The grant may only leave once the vote is durable. */
+        if (n->cfg.unsafe.no_persist_before_vote) {
+            return craft__send(n, &r, 0, 0);
+        }
         return craft__send_after_persist(n, &r);
     }
     r.term = n->term;

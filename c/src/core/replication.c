@@ -176,7 +176,8 @@ int craft__heartbeat_tick(struct craft_node *n)
 int craft__maybe_commit(struct craft_node *n)
 {
     craft_index q = craft__quorum_value(n, CRAFT__Q_MATCH);
-    if (q <= n->commit || craft__log_term(&n->log, q) != n->term) {
+    if (q <= n->commit ||
+        (craft__log_term(&n->log, q) != n->term && !n->cfg.unsafe.no_commit_rule)) {
         return 0;
     }
     n->commit = q;

@@ -149,7 +149,7 @@ int craft__sim_disk_complete(struct craft_sim *s, unsigned i)
         ev.index = w->n_entries ? w->entries[w->n_entries - 1].index : 0;
         craft__sim_emit(s, &ev);
         if (w->seq != 0) {
-            rc = craft_persisted(sn->core, w->seq);
+            rc = craft__sim_core_persisted(s, i, w->seq);
             if (rc != 0) {
                 rc = craft__sim_fail(s, rc, "n%u: craft_persisted(%llu) returned %s", i + 1,
                                      (unsigned long long)w->seq, craft_err_name(rc));

@@ -115,7 +115,7 @@ static void deciding_confs(struct craft_sim *s, craft_id id, struct craft_store 
     for (unsigned j = 0; j < s->n; j++) {
         const struct craft__sim_node *o = &s->nodes[j];
         if (o->up) {
-            confs[(*n)++] = craft__sim_voters_of(craft_node_configuration(o->core, NULL));
+            confs[(*n)++] = craft__sim_core_voters(s, j);
         } else if (j != id - 1) {
             confs[(*n)++] = store_voters(s, j, o->store, 0);
         }
@@ -212,7 +212,7 @@ bool craft_sim_disk_loss_safe(struct craft_sim *s, craft_id id, int kind, uint64
             if (holds(o->store, i, term)) {
                 others |= 1ull << j;
             }
-            if (o->up && craft_node_term_at(o->core, i) == term) {
+            if (o->up && craft__sim_core_term_at(s, j, i) == term) {
                 known |= 1ull << j;
             }
         }

@@ -462,10 +462,11 @@ int craft__sim_inv_observe(struct craft_sim *s, unsigned i)
     if (!sn->up) {
         return 0;
     }
-    const struct craft_node *c = sn->core;
-    int role = craft_node_role(c);
-    craft_term term = craft_node_term(c);
-    craft_id leader = craft_node_leader(c);
+    struct craft_sim_core_status st;
+    craft__sim_core_status(s, i, &st);
+    int role = st.role;
+    craft_term term = st.term;
+    craft_id leader = st.leader;
     if (term < sn->term) {
         return violation(s, "term of n%u went back from %" PRIu64 " to %" PRIu64, i + 1,
                          sn->term, term);
@@ -486,16 +487,15 @@ int craft__sim_inv_observe(struct craft_sim *s, unsigned i)
         return rc;
     }
     /* The mirror must match the core's own idea of its log, or updates were incomplete. */
-    craft_index last = craft_node_last_index(c);
+    craft_index last = st.last_index;
     struct craft__sim_shadow *l = &sn->log;
-    if (last != last_of(l) || (last > l->base && craft_node_term_at(c, last) !=
-                                                     slot_at(l, last)->term)) {
+    if (last != last_of(l) || (last > l->base && st.last_term != slot_at(l, last)->term)) {
         return craft__sim_fail(s, CRAFT_ESTATE,
                                "n%u's log ends at %" PRIu64 "/%" PRIu64
                                " but its updates handed out a log ending at %" PRIu64,
-                               i + 1, last, craft_node_term_at(c, last), last_of(l));
+                               i + 1, last, st.last_term, last_of(l));
     }
-    return craft__sim_inv_commit(s, i, craft_node_commit(c), term);
+    return craft__sim_inv_commit(s, i, st.commit, term);
 }
 
 int craft__sim_inv_check_all(struct craft_sim *s)

@@ -26,11 +26,14 @@ static int change(struct craft_sim *s, enum change what, craft_id id, craft_inde
     if (id == 0 || id > s->n) {
         return CRAFT_EINVAL;
     }
+    if (s->o.core != NULL) {
+        return CRAFT_EINVAL; /* craft's core only (sim.h, "Bring your own core") */
+    }
     craft_id leader = craft_sim_leader(s);
     int rc = CRAFT_ENOTLEADER;
     craft_index idx = 0;
     if (leader != 0) {
-        struct craft_node *core = s->nodes[leader - 1].core;
+        struct craft_node *core = craft__sim_core_native(s, (unsigned)(leader - 1));
         switch (what) {
         case ADD:
         case ADD_AUTO: {
@@ -84,7 +87,7 @@ int craft_sim_transfer(struct craft_sim *s, craft_id target)
     if (s->stop_rc != 0) {
         return s->stop_rc;
     }
-    if (target > s->n) {
+    if (target > s->n || s->o.core != NULL) {
         return CRAFT_EINVAL;
     }
     craft_id leader = craft_sim_leader(s);

@@ -99,8 +99,8 @@ static int read_snapshot(struct craft_sim *s, unsigned from, craft_index index, 
     return rc;
 }
 
-static int copy_message(struct craft_sim *s, unsigned from, const struct craft_message *m,
-                        struct craft__sim_packet **out)
+int craft__sim_packet_copy(struct craft_sim *s, unsigned from, const struct craft_message *m,
+                           struct craft__sim_packet **out)
 {
     struct craft__sim_packet *p = craft_calloc(s->alloc, 1, sizeof(*p));
     if (p == NULL) {
@@ -160,11 +160,13 @@ static int copy_message(struct craft_sim *s, unsigned from, const struct craft_m
     return 0;
 }
 
+/* Copies m into flight (fate OK or DUPLICATED), or into the held list (HELD), extra ms later
+ * than the network's delay. */
 static int enqueue(struct craft_sim *s, unsigned from, const struct craft_message *m,
-                   uint8_t fate)
+                   uint8_t fate, uint64_t extra)
 {
     struct craft__sim_packet *p;
-    int rc = copy_message(s, from, m, &p);
+    int rc = craft__sim_packet_copy(s, from, m, &p);
     if (rc == CRAFT_EUNAVAILABLE) {
         craft__sim_emit_text(s, CRAFT_SIM_EV_NOTE, from + 1,
                              "n%u cannot send snapshot %" PRIu64 ": not in its store yet",
@@ -177,7 +179,12 @@ static int enqueue(struct craft_sim *s, unsigned from, const struct craft_messag
     }
     p->fate = fate;
     p->dst_incarnation = s->nodes[m->to - 1].incarnation;
-    uint64_t delay = craft__sim_prng_range(&s->rng, s->o.min_delay_ms, s->o.max_delay_ms);
+    if (fate == CRAFT_SIM_FATE_HELD) {
+        p->fate = CRAFT_SIM_FATE_OK;
+        return craft__sim_hold(s, p);
+    }
+    uint64_t delay = extra +
+                     craft__sim_prng_range(&s->rng, s->o.min_delay_ms, s->o.max_delay_ms);
     rc = craft__sim_schedule(s, s->now + delay, CRAFT__SIM_DELIVER, (unsigned)(m->to - 1), p);
     if (rc != 0) {
         craft__sim_packet_free(s, p);
@@ -206,17 +213,38 @@ int craft__sim_net_send(struct craft_sim *s, unsigned from, const struct craft_m
         craft__sim_emit(s, &ev);
         return 0;
     }
-    if (craft__sim_prng_chance(&s->rng, s->o.drop_rate)) {
+    struct craft_sim_link_stats *link = craft__sim_link(s, m->from, m->to);
+    link->sent++;
+    link->bytes += craft__sim_message_bytes(m);
+    /* The test author's rules first (control.c), then the network's own randomness. */
+    uint64_t extra = 0;
+    int action = craft__sim_rules_apply(s, m, &extra);
+    if (action == CRAFT_SIM_DROP) {
+        ev.fate = CRAFT_SIM_FATE_RULE;
+        s->stats.dropped[type]++;
+        link->dropped++;
+        craft__sim_emit(s, &ev);
+        return 0;
+    }
+    if (action == CRAFT_SIM_HOLD) {
+        ev.fate = CRAFT_SIM_FATE_HELD;
+        link->held++;
+        craft__sim_emit(s, &ev);
+        return enqueue(s, from, m, CRAFT_SIM_FATE_HELD, 0);
+    }
+    if (action == 0 && craft__sim_prng_chance(&s->rng, s->o.drop_rate)) {
         ev.fate = CRAFT_SIM_FATE_LOST;
         s->stats.dropped[type]++;
+        link->dropped++;
         craft__sim_emit(s, &ev);
         return 0;
     }
     craft__sim_emit(s, &ev);
-    int rc = enqueue(s, from, m, CRAFT_SIM_FATE_OK);
-    if (rc == 0 && craft__sim_prng_chance(&s->rng, s->o.dup_rate)) {
+    int rc = enqueue(s, from, m, CRAFT_SIM_FATE_OK, extra);
+    if (rc == 0 && (action == CRAFT_SIM_DUPLICATE ||
+                    (action == 0 && craft__sim_prng_chance(&s->rng, s->o.dup_rate)))) {
         s->stats.duplicated[type]++;
-        rc = enqueue(s, from, m, CRAFT_SIM_FATE_DUPLICATED);
+        rc = enqueue(s, from, m, CRAFT_SIM_FATE_DUPLICATED, extra);
     }
     return rc;
 }
@@ -241,16 +269,19 @@ int craft__sim_net_deliver(struct craft_sim *s, struct craft__sim_packet *p)
         ev.fate = CRAFT_SIM_FATE_PARTITIONED;
     }
     craft__sim_emit(s, &ev);
+    struct craft_sim_link_stats *link = craft__sim_link(s, m->from, m->to);
     if (ev.kind == CRAFT_SIM_EV_DROP) {
         s->stats.dropped[type]++;
+        link->dropped++;
         return 0;
     }
     s->stats.delivered[type]++;
+    link->delivered++;
     if (m->type == CRAFT_MSG_REQUEST_VOTE_RESULT && m->u.request_vote_result.granted &&
         !m->u.request_vote_result.pre_vote) {
         craft__sim_inv_grant(s, to, m->from, m->term);
     }
-    int rc = craft_step(dst->core, m);
+    int rc = craft__sim_core_step(s, to, m);
     if (rc != 0) {
         /* The simulator only delivers what a core produced: any error here is a bug. */
         return craft__sim_fail(s, rc, "n%u: craft_step(%s from n%u) returned %s", to + 1,

@@ -105,10 +105,10 @@ void craft__sim_inv_grant(struct craft_sim *s, unsigned i, craft_id from, craft_
 int craft__sim_inv_elected(struct craft_sim *s, unsigned i, craft_term term)
 {
     struct craft__sim_node *sn = &s->nodes[i];
-    if (term >= s->n_terms || s->terms[term].elected_conf != 0 || sn->core == NULL) {
+    if (term >= s->n_terms || s->terms[term].elected_conf != 0 || !sn->up) {
         return 0; /* recorded already (the term table is grown by craft__sim_inv_role) */
     }
-    uint64_t voters = craft__sim_voters_of(craft_node_configuration(sn->core, NULL));
+    uint64_t voters = craft__sim_core_voters(s, i);
     /* Its own vote counts only if it is durable (paper Figure 2; the core waits for it too):
      * a vote that a crash can take back lets the same server vote again in this term. */
     bool self_durable = sn->durable.term == term && sn->durable.vote == sn->id;
@@ -163,7 +163,7 @@ int craft__sim_inv_leader_commit(struct craft_sim *s, unsigned i, craft_term ter
                          ", committed index %" PRIu64 " of term %" PRIu64 " by counting replicas",
                          i + 1, term, commit, t);
     }
-    uint64_t conf_now = craft__sim_voters_of(craft_node_configuration(sn->core, NULL));
+    uint64_t conf_now = craft__sim_core_voters(s, i);
     uint64_t before = stored_by(s, conf_before, commit, t);
     uint64_t now = conf_now == conf_before ? before : stored_by(s, conf_now, commit, t);
     if (majority_of(before, conf_before) || majority_of(now, conf_now)) {

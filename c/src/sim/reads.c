@@ -73,6 +73,9 @@ int craft_sim_read_mode(struct craft_sim *s, craft_id node, uint64_t id, int mod
     r.mode = (uint8_t)mode;
     r.committed = s->n_committed;
     r.requested_at = s->now;
+    if (s->o.core != NULL) {
+        return CRAFT_EINVAL; /* craft's core only (sim.h, "Bring your own core") */
+    }
     int rc = sn->up ? craft_read_index(sn->core, id, mode) : CRAFT_ESTATE;
     emit(s, &r, rc, "requested");
     if (rc != 0) {

@@ -60,14 +60,18 @@ int craft__sim_schedule(struct craft_sim *s, uint64_t at, uint8_t kind, unsigned
 static int schedule_tick(struct craft_sim *s, unsigned i, bool first)
 {
     uint64_t at;
+    struct craft__sim_node *sn = &s->nodes[i];
+    if (sn->clock_ms == 0) {
+        return 0; /* a stopped clock (craft_sim_set_clock) */
+    }
     if (first) {
         /* A random phase per node and incarnation, so nodes do not tick in lockstep. */
-        at = s->now + craft__sim_prng_range(&s->rng, 1, s->o.tick_ms);
+        at = s->now + craft__sim_prng_range(&s->rng, 1, sn->clock_ms);
     } else {
         uint64_t j = s->o.tick_jitter_ms;
-        at = s->now + s->o.tick_ms - j + craft__sim_prng_range(&s->rng, 0, 2 * j);
+        at = s->now + sn->clock_ms - j + craft__sim_prng_range(&s->rng, 0, 2 * j);
     }
-    return craft__sim_schedule(s, at, CRAFT__SIM_TICK, i, NULL);
+    return craft__sim_schedule(s, at, CRAFT__SIM_TICK, i, (void *)(uintptr_t)sn->clock_gen);
 }
 
 /* Role, term or leader as an update reports it; emits a ROLE event when something changed. */
@@ -169,10 +173,13 @@ int craft__sim_drain(struct craft_sim *s, unsigned i)
     bool was_leader = sn->role == CRAFT_LEADER;
     craft_term lead_term = sn->term;
     uint64_t conf_before = sn->conf_voters;
-    while (s->stop_rc == 0 && sn->up && craft_has_update(sn->core)) {
+    while (s->stop_rc == 0 && sn->up) {
         struct craft_update u;
-        int rc = craft_take_update(sn->core, &u);
-        if (rc != 0) {
+        int rc = craft__sim_core_take(s, i, &u);
+        if (rc == 0) {
+            break;
+        }
+        if (rc < 0) {
             return craft__sim_fail(s, rc, "n%u: craft_take_update returned %s", i + 1,
                                    craft_err_name(rc));
         }
@@ -188,15 +195,17 @@ int craft__sim_drain(struct craft_sim *s, unsigned i)
         return 0;
     }
     int rc = 0;
-    craft_index commit = craft_node_commit(sn->core);
-    if (was_leader && craft_node_term(sn->core) == lead_term && commit > sn->commit) {
+    struct craft_sim_core_status st;
+    craft__sim_core_status(s, i, &st);
+    craft_index commit = st.commit;
+    if (was_leader && st.term == lead_term && commit > sn->commit) {
         rc = craft__sim_inv_leader_commit(s, i, lead_term, conf_before, commit);
     }
     if (rc == 0) {
         rc = craft__sim_inv_observe(s, i);
     }
     if (rc == 0) {
-        sn->conf_voters = craft__sim_voters_of(craft_node_configuration(sn->core, NULL));
+        sn->conf_voters = craft__sim_core_voters(s, i);
         rc = craft__sim_reads_serve(s, i);
     }
     return rc;
@@ -251,11 +260,11 @@ static int boot(struct craft_sim *s, unsigned i)
         b.bootstrap = &s->bootstrap;
     }
 
-    struct craft_config c = s->o.node;
+    struct craft_config c = sn->has_config ? sn->config : s->o.node;
     c.id = sn->id;
     c.seed = craft__sim_derive(s->o.seed, sn->id, sn->incarnation);
     c.alloc = s->alloc;
-    rc = craft_node_new(&c, &b, &sn->core);
+    rc = craft__sim_core_new(s, i, &c, &b);
     if (rc == 0) {
         /* The store may keep entries below its snapshot's index (a trailing window). */
         craft_index base = n ? entries[0].index - 1 : (has_snapshot ? meta.index : last);
@@ -265,7 +274,6 @@ static int boot(struct craft_sim *s, unsigned i)
             rc = craft__sim_snap_boot(s, i, has_snapshot, &meta);
         }
     } else {
-        sn->core = NULL;
         rc = craft__sim_fail(s, rc, "n%u: craft_node_new failed: %s", i + 1,
                              craft_err_name(rc));
     }
@@ -309,6 +317,13 @@ static int check_options(const struct craft_sim_options *o)
         !(o->dup_rate >= 0.0 && o->dup_rate <= 1.0)) {
         return CRAFT_EINVAL;
     }
+    const struct craft_sim_core *c = o->core;
+    if (c != NULL && (c->create == NULL || c->destroy == NULL || c->step == NULL ||
+                      c->tick == NULL || c->propose == NULL || c->take_update == NULL ||
+                      c->persisted == NULL || c->snapshot_taken == NULL || c->status == NULL ||
+                      c->term_at == NULL)) {
+        return CRAFT_EINVAL;
+    }
     return 0;
 }
 
@@ -335,10 +350,11 @@ int craft_sim_new(const struct craft_sim_options *o, struct craft_sim **out)
     s->nodes = craft_calloc(s->alloc, s->n, sizeof(*s->nodes));
     s->group_of = craft_calloc(s->alloc, s->n, sizeof(*s->group_of));
     s->cut = craft_calloc(s->alloc, (size_t)s->n * s->n, sizeof(*s->cut));
+    s->links = craft_calloc(s->alloc, (size_t)s->n * s->n, sizeof(*s->links));
     if (o->trace_depth > 0) {
         s->ring = craft_calloc(s->alloc, o->trace_depth, sizeof(*s->ring));
     }
-    if (s->nodes == NULL || s->group_of == NULL || s->cut == NULL ||
+    if (s->nodes == NULL || s->group_of == NULL || s->cut == NULL || s->links == NULL ||
         (o->trace_depth > 0 && s->ring == NULL)) {
         craft_sim_free(s);
         return CRAFT_ENOMEM;
@@ -348,6 +364,7 @@ int craft_sim_new(const struct craft_sim_options *o, struct craft_sim **out)
         snprintf(address, sizeof(address), "sim-%u", i + 1);
         s->nodes[i].id = i + 1;
         s->nodes[i].rx_store.alloc = s->alloc;
+        s->nodes[i].clock_ms = o->tick_ms;
         rc = 0;
         if (i < s->o.n_voters) {
             rc = craft_configuration_add(&s->bootstrap, s->alloc, i + 1, address, CRAFT_VOTER);
@@ -375,10 +392,7 @@ int craft_sim_new(const struct craft_sim_options *o, struct craft_sim **out)
 
 static void node_close(struct craft_sim *s, struct craft__sim_node *sn, unsigned i)
 {
-    if (sn->core != NULL) {
-        craft_node_free(sn->core);
-        sn->core = NULL;
-    }
+    craft__sim_core_free(s, i);
     craft__sim_disk_discard(s, i);
     craft__sim_snap_crash(s, i);
     craft__sim_shadow_close(s, &sn->log);
@@ -411,6 +425,7 @@ void craft_sim_free(struct craft_sim *s)
     }
     craft__sim_inv_close(s);
     craft__sim_reads_close(s);
+    craft__sim_control_close(s);
     craft_configuration_close(&s->bootstrap, s->alloc);
     craft_free(s->alloc, s->nodes);
     craft_free(s->alloc, s->group_of);
@@ -437,7 +452,7 @@ unsigned craft_sim_n_nodes(const struct craft_sim *s)
 static int run_tick(struct craft_sim *s, unsigned i)
 {
     s->stats.ticks++;
-    int rc = craft_tick(s->nodes[i].core);
+    int rc = craft__sim_core_tick(s, i);
     if (rc != 0) {
         return craft__sim_fail(s, rc, "n%u: craft_tick returned %s", i + 1, craft_err_name(rc));
     }
@@ -462,7 +477,7 @@ static int run_one(struct craft_sim *s)
     int rc = 0;
     switch (it.kind) {
         case CRAFT__SIM_TICK:
-            if (current) {
+            if (current && (uintptr_t)it.ptr == sn->clock_gen) {
                 rc = run_tick(s, it.node);
             }
             break;
@@ -551,7 +566,7 @@ int craft_sim_propose(struct craft_sim *s, craft_id id, const void *data, size_t
     } else if (!sn->up) {
         rc = CRAFT_ESTATE;
     } else {
-        rc = craft_propose(sn->core, data, size, &idx, &t);
+        rc = craft__sim_core_propose(s, (unsigned)(id - 1), data, size, &idx, &t);
     }
     ev.rc = rc;
     ev.index = idx;
@@ -582,8 +597,7 @@ int craft_sim_crash(struct craft_sim *s, craft_id id)
         return CRAFT_ESTATE;
     }
     unsigned i = (unsigned)(id - 1);
-    craft_node_free(sn->core);
-    sn->core = NULL;
+    craft__sim_core_free(s, i);
     sn->up = false;
     /* Stale ticks, disk completions and messages addressed to the old process all carry the
      * old incarnation and are ignored. */
@@ -731,10 +745,15 @@ craft_id craft_sim_leader(const struct craft_sim *s)
     bool tie = false;
     for (unsigned i = 0; i < s->n; i++) {
         const struct craft__sim_node *sn = &s->nodes[i];
-        if (!sn->up || craft_node_role(sn->core) != CRAFT_LEADER) {
+        if (!sn->up) {
             continue;
         }
-        craft_term t = craft_node_term(sn->core);
+        struct craft_sim_core_status st;
+        craft__sim_core_status(s, i, &st);
+        if (st.role != CRAFT_LEADER) {
+            continue;
+        }
+        craft_term t = st.term;
         if (best == 0 || t > best_term) {
             best = sn->id;
             best_term = t;

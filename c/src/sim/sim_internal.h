@@ -66,7 +66,8 @@ struct craft__sim_shadow {
 
 struct craft__sim_node {
     craft_id id;
-    struct craft_node *core; /* NULL while down */
+    struct craft_node *core; /* NULL while down, or when the user brought the core (ext) */
+    void *ext;               /* a node of the user's core (craft_sim_options.core) while up */
     struct craft_store *store;
     bool up;
     bool started; /* has booted at least once (only the first boot may bootstrap) */
@@ -100,6 +101,24 @@ struct craft__sim_node {
     uint64_t grant_mask;
     /* The voters of the configuration the core had at the last observation. */
     uint64_t conf_voters;
+    /* control.c: its clock (0: stopped) and a generation that retires ticks scheduled under
+     * an earlier setting; protocol options for its next boot. */
+    unsigned clock_ms;
+    uint32_t clock_gen;
+    bool has_config;
+    struct craft_config config;
+};
+
+/* control.c */
+struct craft__sim_rule {
+    uint64_t id;
+    struct craft_sim_rule r;
+};
+
+struct craft__sim_held {
+    uint64_t id;
+    uint64_t at;
+    struct craft__sim_packet *p;
 };
 
 /* A read asked through craft_sim_read (the public record plus the incarnation it was asked
@@ -151,6 +170,15 @@ struct craft_sim {
     struct craft_sim_event *ring;
     size_t ring_len, ring_head; /* count held, next slot to write */
 
+    /* control.c: message rules, held messages, per-link counters (links[from * n + to]). */
+    struct craft__sim_rule *rules;
+    size_t n_rules, cap_rules;
+    uint64_t next_rule_id;
+    struct craft__sim_held *held;
+    size_t n_held, cap_held;
+    uint64_t next_held_id;
+    struct craft_sim_link_stats *links;
+
     struct craft_sim_stats stats;
     int stop_rc; /* 0 while running; the error that stopped the simulator */
     char error[512];
@@ -165,7 +193,43 @@ int craft__sim_drain(struct craft_sim *s, unsigned i);
 int craft__sim_schedule(struct craft_sim *s, uint64_t at, uint8_t kind, unsigned node,
                         void *ptr);
 
+/* core.c: the protocol core a node runs, craft's or the user's (craft_sim_options.core).
+ * Each calls one function of the core of node i (which must be up). */
+int craft__sim_core_new(struct craft_sim *s, unsigned i, const struct craft_config *c,
+                        const struct craft_boot *b);
+void craft__sim_core_free(struct craft_sim *s, unsigned i);
+int craft__sim_core_step(struct craft_sim *s, unsigned i, const struct craft_message *m);
+int craft__sim_core_tick(struct craft_sim *s, unsigned i);
+int craft__sim_core_propose(struct craft_sim *s, unsigned i, const void *data, size_t size,
+                            craft_index *index, craft_term *term);
+/* 1 with *u filled, 0 when there is nothing, or an error. */
+int craft__sim_core_take(struct craft_sim *s, unsigned i, struct craft_update *u);
+int craft__sim_core_persisted(struct craft_sim *s, unsigned i, uint64_t seq);
+int craft__sim_core_snapshot_taken(struct craft_sim *s, unsigned i, craft_index index,
+                                   uint64_t size, craft_index *compact_upto);
+void craft__sim_core_status(const struct craft_sim *s, unsigned i,
+                            struct craft_sim_core_status *out);
+craft_term craft__sim_core_term_at(const struct craft_sim *s, unsigned i, craft_index index);
+/* The voters of the configuration the core uses (a mask). */
+uint64_t craft__sim_core_voters(const struct craft_sim *s, unsigned i);
+/* craft's core of node i, or NULL (down, or another core: membership, transfer and reads are
+ * craft's only). */
+struct craft_node *craft__sim_core_native(const struct craft_sim *s, unsigned i);
+
+/* control.c */
+/* A message node from (0-based) sends: what the rules say (0: none matched, or an action)
+ * and, for CRAFT_SIM_DELAY, the extra delay. */
+int craft__sim_rules_apply(struct craft_sim *s, const struct craft_message *m,
+                           uint64_t *delay_ms);
+int craft__sim_hold(struct craft_sim *s, struct craft__sim_packet *p);
+void craft__sim_control_close(struct craft_sim *s);
+struct craft_sim_link_stats *craft__sim_link(struct craft_sim *s, craft_id from, craft_id to);
+
 /* network.c */
+/* Deep-copies a message node from (0-based) sends (an InstallSnapshot without data is filled
+ * from the sender's store: CRAFT_EUNAVAILABLE when it does not hold that snapshot). */
+int craft__sim_packet_copy(struct craft_sim *s, unsigned from, const struct craft_message *m,
+                           struct craft__sim_packet **out);
 int craft__sim_net_send(struct craft_sim *s, unsigned from, const struct craft_message *m);
 int craft__sim_net_deliver(struct craft_sim *s, struct craft__sim_packet *p);
 void craft__sim_packet_free(struct craft_sim *s, struct craft__sim_packet *p);

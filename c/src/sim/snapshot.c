@@ -69,6 +69,9 @@ static int restore(struct craft_sim *s, unsigned i, craft_index index, const uns
                                " that does not hold the committed entries up to it",
                                i + 1, index);
     }
+    /* Before the callback, so that it sees the snapshot's index (craft_sim_status). */
+    sn->applied_base = index;
+    sn->n_applied = 0;
     if (s->o.restore != NULL) {
         int rc = s->o.restore(s->o.ud, sn->id, data + HEADER + FILLER,
                               size - HEADER - FILLER);
@@ -77,8 +80,6 @@ static int restore(struct craft_sim *s, unsigned i, craft_index index, const uns
                                    craft_err_name(rc));
         }
     }
-    sn->applied_base = index;
-    sn->n_applied = 0;
     return 0;
 }
 
@@ -138,7 +139,7 @@ int craft__sim_snap_take(struct craft_sim *s, unsigned i, const struct craft_sna
                                index, craft_err_name(rc));
     }
     craft_index upto = 0;
-    rc = craft_snapshot_taken(sn->core, index, sizeof(head) + user_size, &upto);
+    rc = craft__sim_core_snapshot_taken(s, i, index, sizeof(head) + user_size, &upto);
     if (rc != 0) {
         return craft__sim_fail(s, rc, "n%u: craft_snapshot_taken(%" PRIu64 ") returned %s",
                                i + 1, index, craft_err_name(rc));

@@ -104,6 +104,7 @@ static void configure(struct soak *k, struct craft_sim_options *so)
     k->disk_loss = craft__sim_prng_chance(p, 0.6);
     so->node.pre_vote = craft__sim_prng_chance(p, 0.7);
     so->node.check_quorum = craft__sim_prng_chance(p, 0.7);
+    so->node.unsafe = k->o->unsafe;
     so->node.election_ticks = 10;
     so->node.heartbeat_ticks = (unsigned)craft__sim_prng_range(p, 1, 3);
     static const unsigned batch[] = {1, 4, 64};
@@ -661,7 +662,11 @@ int craft__sim_soak_run(const struct craft__sim_soak_options *o,
         }
         say(&k, "last events:");
         craft_sim_dump_trace(k.sim, dump_line, &k);
-        say(&k, "replay: craft-soak --seed %" PRIu64 " --verbose", o->seed);
+        const struct craft_unsafe *u = &o->unsafe;
+        say(&k, "replay: craft-soak --seed %" PRIu64 " --verbose%s%s%s", o->seed,
+            u->no_commit_rule ? " --unsafe no-commit-rule" : "",
+            u->no_election_restriction ? " --unsafe no-election-restriction" : "",
+            u->no_persist_before_vote ? " --unsafe no-persist-before-vote" : "");
     }
     craft_sim_free(k.sim);
     return rc;

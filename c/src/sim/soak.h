@@ -25,6 +25,8 @@ struct craft__sim_soak_options {
     void (*line)(void *ud, const char *line);
     void *ud;
     unsigned trace_depth; /* events shown on failure; 0: 60 */
+    /* Teaching only ("break it", docs/lab.md): safety rules switched off in every node. */
+    struct craft_unsafe unsafe;
 };
 
 struct craft__sim_soak_result {

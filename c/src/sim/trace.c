@@ -34,6 +34,12 @@ static const char *fate_name(int fate)
             return "receiver down";
         case CRAFT_SIM_FATE_UNKNOWN:
             return "no such server";
+        case CRAFT_SIM_FATE_HELD:
+            return "held";
+        case CRAFT_SIM_FATE_RULE:
+            return "dropped by a rule";
+        case CRAFT_SIM_FATE_INJECTED:
+            return "injected";
         default:
             return "";
     }
@@ -131,7 +137,11 @@ int craft_sim_event_format(const struct craft_sim_event *ev, char *buf, size_t l
         case CRAFT_SIM_EV_DROP:
             put(buf, len, &pos, "n%" PRIu64 " -x n%" PRIu64 " ", ev->node, ev->peer);
             put_message(buf, len, &pos, &ev->msg);
-            put(buf, len, &pos, " [dropped: %s]", fate_name(ev->fate));
+            if (ev->fate == CRAFT_SIM_FATE_RULE) {
+                put(buf, len, &pos, " [discarded while held]");
+            } else {
+                put(buf, len, &pos, " [dropped: %s]", fate_name(ev->fate));
+            }
             break;
         case CRAFT_SIM_EV_PERSIST:
             put(buf, len, &pos,
