@@ -728,7 +728,9 @@ static void on_stopped(void *data)
         unref(L, &nd->log_ref);
         protect(m, live_remove_body, nd);
     }
-    if (nd->collected) {
+    /* While the state closes, lraft_nodes_close_all frees what is collected once every node
+     * has stopped: freeing here would pull the node from under its loop. */
+    if (nd->collected && (m == NULL || !m->finalizing)) {
         node_free(nd);
     }
 }
@@ -808,6 +810,23 @@ void lraft_nodes_close_all(struct lraft_loop *m, lua_State *L)
     m->nodes = NULL;
 }
 
+void lraft_nodes_close_open(struct lraft_loop *m, lua_State *L)
+{
+    for (;;) {
+        struct lraft_node *nd = m->nodes;
+        while (nd != NULL && nd->state != ST_OPEN) {
+            nd = nd->next;
+        }
+        if (nd == NULL) {
+            return;
+        }
+        node_close(L, nd);
+        if (nd->state == ST_OPEN) {
+            return; /* cannot happen: begin_stop leaves ST_OPEN at once */
+        }
+    }
+}
+
 static int l_close(lua_State *L)
 {
     struct lraft_node *nd = check_node(L, 1);
@@ -827,7 +846,6 @@ static int l_gc(lua_State *L)
         return 0;
     }
     *p = NULL;
-    nd->collected = true;
     if (nd->m == NULL) {
         node_free(nd);
         return 0;
@@ -838,6 +856,11 @@ static int l_gc(lua_State *L)
         nd->m->finalizing = true;
         node_close(L, nd);
     }
+    /* Marked collected only now: on_stopped frees a collected node, and it runs inside
+     * node_close when the stop completes there (which freed it twice, a crash at exit of
+     * every script that ended with a node open). If the stop did not complete, on_stopped
+     * frees it later. */
+    nd->collected = true;
     if (nd->closed) {
         node_free(nd);
     }
