@@ -115,6 +115,8 @@ function raft.spawn(fn, ...)
 end
 
 --- Runs the loop: until raft.stop() is called, every node is closed, or timeout_ms passed.
+-- The first SIGINT (Ctrl-C) while it runs closes every node and makes it return nil,
+-- "interrupted: ...", "EINTR".
 function raft.run(timeout_ms)
     return core.run("default", timeout_ms)
 end
