@@ -22,6 +22,7 @@ import asyncio
 import atexit
 import collections
 import itertools
+import os
 import pickle
 import struct
 import threading
@@ -29,7 +30,7 @@ import time
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from . import _craft
-from ._errors import (ApplyError, Busy, Closed, ConfigError, Dropped, Error, LogCompacted,
+from ._errors import (ApplyError, Busy, Closed, ConfigError, Dropped, Error, Forked, LogCompacted,
                       LogUnavailable, NoConnection, NotLeader, SessionError, StorageError,
                       Timeout, Violation)
 from . import codec
@@ -39,7 +40,7 @@ __version__ = _craft.VERSION
 
 __all__ = [
     "StateMachine", "Node", "Session", "MemoryLogStore", "codec",
-    "Error", "NotLeader", "Timeout", "Closed", "ConfigError", "StorageError", "ApplyError",
+    "Error", "NotLeader", "Timeout", "Closed", "Forked", "ConfigError", "StorageError", "ApplyError",
     "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "LogCompacted",
     "LogUnavailable", "SEGMENT_SIZE_MIN", "SEGMENT_SIZE_MAX", "__version__",
 ]
@@ -186,8 +187,9 @@ class _Adapter:
 
 # ---- nodes ------------------------------------------------------------------------------------
 
-_live_nodes: "set[_craft.Node]" = set()
+_live_nodes: "set[Node]" = set()
 _live_lock = threading.Lock()
+_started_any = False  # a node was started in this process (libuv's thread pool runs)
 
 
 @atexit.register
@@ -199,6 +201,26 @@ def _close_all() -> None:
             n.close()
         except Exception:
             pass
+
+
+def _after_fork_in_child() -> None:
+    # A forked child has no loop thread: every node started before the fork is the parent's.
+    # They refuse every call from now on (Forked), close() does nothing, and nothing waits for
+    # a thread or a lock that will never come back. The child runs alone here, under the GIL:
+    # the set is read without its lock, which another thread may have held at the fork.
+    global _live_lock
+    nodes = list(_live_nodes)
+    _live_nodes.clear()
+    _live_lock = threading.Lock()
+    for n in nodes:
+        n._forked = True
+        n._c._forked()
+    if _started_any:
+        _craft.after_fork_child()  # libuv's thread pool, for its exit-time cleanup
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # The WAL segment sizes a node accepts (segment_size=): the store's minimum, and the largest
@@ -283,6 +305,7 @@ class Node:
         except (TypeError, OverflowError) as e:
             raise ConfigError(str(e)) from None
         self._started = False
+        self._forked = False
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -292,20 +315,23 @@ class Node:
         directory is locked by another process) or Error."""
         if self._started:
             raise Error("start() was already called")
+        global _started_any
         self._started = True
+        _started_any = True
         self._c.start()
         with _live_lock:
-            _live_nodes.add(self._c)
+            _live_nodes.add(self)
         return self
 
     def close(self) -> None:
         """Stops gracefully: pending requests fail with Closed, writes in progress are flushed,
         connections and the store are closed. Idempotent. Raises RuntimeError on the node's own
         loop thread (in an event callback, a read function or apply): close it from another
-        thread."""
+        thread. In a process forked from the one that started the node it does nothing (the
+        node is the parent's)."""
         self._c.close()
         with _live_lock:
-            _live_nodes.discard(self._c)
+            _live_nodes.discard(self)
 
     stop = close
 
@@ -332,7 +358,15 @@ class Node:
 
     # ---- errors ----------------------------------------------------------------------------
 
+    def _usable(self) -> None:
+        if self._forked:
+            raise Forked(f"node {self.id}: this process is a fork of the one that started the "
+                         f"node, whose loop thread does not exist here: start nodes after "
+                         f"forking (in the child), or use multiprocessing's \"spawn\" start "
+                         f"method; the parent's node is not affected", -5)
+
     def _check_thread(self) -> None:
+        self._usable()
         if threading.get_ident() == self._adapter.loop_ident:
             raise RuntimeError("this call would block the node's own loop thread (from apply, "
                                "a read function or an event callback): it would deadlock")
@@ -379,6 +413,7 @@ class Node:
     def apply_async(self, command: Bytes, timeout: Optional[float] = None) -> "asyncio.Future[bytes]":
         """apply() for asyncio: returns a future of the result, completed on the event loop
         that called this (which must be running)."""
+        self._usable()
         loop = asyncio.get_running_loop()
         fut: "asyncio.Future[bytes]" = loop.create_future()
 
@@ -411,6 +446,7 @@ class Node:
         "stale": fn runs at once on this node's current state, which may lag. fn runs on the
         node's loop thread (barrier modes) or the caller's (stale), never at the same time as
         apply; it must not call blocking Node methods."""
+        self._usable()
         if mode == "stale":
             with self._adapter.lock:
                 return fn(self.fsm)
@@ -425,6 +461,7 @@ class Node:
     def session(self, timeout: Optional[float] = None) -> "Session":
         """Opens a client session: its apply() retries safely and applies a command exactly
         once. Needs sessions=True (the default) on every node."""
+        self._usable()
         if not self._sessions_on:
             raise ConfigError("this node runs without sessions (sessions=False)")
         return Session(self, timeout)
@@ -462,6 +499,7 @@ class Node:
         this node sends to server `to` is dropped with probability `drop` and delayed by a
         uniform random time in delay = (min_ms, max_ms), which reorders; block=True drops
         everything sent to `to` (a one-way cut). set_faults(to) clears them. Thread-safe."""
+        self._usable()
         lo, hi = delay
         try:
             self._c.set_faults(int(to), float(drop), int(lo), int(hi), bool(block))
@@ -474,11 +512,13 @@ class Node:
         """A plain dict: id, role, term, leader, leader_address, commit, applied, first_index,
         last_index, snapshot_index, peers (id, role, address, match, connected), counters,
         stopped (a fatal error stopped the node), address."""
+        self._usable()
         return dict(self._c.status())
 
     @property
     def leader(self) -> Optional[Tuple[int, str]]:
         """(id, address) of the leader this node knows, or None."""
+        self._usable()
         s = self._c.status()
         if not s["leader"]:
             return None
@@ -487,6 +527,7 @@ class Node:
 
     @property
     def is_leader(self) -> bool:
+        self._usable()
         return bool(self._c.status()["role"] == "leader")
 
     def wait_for_leader(self, timeout: Optional[float] = None) -> Tuple[int, str]:

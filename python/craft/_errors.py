@@ -7,7 +7,7 @@ CRAFT_E* codes to exception classes lives in one place.
 from typing import List, Optional
 
 __all__ = [
-    "Error", "NotLeader", "Timeout", "Closed", "ConfigError", "StorageError", "ApplyError",
+    "Error", "NotLeader", "Timeout", "Closed", "Forked", "ConfigError", "StorageError", "ApplyError",
     "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "LogCompacted",
     "LogUnavailable",
 ]
@@ -57,6 +57,13 @@ class Closed(Error):
     """The node is closed or was stopped by a fatal error; create a new Node to go on."""
 
     code = -5
+
+
+class Forked(Closed):
+    """This process is a fork of the one that started the node: the node's loop thread does
+    not exist here, so the node cannot serve in this process. Start nodes after forking (in
+    the child), or use multiprocessing's "spawn" start method. The parent's node is not
+    affected."""
 
 
 class ConfigError(Error, ValueError):

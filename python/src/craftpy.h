@@ -29,6 +29,9 @@ void craftpy_log_exception(const char *prefix);
 /* Logs a line to the "craft" logger at a CRAFT_UV_* level. Needs the GIL. */
 void craftpy_log(int level, const char *line);
 
+/* node.c: craft._craft.after_fork_child(), see there. */
+PyObject *craftpy_after_fork_child(PyObject *module, PyObject *noargs);
+
 int craftpy_sim_init(PyObject *m);
 int craftpy_node_init(PyObject *m);
 int craftpy_sessions_init(PyObject *m);

@@ -43,7 +43,16 @@ typedef struct {
     PyObject *events; /* events(kind, role, term, leader, index, installed, error, message,
                        * match) */
     PyObject *store;  /* a Python log store, or NULL */
+    /* This process is a fork of the one whose loop thread runs the node (set in the child by
+     * craft's os.register_at_fork hook): the thread does not exist here and the locks may be
+     * held by it forever, so nothing may wait for either; every call refuses at once. */
+    bool forked;
 } NodeObject;
+
+static const char forked_msg[] =
+    "this process is a fork of the one that started the node: its loop thread does not exist "
+    "here. Start nodes after forking (in the child), or use multiprocessing's \"spawn\" start "
+    "method; the parent's node is not affected";
 
 /* ---- requests -------------------------------------------------------------------------------- */
 
@@ -171,6 +180,10 @@ static struct pyreq *pyreq_new(int mode, int op)
 
 static int check_running(NodeObject *self)
 {
+    if (self->forked) {
+        craftpy_raise(CRAFT_ESHUTDOWN, forked_msg, 0, NULL);
+        return -1;
+    }
     uv_mutex_lock(&self->lock);
     int st = self->state;
     uv_mutex_unlock(&self->lock);
@@ -798,6 +811,9 @@ static PyObject *Node_start(NodeObject *self, PyObject *args)
  * while the loop still runs. Refused there, before anything changes. */
 static PyObject *Node_close(NodeObject *self, PyObject *noargs)
 {
+    if (self->forked) {
+        Py_RETURN_NONE; /* the node belongs to the parent: nothing of it to close here */
+    }
     uv_thread_t me = uv_thread_self();
     uv_mutex_lock(&self->lock);
     int st = self->state;
@@ -1072,8 +1088,51 @@ static PyObject *Node_status(NodeObject *self, PyObject *noargs)
                          self->bound);
 }
 
+/* after_fork_child(): in a forked child of a process that started a node. libuv's thread pool
+ * (the disk and snapshot work) was started by the parent: its threads do not exist in the child,
+ * but libuv's destructor joins them at exit, which crashed every such child as it exited.
+ * libuv re-creates the pool in a child on the next piece of work (its own pthread_atfork hook
+ * resets the pool's once-flag): queueing one empty piece of work starts a pool of this process
+ * for the destructor to stop. */
+static void noop_work(uv_work_t *w)
+{
+    (void)w;
+}
+
+static void noop_after_work(uv_work_t *w, int status)
+{
+    (void)w;
+    (void)status;
+}
+
+PyObject *craftpy_after_fork_child(PyObject *module, PyObject *noargs)
+{
+    uv_loop_t loop;
+    uv_work_t w;
+    if (uv_loop_init(&loop) != 0) {
+        Py_RETURN_NONE;
+    }
+    if (uv_queue_work(&loop, &w, noop_work, noop_after_work) == 0) {
+        Py_BEGIN_ALLOW_THREADS;
+        uv_run(&loop, UV_RUN_DEFAULT);
+        Py_END_ALLOW_THREADS;
+    }
+    uv_loop_close(&loop);
+    Py_RETURN_NONE;
+}
+
+/* _forked(): called in a forked child for every node started before the fork. */
+static PyObject *Node_forked(NodeObject *self, PyObject *noargs)
+{
+    self->forked = true;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Node_get_address(NodeObject *self, void *closure)
 {
+    if (self->forked) {
+        return PyUnicode_FromString(self->bound[0] ? self->bound : self->address);
+    }
     uv_mutex_lock(&self->lock);
     PyObject *r = PyUnicode_FromString(self->bound[0] ? self->bound : self->address);
     uv_mutex_unlock(&self->lock);
@@ -1082,6 +1141,9 @@ static PyObject *Node_get_address(NodeObject *self, void *closure)
 
 static PyObject *Node_get_running(NodeObject *self, void *closure)
 {
+    if (self->forked) {
+        Py_RETURN_FALSE;
+    }
     uv_mutex_lock(&self->lock);
     int st = self->state;
     uv_mutex_unlock(&self->lock);
@@ -1137,6 +1199,8 @@ static PyMethodDef Node_methods[] = {
     {"change", (PyCFunction)Node_change, METH_VARARGS,
      "change(op, server, address=None, auto_promote=False, timeout=0) -> index"},
     {"status", (PyCFunction)Node_status, METH_NOARGS, "status() -> dict"},
+    {"_forked", (PyCFunction)Node_forked, METH_NOARGS,
+     "_forked(): this process is a fork of the node's: refuse every call from now on"},
     {"set_faults", (PyCFunction)Node_set_faults, METH_VARARGS,
      "set_faults(to, drop=0.0, delay_min_ms=0, delay_max_ms=0, block=False)"},
     {NULL, NULL, 0, NULL},
