@@ -40,6 +40,7 @@ local PREFIX = {
     ENOCONN = "no connection",
     EBUSY = "busy",
     EAPPLY = "apply failed",
+    ETOOBIG = "too large",
 }
 
 local HINT = {
@@ -48,6 +49,7 @@ local HINT = {
     EDROPPED = "the proposal was lost to a leader change and was not applied; it is safe to retry",
     ENOCONN = "the connection to the leader dropped while it handled the request; the outcome is unknown",
     EBUSY = "a leadership transfer or membership change is in progress; retry shortly",
+    ETOOBIG = "the command is larger than one frame can carry (max_frame): split it, or raise max_frame on every node",
 }
 
 --- The error values of a failed request: message, code, leader id, leader address.
@@ -301,6 +303,16 @@ local KNOWN = {
 raft.SEGMENT_SIZE_MIN = 4096
 raft.SEGMENT_SIZE_MAX = 1073741824
 
+--- The smallest max_frame a node accepts.
+raft.MAX_FRAME_MIN = 65536
+
+--- raft.max_command([max_frame]): the largest command (bytes) a cluster whose nodes use this
+-- max_frame (default 64 MiB) can replicate: one entry must fit in one frame. node:apply refuses
+-- a larger one at once with nil, "too large: ...", "ETOOBIG".
+function raft.max_command(max_frame)
+    return core.max_command(max_frame)
+end
+
 local function is_id(v)
     return type(v) == "number" and v > 0 and v == math.floor(v)
 end
@@ -367,6 +379,13 @@ function raft.node(o)
         if o[k] ~= nil and (type(o[k]) ~= "number" or o[k] < 0) then bad(k .. " must be a number >= 0") end
     end
 
+    local mf = o.max_frame
+    if mf ~= nil and (type(mf) ~= "number" or mf ~= math.floor(mf) or mf < raft.MAX_FRAME_MIN
+            or mf > 4294967295) then
+        bad(("max_frame must be an integer from %d (64 KiB) to 4294967295 bytes, not %s (leave it out for the default, 64 MiB; the same on every node)")
+            :format(raft.MAX_FRAME_MIN, tostring(mf)))
+    end
+
     local seg = o.segment_size
     if seg ~= nil and (type(seg) ~= "number" or seg ~= math.floor(seg)
             or seg < raft.SEGMENT_SIZE_MIN or seg > raft.SEGMENT_SIZE_MAX) then
@@ -424,6 +443,7 @@ function raft.node(o)
         return nil, msg, code
     end
     self._c = c
+    self._max_command = core.max_command(o.max_frame)
     return self
 end
 
@@ -440,6 +460,9 @@ function Node:on(event, fn)
 end
 
 function Node:id() return self._c:id() end
+
+--- The largest command this node accepts (raft.max_command of its max_frame).
+function Node:max_command() return self._max_command end
 
 --- The address actually bound (useful with port 0).
 function Node:address() return self._c:address() end

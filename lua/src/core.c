@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "craft/uv.h"
 #include "lraft.h"
 
 static const char LOOP_KEY[] = "raft.core.loop";
@@ -462,7 +463,17 @@ static int loop_gc(lua_State *L)
     return 0;
 }
 
+/* core.max_command([max_frame]) -> the largest command a cluster with that max_frame replicates. */
+static int l_max_command(lua_State *L)
+{
+    lua_Integer max_frame = luaL_optinteger(L, 1, 0);
+    luaL_argcheck(L, max_frame >= 0 && max_frame <= 0xFFFFFFFF, 1, "max_frame out of range");
+    lua_pushinteger(L, (lua_Integer)craft_uv_max_command((uint32_t)max_frame));
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
+    {"max_command", l_max_command},
     {"run", l_run},
     {"stop", l_stop},
     {"in_loop", l_in_loop},

@@ -587,6 +587,14 @@ static int l_submit(lua_State *L)
     if (rc != 0) {
         luaL_unref(L, LUA_REGISTRYINDEX, r->cb_ref);
         free(r);
+        if (rc == CRAFT_ETOOBIG) {
+            lua_pushfstring(L, "too large: the command is %d bytes, more than the %d bytes a "
+                               "command may have with max_frame = %d (one entry must fit in "
+                               "one frame): split it, or raise max_frame on every node",
+                            (int)len, (int)craft_uv_max_command(nd->cfg.max_frame),
+                            (int)nd->cfg.max_frame);
+            return lraft_fail(L, rc, lua_tostring(L, -1));
+        }
         return lraft_fail(L, rc, NULL);
     }
     /* Wake the loop if it sleeps in raft.poll: the request arrives through an async handle. */

@@ -32,7 +32,7 @@ from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tup
 from . import _craft
 from ._errors import (ApplyError, Busy, Closed, ConfigError, Dropped, Error, Forked, LogCompacted,
                       LogUnavailable, NoConnection, NotLeader, SessionError, StorageError,
-                      Timeout, Violation)
+                      Timeout, TooLarge, Violation)
 from . import codec
 from .store import MemoryLogStore
 
@@ -42,7 +42,8 @@ __all__ = [
     "StateMachine", "Node", "Session", "MemoryLogStore", "codec",
     "Error", "NotLeader", "Timeout", "Closed", "Forked", "ConfigError", "StorageError", "ApplyError",
     "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "LogCompacted",
-    "LogUnavailable", "SEGMENT_SIZE_MIN", "SEGMENT_SIZE_MAX", "__version__",
+    "LogUnavailable", "TooLarge", "SEGMENT_SIZE_MIN", "SEGMENT_SIZE_MAX", "MAX_FRAME_MIN",
+    "max_command_size", "__version__",
 ]
 
 Bytes = Union[bytes, bytearray, memoryview]
@@ -229,6 +230,17 @@ SEGMENT_SIZE_MIN = 4096
 SEGMENT_SIZE_MAX = 1 << 30
 
 
+# The smallest max_frame a node accepts (CRAFT_UV_MAX_FRAME_MIN), and the default (64 MiB).
+MAX_FRAME_MIN = 64 * 1024
+MAX_FRAME_DEFAULT = 64 * 1024 * 1024
+
+
+def max_command_size(max_frame: Optional[int] = None) -> int:
+    """The largest command (bytes) a cluster whose nodes use this max_frame can replicate: one
+    entry must fit in one frame. Node.apply refuses a larger one at once with TooLarge."""
+    return int(_craft.max_command(MAX_FRAME_DEFAULT if max_frame is None else max_frame))
+
+
 def _check_segment_size(size: Any) -> None:
     if (not isinstance(size, int) or isinstance(size, bool)
             or not SEGMENT_SIZE_MIN <= size <= SEGMENT_SIZE_MAX):
@@ -291,6 +303,14 @@ class Node:
             raise ConfigError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
         if "segment_size" in options:
             _check_segment_size(options["segment_size"])
+        if "max_frame" in options:
+            mf = options["max_frame"]
+            if (not isinstance(mf, int) or isinstance(mf, bool)
+                    or not MAX_FRAME_MIN <= mf <= 0xFFFFFFFF):
+                raise ConfigError(f"max_frame must be an int from {MAX_FRAME_MIN} (64 KiB) to "
+                                  f"{0xFFFFFFFF} bytes, not {mf!r} (leave it out for the "
+                                  f"default, 64 MiB; the same on every node)")
+        self.max_command = max_command_size(options.get("max_frame"))
         self.timeout = float(timeout)
         self.fsm = fsm
         self._adapter = _Adapter(fsm, sessions, dict(session_options or {}))

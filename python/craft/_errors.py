@@ -9,7 +9,7 @@ from typing import List, Optional
 __all__ = [
     "Error", "NotLeader", "Timeout", "Closed", "Forked", "ConfigError", "StorageError", "ApplyError",
     "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "LogCompacted",
-    "LogUnavailable",
+    "LogUnavailable", "TooLarge",
 ]
 
 
@@ -98,6 +98,13 @@ class ApplyError(Error):
         self.index = index
 
 
+class TooLarge(Error, ValueError):
+    """A command larger than one frame can carry (max_frame, the same on every node): refused
+    at once, before anything was proposed. Split it, or raise max_frame on every node."""
+
+    code = -11
+
+
 class Dropped(Error):
     """The proposal was lost to a leader change and was NOT applied: it is safe to retry."""
 
@@ -166,7 +173,7 @@ _HINTS = {
         "new member so that it catches up from the others (docs/core.md)",
     -9: "I/O error in the log store; the node stopped: fix the disk and restart it",
     -10: "not found",
-    -11: "too big",
+    -11: "too large for one frame (max_frame): split it, or raise max_frame on every node",
     -12: "the proposal was lost to a leader change and was not applied: retry it",
     -13: "compacted into a snapshot",
     -14: "not available yet",
@@ -183,9 +190,14 @@ _HINTS = {
 
 _BY_CODE = {
     -2: ConfigError, -3: NotLeader, -4: Busy, -5: Closed, -6: Timeout, -8: StorageError,
+    -11: TooLarge,
     -9: StorageError, -12: Dropped, -13: LogCompacted, -14: LogUnavailable, -15: StorageError,
     -16: StorageError, -18: NoConnection, -21: Violation,
 }
+
+
+# Codes whose detail, when there is one, already says the cause and what to do.
+_COMPLETE = {-11}
 
 
 def from_code(code: int, detail: str = "", leader_id: int = 0,
@@ -194,7 +206,12 @@ def from_code(code: int, detail: str = "", leader_id: int = 0,
     if code == -3:
         return NotLeader("", leader_id, leader_address)
     hint = _HINTS.get(code, f"error {code}")
-    message = f"{detail}: {hint}" if detail and detail not in hint else hint
+    if not detail or detail in hint:
+        message = hint
+    elif code in _COMPLETE:
+        message = detail
+    else:
+        message = f"{detail}: {hint}"
     cls = _BY_CODE.get(code, Error)
     if cls is Violation:
         return Violation(message)

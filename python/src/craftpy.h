@@ -31,6 +31,8 @@ void craftpy_log(int level, const char *line);
 
 /* node.c: craft._craft.after_fork_child(), see there. */
 PyObject *craftpy_after_fork_child(PyObject *module, PyObject *noargs);
+/* node.c: craft._craft.max_command(max_frame=0). */
+PyObject *craftpy_max_command(PyObject *module, PyObject *args);
 
 int craftpy_sim_init(PyObject *m);
 int craftpy_node_init(PyObject *m);

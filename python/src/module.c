@@ -361,6 +361,8 @@ static PyMethodDef module_methods[] = {
     {"session_unregister", py_session_unregister, METH_VARARGS,
      "session_unregister(client) -> bytes"},
     {"strerror", py_strerror, METH_VARARGS, "strerror(code) -> (name, message)"},
+    {"max_command", craftpy_max_command, METH_VARARGS,
+     "max_command(max_frame=0) -> the largest command a cluster with that max_frame replicates"},
     {"after_fork_child", craftpy_after_fork_child, METH_NOARGS,
      "after_fork_child(): restarts libuv's thread pool in a forked child (see node.c)"},
     {NULL, NULL, 0, NULL},

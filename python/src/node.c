@@ -205,6 +205,18 @@ static int submit(NodeObject *self, struct pyreq *r)
         return -1;
     }
     int rc = craft_uv_submit(self->node, &r->req);
+    if (rc == CRAFT_ETOOBIG) {
+        char msg[320];
+        snprintf(msg, sizeof msg,
+                 "the command is %zu bytes, more than the %zu bytes a command may have with "
+                 "max_frame = %u (one entry must fit in one frame): split it, or raise "
+                 "max_frame on every node",
+                 r->req.size, craft_uv_max_command(self->cfg.max_frame),
+                 (unsigned)self->cfg.max_frame);
+        pyreq_free(r);
+        craftpy_raise(rc, msg, 0, NULL);
+        return -1;
+    }
     if (rc != 0) {
         pyreq_free(r);
         craftpy_raise(rc, "submitting the request", 0, NULL);
@@ -1119,6 +1131,20 @@ PyObject *craftpy_after_fork_child(PyObject *module, PyObject *noargs)
     }
     uv_loop_close(&loop);
     Py_RETURN_NONE;
+}
+
+/* max_command(max_frame=0) -> the largest command a cluster with that max_frame replicates. */
+PyObject *craftpy_max_command(PyObject *module, PyObject *args)
+{
+    unsigned long long max_frame = 0;
+    if (!PyArg_ParseTuple(args, "|K", &max_frame)) {
+        return NULL;
+    }
+    if (max_frame > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "max_frame must be below 2**32");
+        return NULL;
+    }
+    return PyLong_FromSize_t(craft_uv_max_command((uint32_t)max_frame));
 }
 
 /* _forked(): called in a forked child for every node started before the fork. */

@@ -3,6 +3,7 @@ silent loss (issue 14). Real nodes on 127.0.0.1; processes where the mistake is 
 processes."""
 
 import os
+import time
 import subprocess
 import sys
 import textwrap
@@ -108,3 +109,64 @@ def test_a_process_forked_after_a_node_closed_exits_cleanly(tmp_path):
     """)
     assert "child: 7" in out and "child status 0" in out, out
     assert rc == 0, out
+
+
+# ---- a command larger than a frame ----------------------------------------------------------------
+
+FRAME = 256 * 1024
+
+
+def test_a_command_too_large_for_a_frame_is_refused_at_once(tmp_path):
+    c = Cluster(tmp_path, max_frame=FRAME)
+    try:
+        leader = c.leader()
+        follower = next(i for i in c.nodes if i != leader)
+        term = c.nodes[leader].status()["term"]
+        limit = craft.max_command_size(FRAME)
+        assert FRAME - 256 < limit < FRAME
+        for node in (c.nodes[leader], c.nodes[follower]):
+            t0 = time.monotonic()
+            with pytest.raises(craft.TooLarge) as info:
+                node.apply(b"x" * (limit + 1))
+            assert time.monotonic() - t0 < 1.0
+            msg = str(info.value)
+            assert str(limit + 1) in msg and str(limit) in msg and "max_frame" in msg, msg
+            assert isinstance(info.value, ValueError)
+        # The largest command that fits is replicated, through a follower.
+        size = limit - (len(cmd("set", "b", b"y" * 70000)) - 70000)
+        largest = cmd("set", "b", b"y" * size)
+        assert len(largest) == limit
+        c.nodes[follower].apply(largest)
+        wait_until(lambda: all(len(n.read(lambda f: f.data.get("b", b""), mode="stale")) ==
+                               size for n in c.nodes.values()), 10,
+                   "the largest command everywhere")
+        st = c.nodes[leader].status()
+        assert st["role"] == "leader" and st["term"] == term  # nobody was deposed
+        for n in c.nodes.values():
+            assert n.status()["counters"]["bad_frames"] == 0
+    finally:
+        c.close()
+
+
+def test_a_backlog_of_large_commands_is_sent_in_frames_a_follower_accepts(tmp_path):
+    # A follower that missed many large commands gets them in AppendEntries split by bytes: a
+    # batch never exceeds the frame a follower accepts (before, batches of up to 1 MiB of
+    # payload went to followers whose max_frame was smaller, which refused them forever).
+    c = Cluster(tmp_path, max_frame=FRAME)
+    try:
+        leader = c.leader()
+        behind = next(i for i in c.nodes if i != leader)
+        term = c.nodes[leader].status()["term"]
+        c.nodes[leader].set_faults(behind, block=True)
+        chunk = craft.max_command_size(FRAME) // 3
+        for i in range(12):
+            c.nodes[leader].apply(cmd("set", f"k{i}", "z" * (chunk - 40)))
+        c.nodes[leader].set_faults(behind)
+        want = c.nodes[leader].read(lambda f: dict(f.data))
+        wait_until(lambda: c.nodes[behind].read(lambda f: dict(f.data), mode="stale") == want,
+                   15, "the lagging follower to catch up")
+        for n in c.nodes.values():
+            assert n.status()["counters"]["bad_frames"] == 0
+        assert c.nodes[leader].status()["term"] == term
+    finally:
+        c.close()

@@ -121,7 +121,11 @@ struct craft_uv_config {
      * start. 0: the store's default, 64 MiB. Ignored with a store of the caller's. */
     uint64_t segment_size;
     bool forward;                 /* default true: followers forward proposals and reads */
-    uint32_t max_frame;           /* default 64 MiB */
+    /* The longest frame body accepted from a peer, and so the largest message this node
+     * builds: AppendEntries are split by bytes to fit, and a command that cannot fit alone is
+     * refused at submit (craft_uv_max_command). The same on every node of a cluster. Default
+     * 64 MiB; at least CRAFT_UV_MAX_FRAME_MIN. */
+    uint32_t max_frame;
     unsigned default_timeout_ms;  /* requests without their own timeout; default 10000 */
     struct craft_uv_fsm fsm;
     /* Optional store (e.g. a binding's); the node takes ownership. NULL: the durable store in
@@ -139,6 +143,15 @@ struct craft_uv_config {
 };
 
 CRAFT_API void craft_uv_config_init(struct craft_uv_config *c, craft_id id);
+
+/* The smallest max_frame a node accepts (craft_uv_node_new fails with CRAFT_EINVAL below it). */
+#define CRAFT_UV_MAX_FRAME_MIN (64u * 1024u)
+
+/* The largest command a node whose peers accept frames of max_frame bytes can replicate: one
+ * entry alone in an AppendEntries, with the message's own fields, must fit in one frame.
+ * craft_uv_submit refuses a longer proposal at once with CRAFT_ETOOBIG (a leader that accepted
+ * it would send a frame every follower refuses, forever). 0: the default max_frame. */
+CRAFT_API size_t craft_uv_max_command(uint32_t max_frame);
 
 /* ------------------------------------------------------------------------------------------
  * Lifecycle

@@ -185,6 +185,19 @@ static int boot_core(struct craft_uv_node *n)
     cc.snapshot_entries = n->cfg.snapshot_entries;
     cc.snapshot_bytes = n->cfg.snapshot_bytes;
     cc.snapshot_trailing = n->cfg.snapshot_trailing;
+    /* No message may exceed the frame a follower accepts (it would close the connection, and
+     * the leader would send the same message again, forever): AppendEntries carry at most
+     * max_batch_entries entries, each with its own fields, so their payload bytes get what is
+     * left of the frame; a single entry above that is refused at submit (craft_uv_max_command).
+     * A snapshot chunk leaves half the frame to its metadata (the configuration). */
+    size_t budget = n->cfg.max_frame - CRAFT__UV_FRAME_RESERVE -
+                    (size_t)cc.max_batch_entries * CRAFT__UV_ENTRY_RESERVE;
+    if (cc.max_batch_bytes > budget) {
+        cc.max_batch_bytes = budget;
+    }
+    if (cc.snapshot_chunk_bytes > n->cfg.max_frame / 2) {
+        cc.snapshot_chunk_bytes = n->cfg.max_frame / 2;
+    }
     if (n->cfg.fsm.snapshot == NULL) {
         cc.snapshot_entries = 0; /* nothing to take a snapshot with: never ask */
         cc.snapshot_bytes = 0;
@@ -265,6 +278,12 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
         craft_store_close(c != NULL ? c->store : NULL);
         return CRAFT_EINVAL;
     }
+    if (c->max_frame != 0 && c->max_frame < CRAFT_UV_MAX_FRAME_MIN) {
+        set_error("max_frame must be at least %u bytes (64 KiB), not %u", CRAFT_UV_MAX_FRAME_MIN,
+                  (unsigned)c->max_frame);
+        craft_store_close(c->store);
+        return CRAFT_EINVAL;
+    }
     struct craft_uv_node *n = craft_calloc(c->alloc, 1, sizeof *n);
     if (n == NULL) {
         craft_store_close(c->store);
@@ -279,6 +298,9 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
     n->loop_thread = uv_thread_self();
     strcpy(n->address, c->address);
     n->cfg.address = n->address;
+    if (n->cfg.max_frame == 0) {
+        n->cfg.max_frame = CRAFT_WIRE_MAX_FRAME_DEFAULT;
+    }
     uv_mutex_init(&n->lock);
     int rc = 0;
     if (c->data_dir != NULL) {
@@ -395,6 +417,15 @@ int craft_uv_node_start(struct craft_uv_node *n)
     craft__uv_clock_start(n);
     craft__uv_drive(n);
     return 0;
+}
+
+size_t craft_uv_max_command(uint32_t max_frame)
+{
+    if (max_frame == 0) {
+        max_frame = CRAFT_WIRE_MAX_FRAME_DEFAULT;
+    }
+    size_t reserve = CRAFT__UV_FRAME_RESERVE + CRAFT__UV_ENTRY_RESERVE;
+    return max_frame > reserve ? max_frame - reserve : 0;
 }
 
 const char *craft_uv_node_address(const struct craft_uv_node *n)

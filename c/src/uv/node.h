@@ -17,6 +17,14 @@
 #include "storage/driver_contract.h"
 #include "uv/transport.h"
 
+/* What a message needs besides its entries' payloads, for fitting messages into max_frame
+ * (docs/wire.md): the fields of any message, at most 128 bytes as msgpack (an AppendEntries
+ * takes 71: the array header, version and type, from, to, term, prev index and term, commit,
+ * ctx, the entries' array header); and each entry's own fields, at most 16 (array header, term,
+ * type, the bin header of its data). */
+#define CRAFT__UV_FRAME_RESERVE 128u
+#define CRAFT__UV_ENTRY_RESERVE 16u
+
 /* ---- disk jobs ---------------------------------------------------------------------------- */
 enum { JOB_WRITE = 1, JOB_READ_CHUNK, JOB_TAKE_SNAPSHOT, JOB_RESTORE, JOB_COMPACT };
 

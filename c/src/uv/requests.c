@@ -243,6 +243,12 @@ static void process(struct craft_uv_node *n, struct craft__waiter *w)
     bool leader = craft_node_role(n->core) == CRAFT_LEADER;
     switch (w->op) {
     case CRAFT_UV_PROPOSE:
+        if (w->size > craft_uv_max_command(n->cfg.max_frame)) {
+            /* Forwarded by a peer whose max_frame is larger than ours: it would not fit in a
+             * frame our followers accept. */
+            complete(n, w, CRAFT_ETOOBIG, 0, NULL, 0);
+            return;
+        }
         if (!leader) {
             if (!forward(n, w, CRAFT_WIRE_PROPOSE)) {
                 park_or_refuse(n, w);
@@ -336,6 +342,9 @@ int craft_uv_submit(struct craft_uv_node *n, struct craft_uv_request *req)
                                      strlen(req->address) >= CRAFT_ADDRESS_MAX ||
                                      req->server == 0))) {
         return CRAFT_EINVAL;
+    }
+    if (req->op == CRAFT_UV_PROPOSE && req->size > craft_uv_max_command(n->cfg.max_frame)) {
+        return CRAFT_ETOOBIG; /* at once: it could never be replicated */
     }
     struct craft__waiter *w = craft_calloc(n->alloc, 1, sizeof *w);
     if (w == NULL) {
