@@ -18,6 +18,7 @@
 
 local core = require "raft.core"
 local store = require "raft.store"
+local fsm_adapter = require "raft.fsm"
 
 local raft = {
     _VERSION = "raft " .. core.craft_version,
@@ -66,7 +67,12 @@ local function failure(status, data, leader_id, leader_address)
         end
         return msg, code, leader_id, leader_address
     elseif code == "EAPPLY" then
-        return "apply failed: " .. (data or ""), code
+        -- "<name>\0<message>" (docs/protocol.md): the error's name, then its message.
+        local name, message = (data or ""):match("^([^%z]*)%z(.*)$")
+        if name == "craft.SessionError" then
+            return "session: " .. message, "ESESSION"
+        end
+        return "apply failed: " .. (message or data or ""), code
     end
     local prefix = PREFIX[code] or text
     msg = prefix .. ": " .. (HINT[code] or text)
@@ -287,7 +293,7 @@ Node.__index = Node
 raft.Node = Node
 
 local EVENTS = { role = true, leader = true, membership = true, snapshot = true, stopped = true,
-    follower_log_lost = true }
+    follower_log_lost = true, diverged = true, snapshot_failed = true }
 local LEVELS = { debug = 0, info = 1, warn = 2, warning = 2, error = 3 }
 local KNOWN = {
     id = true, address = true, data_dir = true, peers = true, join = true, apply = true,
@@ -295,7 +301,8 @@ local KNOWN = {
     cluster_id = true, heartbeat_ms = true, election_timeout_ms = true, pre_vote = true,
     check_quorum = true, snapshot_entries = true, snapshot_trailing = true, fsync = true,
     forward = true, max_frame = true, timeout_ms = true, seed = true, log_store = true,
-    segment_size = true,
+    segment_size = true, sessions = true, session_options = true, digest_interval = true,
+    digest = true,
 }
 
 -- The WAL segment sizes a node accepts (segment_size): the store's minimum, and the largest size
@@ -366,6 +373,26 @@ function raft.node(o)
     local apply = o.apply or (fsm and fsm.apply)
     local snapshot = o.snapshot or (fsm and fsm.snapshot)
     local restore = o.restore or (fsm and fsm.restore)
+    local digest = o.digest or (fsm and fsm.digest)
+    if digest ~= nil and type(digest) ~= "function" then bad("digest must be a function() returning a string or a table of strings") end
+    if o.sessions ~= nil and type(o.sessions) ~= "boolean" then bad("sessions must be true or false (the same on every node)") end
+    local so = o.session_options
+    if so ~= nil then
+        if type(so) ~= "table" then bad("session_options must be a table {max_sessions =, expire_after =, max_cached_results =}") end
+        for k, v in pairs(so) do
+            if k ~= "max_sessions" and k ~= "expire_after" and k ~= "max_cached_results" then
+                bad(("session_options: unknown option %q (known: expire_after, max_cached_results, max_sessions)"):format(tostring(k)))
+            end
+            local min = k == "expire_after" and 0 or 1
+            if type(v) ~= "number" or v ~= math.floor(v) or v < min or v > 4294967295 then
+                bad(("session_options.%s must be an integer from %d to 4294967295, not %s"):format(k, min, tostring(v)))
+            end
+        end
+    end
+    local di = o.digest_interval
+    if di ~= nil and (type(di) ~= "number" or di ~= math.floor(di) or di < 0) then
+        bad(("digest_interval must be an integer >= 0 (commands between state digests; 0: off), not %s"):format(tostring(di)))
+    end
     if type(apply) ~= "function" then bad("apply = function(command, index) ... end is required") end
     if (snapshot == nil) ~= (restore == nil) then bad("give both snapshot and restore, or neither") end
     if snapshot ~= nil and (type(snapshot) ~= "function" or type(restore) ~= "function") then
@@ -393,7 +420,7 @@ function raft.node(o)
             :format(raft.SEGMENT_SIZE_MIN, raft.SEGMENT_SIZE_MAX, tostring(seg)))
     end
 
-    local self = setmetatable({ _handlers = {}, _last_leader = nil }, Node)
+    local self = setmetatable({ _handlers = {}, _last_leader = nil, _sessions = o.sessions ~= false }, Node)
     for name in pairs(EVENTS) do self._handlers[name] = {} end
     if o.on ~= nil then
         if type(o.on) ~= "table" then bad("on must be a table {event = function}") end
@@ -410,6 +437,30 @@ function raft.node(o)
             fn(...)
         end
     end
+    local log_fn = o.log or function(_, line) io.stderr:write(line, "\n") end
+    local log_level = level
+    -- Sessions, the snapshot envelope and state digests (lua/raft/fsm.lua).
+    local adapter = fsm_adapter.new({ apply = apply, snapshot = snapshot, restore = restore,
+        digest = digest }, {
+        id = o.id, sessions = self._sessions, session_options = so, digest_interval = di,
+        log = function(level, line)
+            if LEVELS[level] >= LEVELS[log_level] then log_fn(level, line) end
+        end,
+        on_diverged = function(...) dispatch("diverged", ...) end,
+        is_leader = function()
+            local c = self._c
+            return c ~= nil and c:is_open() and c:status().role == "leader"
+        end,
+        propose = function(payload, done)
+            local c = self._c
+            if c == nil or not c:is_open() then return end
+            local ok = c:submit(OP.PROPOSE, payload, 0, nil, false, 0, function(status)
+                if status ~= 0 and done then done() end
+            end)
+            if not ok and done then done() end
+        end,
+    })
+    self._adapter = adapter
     local c, msg, code = core.node({
         id = o.id, address = o.address, data_dir = o.data_dir, peers = o.peers,
         cluster_id = o.cluster_id, heartbeat_ms = o.heartbeat_ms,
@@ -418,7 +469,8 @@ function raft.node(o)
         snapshot_trailing = o.snapshot_trailing, fsync = o.fsync, forward = o.forward,
         max_frame = o.max_frame, timeout_ms = o.timeout_ms, seed = o.seed,
         segment_size = seg, log_level = LEVELS[level], log = o.log,
-        apply = apply, snapshot = snapshot, restore = restore, log_store = o.log_store,
+        apply = adapter.apply, snapshot = adapter.snapshot, restore = adapter.restore,
+        log_store = o.log_store,
         event = function(kind, role, term, leader, index, installed, err, message, match)
             if kind == 1 then
                 local l = leader ~= 0 and leader or nil
@@ -436,6 +488,8 @@ function raft.node(o)
                 dispatch("stopped", name, message)
             elseif kind == 5 then
                 dispatch("follower_log_lost", leader, match, index)
+            elseif kind == 6 then
+                dispatch("snapshot_failed", index, message)
             end
         end,
     })
@@ -444,6 +498,7 @@ function raft.node(o)
     end
     self._c = c
     self._max_command = core.max_command(o.max_frame)
+    self._timeout_ms = o.timeout_ms or 10000
     return self
 end
 
@@ -471,12 +526,16 @@ function Node:is_open() return self._c:is_open() end
 
 --- A plain table: id, role, term, leader, leader_address, commit, applied, first_index,
 -- last_index, snapshot_index, peers {id, role, address, match, connected}, counters, stopped,
--- address.
+-- address; digest {index, digest} (the last state digest, hex) and diverged {index, leader,
+-- ours} once this node's state was found to differ from the leader's (it then stops).
 function Node:status()
     if not self._c:is_open() then
         return nil, "closed: the node is closed", "ESHUTDOWN"
     end
-    return self._c:status()
+    local s = self._c:status()
+    s.digest = self._adapter.last_digest
+    s.diverged = self._adapter.diverged
+    return s
 end
 
 --- The leader this node knows: id, address; or nil.
@@ -504,6 +563,10 @@ end
 local function check_command(fname, command)
     if type(command) ~= "string" then
         argerror(1, fname, "string expected, got " .. type(command), 3)
+    end
+    if command:byte(1) == 0xC1 and command:byte(2) == 0x63 then
+        argerror(1, fname, "a command may not start with the bytes C1 63: they mark craft's own "
+            .. "entries (sessions, state digests; docs/protocol.md)", 3)
     end
 end
 
@@ -549,6 +612,13 @@ function Node:read(fn, a, b)
     if type(fn) ~= "function" then argerror(1, "read", "function expected, got " .. type(fn)) end
     local opts, cb = options("read", 2, a, b)
     local mode = opts.mode or "linearizable"
+    local d = self._adapter.diverged
+    if d then
+        -- A state known to be wrong is never read, not even stale.
+        local msg = ("diverged: this node's state machine differs from the leader's (index %d); it stopped applying"):format(d.index)
+        if cb then cb(nil, msg, "EDIVERGED") return true end
+        return nil, msg, "EDIVERGED"
+    end
     if mode == "stale" then
         if cb then cb(fn()) return true end
         return fn()
@@ -612,6 +682,95 @@ function Node:transfer_leadership(id, a, b)
     local r = pack(change(self, "transfer_leadership", OP.TRANSFER, id, nil, false, opts, cb))
     if r[1] ~= nil and cb == nil then return true end
     return unpack(r, 1, r.n)
+end
+
+-- ---- client sessions --------------------------------------------------------------------------
+
+local Session = {}
+Session.__index = Session
+raft.Session = Session
+
+-- Failures after which the same envelope may be sent again: the session table applies it once.
+local RETRY = { ETIMEDOUT = true, EDROPPED = true, ENOCONN = true, ENOTLEADER = true, EBUSY = true }
+
+-- Sends envelope through the node until an answer that is not a retryable failure, or until
+-- timeout_ms: result, nil, index | nil, message, code.
+function Session:_retry(envelope, timeout_ms)
+    local deadline = raft.now() + timeout_ms
+    local delay = 20
+    while true do
+        local left = deadline - raft.now()
+        if left <= 0 then
+            return nil, "timeout: the session got no answer in time; sending the same command again through this session later is still safe", "ETIMEDOUT"
+        end
+        local r = pack(request(self.node, "session:apply", OP.PROPOSE, envelope, 0, nil, false,
+            left, nil, ok_result))
+        if r[1] ~= nil or not RETRY[r[3]] or deadline - raft.now() <= delay then
+            return unpack(r, 1, r.n)
+        end
+        raft.sleep(delay)
+        delay = math.min(delay * 2, 500)
+    end
+end
+
+--- node:session([opts]) -> a client session (Raft thesis 6.3), or nil, message, code: commands
+-- sent through session:apply are applied exactly once, however often they are retried. Needs
+-- sessions (the default) on every node. opts.timeout_ms: for each call (default 10000). Blocking
+-- or in a raft.spawn coroutine; not from a callback.
+function Node:session(opts)
+    if not self._sessions then
+        error("raft: this node runs without sessions (sessions = false): sessions need them on every node", 2)
+    end
+    if opts ~= nil and type(opts) ~= "table" then argerror(1, "session", "options table expected") end
+    opts = opts or {}
+    local s = setmetatable({ node = self, timeout_ms = opts.timeout_ms or self._timeout_ms,
+        seq = 0, ack = 0, done = {}, closed = false }, Session)
+    local r, msg, code = s:_retry(core.session_register(), s.timeout_ms)
+    if r == nil then return nil, msg, code end
+    s.client_id = code -- the index of the registration: the client's id
+    return s
+end
+
+function Session:_completed(seq)
+    self.done[seq] = true
+    while self.done[self.ack + 1] do
+        self.ack = self.ack + 1
+        self.done[self.ack] = nil
+    end
+end
+
+--- session:apply(command, [opts|timeout_ms], [callback]) -> result, nil, index | nil, message,
+-- code: applies command exactly once, retrying the same envelope on timeouts, lost leaders and
+-- dropped proposals. "ESESSION" (message "session: ...") means the session expired or forgot the
+-- command: whether it was applied cannot be known; open a new session. With a callback it runs
+-- in a coroutine of its own and returns true.
+function Session:apply(command, a, b)
+    check_command("session:apply", command)
+    local opts, cb = options("apply", 2, a, b)
+    if cb then
+        raft.spawn(function() cb(self:apply(command, opts)) end)
+        return true
+    end
+    if self.closed then
+        return nil, "closed: the session is closed; open a new one with node:session()", "ESHUTDOWN"
+    end
+    self.seq = self.seq + 1
+    local seq = self.seq
+    local envelope = core.session_command(self.client_id, seq, self.ack, command)
+    local r = pack(self:_retry(envelope, opts.timeout_ms or self.timeout_ms))
+    if r[1] ~= nil or r[3] == "EAPPLY" or r[3] == "ESESSION" then
+        self:_completed(seq)
+    end
+    return unpack(r, 1, r.n)
+end
+
+--- session:close() -> true: unregisters the session (the cluster forgets its results).
+function Session:close()
+    if self.closed then return true end
+    self.closed = true
+    local r, msg, code = self:_retry(core.session_unregister(self.client_id), self.timeout_ms)
+    if r ~= nil or code == "ESESSION" then return true end -- gone already: it worked
+    return nil, msg, code
 end
 
 --- Stops the node gracefully: pending requests fail with "closed", writes in progress are

@@ -543,6 +543,8 @@ int luaopen_raft_core(lua_State *L)
     lraft_node_init(L);
     lraft_sim_init(L);
     luaL_newlib(L, funcs);
+    lraft_session_init(L);
+    lraft_sha256_init(L);
     lua_pushstring(L, CRAFT_VERSION_STRING);
     lua_setfield(L, -2, "craft_version");
     lua_newtable(L);

@@ -108,6 +108,10 @@ void lraft_nodes_deferred(struct lraft_loop *m);
 int lraft_store_new(lua_State *L, struct lraft_loop *m, int idx, unsigned long long id,
                     struct craft_store **out);
 
+/* session.c, sha256.c: add their functions to the module table at the top of the stack. */
+void lraft_session_init(lua_State *L);
+void lraft_sha256_init(lua_State *L);
+
 /* sim.c */
 int lraft_sim_open(lua_State *L);
 void lraft_sim_init(lua_State *L);

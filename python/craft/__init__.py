@@ -20,11 +20,9 @@ craft.sim. docs/python.md is the guide.
 
 import asyncio
 import atexit
-import collections
 import itertools
 import os
 import pickle
-import struct
 import threading
 import time
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple, Union
@@ -34,6 +32,7 @@ from ._errors import (ApplyError, Busy, Closed, ConfigError, Dropped, Error, For
                       LogUnavailable, NoConnection, NotLeader, SessionError, StorageError,
                       Timeout, TooLarge, Violation)
 from . import codec
+from ._fsm import Adapter as _Adapter, Diverged, decode_error, encode_error
 from .store import MemoryLogStore
 
 __version__ = _craft.VERSION
@@ -41,7 +40,7 @@ __version__ = _craft.VERSION
 __all__ = [
     "StateMachine", "Node", "Session", "MemoryLogStore", "codec",
     "Error", "NotLeader", "Timeout", "Closed", "Forked", "ConfigError", "StorageError", "ApplyError",
-    "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "LogCompacted",
+    "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "Diverged", "LogCompacted",
     "LogUnavailable", "TooLarge", "SEGMENT_SIZE_MIN", "SEGMENT_SIZE_MAX", "MAX_FRAME_MIN",
     "max_command_size", "__version__",
 ]
@@ -78,112 +77,9 @@ class StateMachine:
 
 # ---- the adapter between the runtime and the user's state machine -----------------------------
 
-_SNAP_MAGIC = b"\xc1cpy"  # 0xC1 starts no msgpack value: never taken for user data
-_REMEMBER_ERRORS = 1024
-
-
-def _encode_error(type_name: str, message: str) -> bytes:
-    return type_name.encode("utf-8", "replace") + b"\x00" + message.encode("utf-8", "replace")
-
-
-def _decode_error(data: bytes) -> Tuple[str, str]:
-    name, _, message = bytes(data).partition(b"\x00")
-    return name.decode("utf-8", "replace"), message.decode("utf-8", "replace")
-
-
-_SESSION_REFUSALS = {
-    _craft.SESSION_UNKNOWN: "the session expired or was evicted: open a new one; whether the "
-                            "command was applied cannot be known",
-    _craft.SESSION_STALE: "the command is older than what the session remembers: its outcome "
-                          "cannot be known",
-    _craft.SESSION_MALFORMED: "a malformed session envelope",
-}
-
-
-class _Adapter:
-    """Runs the session table (when on) in front of the user's state machine, turns results
-    and exceptions into what the C runtime expects, and adds the table to snapshots. Called by
-    the runtime: apply_batch on the loop thread, snapshot and restore on a worker thread."""
-
-    def __init__(self, fsm: StateMachine, sessions: bool, session_options: Dict[str, Any]):
-        self.fsm = fsm
-        self.lock = threading.RLock()  # apply, snapshot, restore and stale reads
-        self.sessions = _craft.Sessions(**session_options) if sessions else None
-        self._session_options = session_options
-        self.errors: "collections.OrderedDict[int, BaseException]" = collections.OrderedDict()
-        self.loop_ident: Optional[int] = None
-
-    def _apply_one(self, data: bytes, index: int) -> Union[bytes, Tuple[bytes]]:
-        try:
-            r = self.fsm.apply(data, index)
-            if r is None:
-                return b""
-            if isinstance(r, bytes):
-                return r
-            if isinstance(r, (bytearray, memoryview)):
-                return bytes(r)
-            raise TypeError(f"apply must return bytes or None, not {type(r).__name__} "
-                            f"(craft.codec.dumps turns values into bytes)")
-        except Exception as e:
-            self.errors[index] = e
-            while len(self.errors) > _REMEMBER_ERRORS:
-                self.errors.popitem(last=False)
-            return (_encode_error(type(e).__name__, str(e)),)
-
-    def apply_batch(self, cmds: List[Tuple[int, int, bytes]]) -> List[Any]:
-        self.loop_ident = threading.get_ident()
-        out: List[Any] = []
-        with self.lock:
-            table = self.sessions
-            for index, term, data in cmds:
-                if table is None:
-                    out.append(self._apply_one(data, index))
-                    continue
-                kind, client, seq, payload, _err = table.apply(index, term, _craft.ENTRY_COMMAND,
-                                                               data)
-                if kind == _craft.SESSION_NONE:
-                    out.append(self._apply_one(payload if payload is not None else data, index))
-                elif kind == _craft.SESSION_APPLY:
-                    assert payload is not None
-                    r = self._apply_one(payload, index)
-                    rec = b"\x01" + r[0] if isinstance(r, tuple) else b"\x00" + r
-                    table.record(client, seq, rec)
-                    out.append(r)
-                elif kind == _craft.SESSION_DUPLICATE:
-                    assert payload is not None
-                    out.append((payload[1:],) if payload[:1] == b"\x01" else payload[1:])
-                elif kind in (_craft.SESSION_REGISTERED, _craft.SESSION_UNREGISTERED):
-                    out.append(b"")
-                else:
-                    out.append((_encode_error("craft.SessionError",
-                                              _SESSION_REFUSALS.get(kind, "refused")),))
-        return out
-
-    def snapshot(self) -> Iterable[bytes]:
-        with self.lock:
-            if self.sessions is not None:
-                table = self.sessions.encode()
-                yield _SNAP_MAGIC + struct.pack("<Q", len(table))
-                yield table
-            data = self.fsm.snapshot()
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                yield bytes(data)
-            else:
-                for chunk in data:
-                    yield chunk
-
-    def restore(self, reader: Any) -> None:
-        with self.lock:
-            if self.sessions is not None:
-                head = reader.read(12)
-                if len(head) != 12 or head[:4] != _SNAP_MAGIC:
-                    raise StorageError("the snapshot has no session table: every node of a "
-                                       "cluster must use the same sessions= setting")
-                (n,) = struct.unpack("<Q", head[4:])
-                table = _craft.Sessions(**self._session_options)
-                table.decode(reader.read(n))
-                self.sessions = table
-            self.fsm.restore(reader)
+# The adapter between the runtime and the user's state machine, and the formats it shares with
+# the Lua rock (sessions, the snapshot envelope, state digests) are in craft/_fsm.py.
+_encode_error, _decode_error = encode_error, decode_error
 
 
 # ---- nodes ------------------------------------------------------------------------------------
@@ -249,8 +145,18 @@ def _check_segment_size(size: Any) -> None:
                           f"the default, 64 MiB)")
 
 
+def _check_command(command: Bytes) -> None:
+    if not isinstance(command, (bytes, bytearray, memoryview)):
+        raise TypeError(f"a command is bytes, not {type(command).__name__} (encode text with "
+                        f".encode(), values with craft.codec.dumps)")
+    if bytes(command[:2]) == b"\xc1c":
+        raise ValueError("a command may not start with the bytes C1 63: they mark craft's own "
+                         "entries (sessions, state digests; docs/protocol.md)")
+
+
 _ROLE_NAMES = {1: "follower", 2: "pre-candidate", 3: "candidate", 4: "leader"}
-_EVENTS = ("role", "leader", "membership", "snapshot", "stopped", "follower_log_lost")
+_EVENTS = ("role", "leader", "membership", "snapshot", "snapshot_failed", "stopped",
+           "follower_log_lost", "diverged")
 
 
 class Node:
@@ -278,7 +184,7 @@ class Node:
                  fsm: Optional[StateMachine] = None, *, peers: Optional[Dict[int, str]] = None,
                  join: bool = False, log_store: Any = None, sessions: bool = True,
                  timeout: float = 10.0, session_options: Optional[Dict[str, Any]] = None,
-                 log_level: str = "info", **options: Any) -> None:
+                 log_level: str = "info", digest_interval: int = 0, **options: Any) -> None:
         if fsm is None:
             raise ConfigError("fsm= is required: an instance of a craft.StateMachine subclass")
         if not isinstance(id, int) or id <= 0:
@@ -313,7 +219,15 @@ class Node:
         self.max_command = max_command_size(options.get("max_frame"))
         self.timeout = float(timeout)
         self.fsm = fsm
-        self._adapter = _Adapter(fsm, sessions, dict(session_options or {}))
+        if (not isinstance(digest_interval, int) or isinstance(digest_interval, bool)
+                or digest_interval < 0):
+            raise ConfigError(f"digest_interval must be an int >= 0 (commands between state "
+                              f"digests; 0: off), not {digest_interval!r}")
+        self._adapter = _Adapter(fsm, id, sessions, dict(session_options or {}),
+                                 digest_interval)
+        self._adapter.is_leader = self._adapter_is_leader
+        self._adapter.propose = self._adapter_propose
+        self._adapter.on_diverged = self._on_diverged
         self._handlers: Dict[str, List[Callable[..., Any]]] = {e: [] for e in _EVENTS}
         self._last_leader: Optional[int] = None
         self._sessions_on = sessions
@@ -378,6 +292,32 @@ class Node:
 
     # ---- errors ----------------------------------------------------------------------------
 
+    # ---- what the adapter needs (on the loop thread) -------------------------------------------
+
+    def _adapter_is_leader(self) -> bool:
+        try:
+            return bool(self._c.status()["role"] == "leader")
+        except Error:
+            return False  # still starting (replaying its log) or stopping
+
+    def _adapter_propose(self, payload: bytes, failed: Optional[Callable[[], None]]) -> None:
+        def done(status: int, *rest: Any) -> None:
+            if status != 0 and failed is not None:
+                failed()
+        try:
+            self._c.submit_async(_craft.OP_PROPOSE, payload, done, self.timeout)
+        except Error:
+            if failed is not None:
+                failed()
+
+    def _on_diverged(self, index: int, leader: str, ours: str) -> None:
+        for cb in list(self._handlers["diverged"]):
+            try:
+                cb(index, leader, ours)
+            except Exception:
+                import logging
+                logging.getLogger("craft").exception("craft: a 'diverged' callback raised")
+
     def _usable(self) -> None:
         if self._forked:
             raise Forked(f"node {self.id}: this process is a fork of the one that started the "
@@ -428,12 +368,14 @@ class Node:
         proposal is forwarded to the leader. Raises ApplyError (apply raised), NotLeader (no
         leader known, or forwarding off), Timeout (outcome unknown), Dropped (lost to a leader
         change, not applied), NoConnection (outcome unknown), Closed."""
+        _check_command(command)
         return self._apply_raw(command, timeout)[1]
 
     def apply_async(self, command: Bytes, timeout: Optional[float] = None) -> "asyncio.Future[bytes]":
         """apply() for asyncio: returns a future of the result, completed on the event loop
         that called this (which must be running)."""
         self._usable()
+        _check_command(command)
         loop = asyncio.get_running_loop()
         fut: "asyncio.Future[bytes]" = loop.create_future()
 
@@ -467,6 +409,10 @@ class Node:
         node's loop thread (barrier modes) or the caller's (stale), never at the same time as
         apply; it must not call blocking Node methods."""
         self._usable()
+        d = self._adapter.diverged
+        if d is not None:
+            raise Diverged(f"node {self.id}: its state machine differs from the leader's (at "
+                           f"index {d['index']}): it stopped applying and serves no reads")
         if mode == "stale":
             with self._adapter.lock:
                 return fn(self.fsm)
@@ -533,7 +479,10 @@ class Node:
         last_index, snapshot_index, peers (id, role, address, match, connected), counters,
         stopped (a fatal error stopped the node), address."""
         self._usable()
-        return dict(self._c.status())
+        s = dict(self._c.status())
+        s["digest"] = self._adapter.last_digest
+        s["diverged"] = self._adapter.diverged
+        return s
 
     @property
     def leader(self) -> Optional[Tuple[int, str]]:
@@ -570,9 +519,14 @@ class Node:
         "leader": callback(leader_id or None, term) when the known leader changes;
         "membership": callback(index) when a configuration entry was applied;
         "snapshot": callback(index, installed) when a snapshot was taken or installed;
+        "snapshot_failed": callback(index, message) when the state machine's snapshot() raised
+        (the node keeps serving and tries again after a backoff: 1 s, doubling to 60 s);
         "stopped": callback(error_code, message) when a fatal error stopped the node;
         "follower_log_lost": callback(follower_id, acknowledged, last_index) on the leader
-        when a follower's data directory lost entries it had acknowledged (docs/core.md)."""
+        when a follower's data directory lost entries it had acknowledged (docs/core.md);
+        "diverged": callback(index, leader_digest, our_digest) when state digests
+        (digest_interval=) show that this node's state differs from the leader's at index; the
+        node then stops (and "stopped" follows)."""
         if event not in self._handlers:
             raise ValueError(f"unknown event {event!r}; events: {', '.join(_EVENTS)}")
         if not callable(callback):
@@ -596,6 +550,8 @@ class Node:
             calls.append(("stopped", (error, message)))
         elif kind == _craft.EVENT_FOLLOWER_LOG_LOST:
             calls.append(("follower_log_lost", (leader, match, index)))
+        elif kind == _craft.EVENT_SNAPSHOT_FAILED:
+            calls.append(("snapshot_failed", (index, message)))
         for name, args in calls:
             for cb in list(self._handlers[name]):
                 try:
@@ -606,7 +562,7 @@ class Node:
 
 
 def _craft_error(status: int, data: bytes, leader_id: int, leader_address: str) -> Error:
-    detail = bytes(data[:200]).decode("utf-8", "replace") if data else ""
+    detail = bytes(data[:560]).decode("utf-8", "replace") if data else ""
     from ._errors import from_code
     return from_code(status, detail, leader_id, leader_address)
 
@@ -653,6 +609,7 @@ class Session:
 
     def apply(self, command: Bytes, timeout: Optional[float] = None) -> bytes:
         """Applies command exactly once and returns the state machine's result."""
+        _check_command(command)
         if self.closed:
             raise Closed("the session is closed: open a new one with Node.session()")
         with self._lock:

@@ -55,14 +55,23 @@ typedef int (*craft_uv_read_fn)(void *ctx, void *buf, size_t cap, size_t *n);
 
 struct craft_uv_fsm {
     void *data;
-    /* Applies a batch of commands, in log order (loop thread). A non-zero return means the
-     * state machine cannot go on: the node stops, loudly. */
+    /* Applies a batch of commands, in log order (loop thread). A non-zero return (a CRAFT_E*
+     * code) means the state machine cannot go on: the node stops, loudly; the result of the
+     * last command whose error is set, if any, is the reason it reports (the stopped event's
+     * message). A binding stops this way on a command it cannot interpret or a state it knows
+     * to be wrong (docs/protocol.md). */
     int (*apply)(void *data, struct craft_uv_apply *cmds, size_t n);
     /* Writes the whole state (worker thread; no apply runs meanwhile). */
     int (*snapshot)(void *data, craft_uv_write_fn write, void *ctx);
     /* Replaces the whole state with a snapshot's (worker thread; no apply runs meanwhile). */
     int (*restore)(void *data, craft_uv_read_fn read, void *ctx);
 };
+
+/* Says why a state machine callback is about to fail: call it on the thread the callback runs
+ * on, before returning the error. The runtime then reports this reason (log line, events,
+ * status, craft_uv_last_error) instead of the bare code, e.g. the exception a binding's user
+ * code raised. The text is copied (up to 300 bytes). */
+CRAFT_API void craft_uv_fsm_error(const char *reason);
 
 /* ------------------------------------------------------------------------------------------
  * Configuration
@@ -82,7 +91,12 @@ enum craft_uv_event_type {
     /* Leader: follower `leader` lost entries it had acknowledged (its log went backwards: a
      * cut, wiped or restored data directory); match is what it had acknowledged, index its
      * last index now. The leader repairs it; see docs/core.md for what this weakens. */
-    CRAFT_UV_EVENT_FOLLOWER_LOG_LOST = 5
+    CRAFT_UV_EVENT_FOLLOWER_LOG_LOST = 5,
+    /* The state machine's snapshot failed (index, error, message: why). Nothing is lost: the
+     * log keeps every entry; it is tried again after a backoff (1 s, doubling to 60 s), and
+     * the node keeps serving meanwhile. status.snapshot_failures counts the failures in a
+     * row. */
+    CRAFT_UV_EVENT_SNAPSHOT_FAILED = 6
 };
 
 struct craft_uv_event {
@@ -251,6 +265,9 @@ struct craft_uv_status {
     uint64_t entries_appended, entries_applied, fsyncs, elections, snapshots;
     uint64_t bad_frames, refused_handshakes, forwarded;
     bool stopped; /* a fatal error stopped the node */
+    char stop_reason[512];   /* why, when stopped */
+    uint64_t snapshot_failures; /* snapshots that failed in a row (0 after one succeeds) */
+    char snapshot_error[400];   /* why the last one failed */
 };
 
 CRAFT_API int craft_uv_status(struct craft_uv_node *n, struct craft_uv_status *out);

@@ -16,10 +16,23 @@
 int craft__uv_restore_fsm(struct craft_uv_node *n); /* disk.c */
 
 static __thread char last_error[512];
+static __thread char fsm_error[320];
 
 const char *craft_uv_last_error(void)
 {
     return last_error;
+}
+
+void craft_uv_fsm_error(const char *reason)
+{
+    snprintf(fsm_error, sizeof fsm_error, "%s", reason != NULL ? reason : "");
+}
+
+const char *craft__uv_take_fsm_error(int rc, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s", fsm_error[0] != '\0' ? fsm_error : craft_strerror(rc));
+    fsm_error[0] = '\0';
+    return buf;
 }
 
 static void set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -75,13 +88,18 @@ void craft__uv_fatal(struct craft_uv_node *n, int rc, const char *fmt, ...)
     if (n->dead) {
         return;
     }
-    char msg[512];
+    char msg[480];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     n->dead = true;
-    n->dead_rc = rc == CRAFT_ENOMEM ? rc : CRAFT_EIO;
+    /* Requests fail with the storage's own error when the store failed (StorageError in
+     * Python), and as closed when the state machine stopped the node: its disk is fine. */
+    n->dead_rc = rc == CRAFT_ENOMEM || rc == CRAFT_EIO || rc == CRAFT_ECORRUPT ? rc
+                                                                               : CRAFT_ESHUTDOWN;
+    snprintf(n->dead_msg, sizeof n->dead_msg, "the node stopped: %s", msg);
+    craft__uv_publish_status(n); /* stopped before anyone hears of it */
     craft__uv_log(n, CRAFT_UV_ERROR, "event=fatal rc=%s reason=\"%s\" (the node has stopped)",
                   craft_err_name(rc), msg);
     struct craft_uv_event ev;
@@ -210,8 +228,9 @@ static int boot_core(struct craft_uv_node *n)
     } else if (b.snapshot != NULL) {
         rc = craft__uv_restore_fsm(n);
         if (rc != 0) {
+            char why[320];
             set_error("restoring the state machine from the snapshot at %llu: %s",
-                      (unsigned long long)meta.index, craft_strerror(rc));
+                      (unsigned long long)meta.index, craft__uv_take_fsm_error(rc, why, sizeof why));
         }
         n->applied = meta.index;
         n->snapshot_index = meta.index;
@@ -495,6 +514,11 @@ void craft__uv_publish_status(struct craft_uv_node *n)
         s.refused_handshakes = ts.refused_handshakes;
     }
     s.stopped = n->dead;
+    if (n->dead) {
+        snprintf(s.stop_reason, sizeof s.stop_reason, "%s", n->dead_msg);
+    }
+    s.snapshot_failures = n->snap_failures;
+    snprintf(s.snapshot_error, sizeof s.snapshot_error, "%s", n->snap_error);
     n->status_dirty = false;
     uv_mutex_lock(&n->lock);
     n->status = s;

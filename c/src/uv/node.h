@@ -33,7 +33,7 @@ struct craft__job {
     struct craft__job *next;
     bool started;
     int rc;
-    char err[160];
+    char err[400];
     /* JOB_WRITE: everything of one or more updates, carried out in the driver contract's
      * order (storage/driver_contract.h: hard state, snapshot chunk, entries; a chunk is never
      * merged with a later update's); then craft_persisted(seq). */
@@ -145,6 +145,12 @@ struct craft_uv_node {
     bool fsm_busy;
     craft_index applied;
     craft_index snapshot_index; /* of the latest snapshot taken or installed */
+    /* Snapshots that failed in a row, the last reason, and when to try again: until then the
+     * core's request stays unanswered (parked), so it asks for no other (apply.c). */
+    unsigned snap_failures;
+    char snap_error[400];
+    uint64_t snap_retry_at; /* uv_now() ms */
+    bool snap_parked;
 
     /* Requests. */
     struct craft__list proposals; /* by index: local and remote proposals, config changes */
@@ -165,6 +171,7 @@ struct craft_uv_node {
     bool closing; /* the transport and handles are being closed */
     bool dead; /* a fatal error: nothing more is processed */
     int dead_rc;
+    char dead_msg[512]; /* why, given to every request the node fails from then on */
     void (*stop_cb)(void *data);
     void *stop_data;
 
@@ -173,6 +180,9 @@ struct craft_uv_node {
 };
 
 /* node.c */
+/* The reason a state machine callback gave with craft_uv_fsm_error (or rc's text), copied into
+ * buf; clears it. On the thread the callback ran on. */
+const char *craft__uv_take_fsm_error(int rc, char *buf, size_t cap);
 void craft__uv_log(struct craft_uv_node *n, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void craft__uv_fatal(struct craft_uv_node *n, int rc, const char *fmt, ...)
@@ -203,6 +213,7 @@ int craft__uv_queue_item(struct craft_uv_node *n, int kind, const struct craft_s
 void craft__uv_apply_pump(struct craft_uv_node *n); /* only from craft__uv_drive() */
 void craft__uv_items_free(struct craft_uv_node *n);
 void craft__uv_snapshot_done(struct craft_uv_node *n, struct craft__job *j);
+void craft__uv_snapshot_retry(struct craft_uv_node *n); /* every tick */
 void craft__uv_restore_done(struct craft_uv_node *n, struct craft__job *j);
 
 /* requests.c */

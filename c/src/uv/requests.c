@@ -91,6 +91,10 @@ static const char *leader_address(struct craft_uv_node *n, craft_id leader)
 static void complete(struct craft_uv_node *n, struct craft__waiter *w, int status,
                      craft_index index, const void *data, size_t size)
 {
+    if (n->dead && status == n->dead_rc && data == NULL) {
+        data = n->dead_msg; /* why the node stopped */
+        size = strlen(n->dead_msg);
+    }
     craft_id leader = n->leader != n->id ? n->leader : 0;
     if (w->req != NULL) {
         struct craft_uv_result r;
@@ -508,7 +512,11 @@ void craft__uv_on_response(struct craft_uv_node *n, const struct craft_wire_resp
             req->cb(req, &r);
             return;
         }
-        complete(n, w, rs->error, 0, NULL, 0);
+        /* The leader is closing or stopped: for this node it is a leader that went away, and
+         * the outcome is unknown (it may have appended the command): a caller retries through
+         * another leader (a session does so on its own). Its reason stays in the message. */
+        int status = rs->error == CRAFT_ESHUTDOWN ? CRAFT_ENOCONN : rs->error;
+        complete(n, w, status, 0, rs->payload, rs->size);
         return;
     }
     /* Answer once this node has applied as far as the leader did. */
