@@ -142,3 +142,127 @@ describe("the state machine's own mistakes (Lua)", function()
         node:close()
     end)
 end)
+
+describe("errors that say what went wrong (Lua)", function()
+    local c
+
+    after_each(function()
+        if c then c.close() end
+        c = nil
+        support.cleanup()
+    end)
+
+    it("an address in use is EADDRINUSE, named, and raft.node can be called again", function()
+        local addr = support.free_addresses(1)[1]
+        local dir = support.tmpdir()
+        local o = { id = 1, address = addr, data_dir = dir .. "/a", peers = { [1] = addr },
+            apply = function() end, fsync = false, segment_size = support.SEGMENT, log_level = "error" }
+        local first = assert(raft.node(o))
+        local o2 = {}
+        for k, v in pairs(o) do o2[k] = v end
+        o2.data_dir = dir .. "/b"
+        local node, msg, code = raft.node(o2)
+        assert.is_nil(node)
+        assert.are.equal("EADDRINUSE", code)
+        assert.matches(addr, msg, 1, true)
+        assert.matches("already in use", msg, 1, true)
+        assert.is_nil(msg:find("disk", 1, true))
+        first:close()
+        node = assert(raft.node(o2)) -- free now
+        node:close()
+    end)
+
+    it("no quorum is ENOQUORUM, saying how many voters are reachable", function()
+        c = support.cluster(3)
+        local leader = c.leader()
+        for i = 1, 3 do if i ~= leader then c.nodes[i]:close() end end
+        local r, msg, code, reachable, voters = c.nodes[leader]:apply("set y 2", 1500)
+        assert.is_nil(r)
+        assert.are.equal("ENOQUORUM", code)
+        assert.matches("1 of the 3 voters", msg, 1, true)
+        assert.are.equal(1, reachable)
+        assert.are.equal(3, voters)
+    end)
+
+    local cases = {
+        { { heartbeat_ms = -1 }, { "heartbeat_ms", "1", "60000" } },
+        { { heartbeat_ms = 500 }, { "election_timeout_ms", "twice heartbeat_ms" } },
+        { { snapshot_entries = 1.5 }, { "snapshot_entries", "integer" } },
+        { { fsync = "yes" }, { "fsync", "true or false" } },
+        { { timeout_ms = 0 }, { "timeout_ms", "1" } },
+        { { session_options = { max_sessions = 0 } }, { "max_sessions", "1" } },
+        { { digest_interval = -1 }, { "digest_interval" } },
+        { { address = "127.0.0.1" }, { "address", "host:port" } },
+        { { peers = { [1] = "127.0.0.1:0", [2] = "db.example.com:7002" } }, { "peers[2]", "not resolved" } },
+        { { peers = { [1] = "127.0.0.1:0", [2] = "127.0.0.1:0" } }, { "peers[2]", "port 0" } },
+        { { peers = { [1] = "127.0.0.1:0", [2] = "127.0.0.1:7", [3] = "127.0.0.1:7" } }, { "same address" } },
+    }
+    for n, case in ipairs(cases) do
+        it("names the option and its range (" .. n .. ")", function()
+            local o = { id = 1, address = "127.0.0.1:0", data_dir = support.tmpdir(),
+                peers = { [1] = "127.0.0.1:0" }, apply = function() end }
+            for k, v in pairs(case[1]) do o[k] = v end
+            local ok, err = pcall(raft.node, o)
+            assert.is_false(ok)
+            for _, w in ipairs(case[2]) do assert.matches(w, err, 1, true) end
+        end)
+    end
+end)
+
+describe("membership mistakes (Lua)", function()
+    local c
+
+    after_each(function()
+        if c then c.close() end
+        c = nil
+        support.cleanup()
+    end)
+
+    it("through a follower names the leader; members and non-members get their own codes", function()
+        c = support.cluster(3)
+        local leader = c.leader()
+        local follower = leader % 3 + 1
+        assert(raft.wait(function() return c.nodes[follower]:leader() ~= nil end, 5000))
+        local r, msg, code, lid, laddr = c.nodes[follower]:add_server(9, "127.0.0.1:1")
+        assert.is_nil(r)
+        assert.are.equal("ENOTLEADER", code)
+        assert.are.equal(leader, lid)
+        assert.are.equal(c.peers[leader], laddr)
+        r, msg, code = c.nodes[leader]:add_server(follower, "127.0.0.1:5")
+        assert.are.equal("EEXISTS", code)
+        assert.matches("^already a member: server " .. follower, msg)
+        assert.matches(c.peers[follower], msg, 1, true)
+        r, msg, code = c.nodes[leader]:remove_server(42)
+        assert.are.equal("ENOTFOUND", code)
+        assert.matches("^not a member: server 42", msg)
+        r, msg, code = c.nodes[leader]:promote(42)
+        assert.are.equal("ENOTFOUND", code)
+        local ok, err = pcall(c.nodes[leader].add_server, c.nodes[leader], 9, "nowhere")
+        assert.is_false(ok)
+        assert.matches("host:port", err, 1, true)
+    end)
+
+    it("a removed node says so; a stopped leader does not say leader", function()
+        c = support.cluster(3)
+        local leader = c.leader()
+        local gone = leader % 3 + 1
+        local seen = {}
+        c.nodes[gone]:on("removed", function(by, index) seen[#seen + 1] = { by, index } end)
+        assert(c.nodes[leader]:remove_server(gone))
+        assert(raft.wait(function() return c.nodes[gone]:status().removed end, 10000, "the removed node to know"))
+        assert.is_true(#seen > 0)
+        assert.are.equal(0, c.nodes[gone]:status().leader)
+        local r, msg, code = c.nodes[gone]:apply("set x 1", 1000)
+        assert.is_nil(r)
+        assert.are.equal("EREMOVED", code)
+        assert.matches("removed from the cluster", msg, 1, true)
+        -- An entry of an unknown craft kind stops every node that applies it, the leader too.
+        c.nodes[leader]._c:submit(1, "\xC1cZZ\1\0", 0, nil, false, 2000, function() end)
+        assert(raft.wait(function() return c.nodes[leader]:status().stopped end, 10000))
+        local s = c.nodes[leader]:status()
+        assert.are.equal("stopped", s.role)
+        assert.are.equal(0, s.leader)
+        assert.is_false(c.nodes[leader]:is_leader())
+        assert.matches("reserved bytes", s.stop_reason, 1, true)
+    end)
+end)

@@ -152,8 +152,8 @@ function M.new(user, o)
             if tag == "dg" then
                 return on_digest_entry(command, index)
             elseif tag ~= "sn" then
-                fatal("EMALFORMED", ("entry %d starts with craft's reserved bytes C1 63 but is no kind of entry this node knows (%q): a newer node or another program wrote it; the node stops rather than guess")
-                    :format(index, command:sub(1, 6)))
+                fatal("EMALFORMED", ("entry %d starts with craft's reserved bytes C1 63 but is no kind of entry this node knows (%s...): a newer node or another program wrote it; the node stops rather than guess")
+                    :format(index, hex(command:sub(1, 6))))
             elseif not self.sessions then
                 fatal("EMALFORMED", ("entry %d is a client-session command, but this node runs without sessions (sessions = false): every node of a cluster must make the same choice")
                     :format(index))

@@ -217,12 +217,45 @@ local OP = { PROPOSE = 1, READ = 2, READ_LEASE = 3, ADD = 4, PROMOTE = 5, REMOVE
 -- gives nil, message, code[, leader_id, leader_address]. With cb: cb(values...) later, and
 -- true now. In a raft.spawn coroutine: yields until done. Elsewhere: drives the loop until
 -- done. A request that could not be submitted returns nil, message, code at once.
+-- When this node cannot reach a majority of the voters: the "no quorum: ..." message and
+-- "ENOQUORUM", with the counts; else nil.
+local function no_quorum(node)
+    local c = node._c
+    if not c:is_open() then return nil end
+    local s = c:status()
+    local voters, reachable, down = 0, 0, {}
+    for _, p in ipairs(s.peers) do
+        if p.role == "voter" then
+            voters = voters + 1
+            if p.connected then
+                reachable = reachable + 1
+            else
+                down[#down + 1] = ("%d (%s)"):format(p.id, p.address)
+            end
+        end
+    end
+    local need = math.floor(voters / 2) + 1
+    if voters == 0 or reachable >= need then return nil end
+    return ("no quorum: node %d reaches %d of the %d voters (itself included) and a majority needs %d; unreachable: %s. Start them or repair the network; the outcome of a command sent meanwhile is unknown")
+        :format(s.id, reachable, voters, need, table.concat(down, ", ")), "ENOQUORUM", reachable, voters
+end
+
 local function request(node, fname, op, payload, server, address, auto, timeout, cb, ok)
     local function shape(status, index, data, leader_id, leader_address)
         if status == 0 then
             return ok(index, data)
         end
-        return nil, failure(status, data, leader_id, leader_address)
+        local msg, code, a, b = failure(status, data, leader_id, leader_address)
+        if (code == "ETIMEDOUT" or code == "ENOTLEADER") and node._c:is_open()
+                and node._c:status().removed then
+            return nil, ("removed: node %d was removed from the cluster's configuration and serves nothing; stop it, or move its data directory aside and add it again from the leader (add_server)")
+                :format(node._c:id()), "EREMOVED"
+        end
+        if code == "ETIMEDOUT" or (code == "ENOTLEADER" and a == nil) then
+            local qmsg, qcode, reachable, voters = no_quorum(node)
+            if qmsg then return nil, qmsg, qcode, reachable, voters end
+        end
+        return nil, msg, code, a, b
     end
     local c = node._c
     if not c:is_open() then
@@ -293,7 +326,7 @@ Node.__index = Node
 raft.Node = Node
 
 local EVENTS = { role = true, leader = true, membership = true, snapshot = true, stopped = true,
-    follower_log_lost = true, diverged = true, snapshot_failed = true }
+    follower_log_lost = true, diverged = true, snapshot_failed = true, removed = true }
 local LEVELS = { debug = 0, info = 1, warn = 2, warning = 2, error = 3 }
 local KNOWN = {
     id = true, address = true, data_dir = true, peers = true, join = true, apply = true,
@@ -320,6 +353,42 @@ function raft.max_command(max_frame)
     return core.max_command(max_frame)
 end
 
+-- Integer options: accepted range and what they mean.
+local INT_OPTIONS = {
+    heartbeat_ms = { 1, 60000, "milliseconds between heartbeats (the tick)" },
+    election_timeout_ms = { 2, 3600000, "milliseconds, at least twice heartbeat_ms" },
+    snapshot_entries = { 0, 2 ^ 53, "entries between snapshots (0: never by count)" },
+    snapshot_trailing = { 0, 2 ^ 53, "entries kept after a snapshot" },
+    timeout_ms = { 1, 86400000, "milliseconds, the default timeout of requests" },
+    cluster_id = { 0, 2 ^ 53, "(0: derived from the bootstrap configuration)" },
+    seed = { 0, 2 ^ 53, "(0: from the id and the clock)" },
+}
+
+-- "host:port" with a numeric IPv4 address, localhost or [IPv6], as the runtime parses it.
+local function check_address(bad, what, a, port_zero)
+    local host, port
+    if type(a) == "string" and #a < 64 then
+        host, port = a:match("^(%[[%x:.]+%]):(%d+)$")
+        if not host then
+            host, port = a:match("^([%d.]+):(%d+)$")
+            if host then
+                local parts = { host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$") }
+                if #parts ~= 4 then host = nil end
+                for _, p in ipairs(parts) do if tonumber(p) > 255 then host = nil end end
+            else
+                host, port = a:match("^(localhost):(%d+)$")
+            end
+        end
+    end
+    if not host or tonumber(port) > 65535 then
+        bad(("%s must be \"host:port\" with a numeric IPv4 address, localhost or [IPv6] (names are not resolved) and a port from 0 to 65535, shorter than 64 bytes; not %s")
+            :format(what, type(a) == "string" and ("%q"):format(a) or tostring(a)))
+    end
+    if not port_zero and tonumber(port) == 0 then
+        bad(("%s %q has port 0: a peer's address needs its real port (port 0 only lets this node's own address pick one)"):format(what, a))
+    end
+end
+
 local function is_id(v)
     return type(v) == "number" and v > 0 and v == math.floor(v)
 end
@@ -339,8 +408,8 @@ function raft.node(o)
         end
     end
     local function bad(msg) error("raft.node: " .. msg, 3) end
-    if not is_id(o.id) then bad("id must be a positive integer") end
-    if type(o.address) ~= "string" then bad('address must be a string "host:port" (port 0 picks one)') end
+    if not is_id(o.id) then bad(("id must be a positive integer, not %s"):format(tostring(o.id))) end
+    check_address(bad, "address", o.address, true)
     if o.log_store ~= nil then
         local st = o.log_store
         if type(st) ~= "table" and type(st) ~= "userdata" then
@@ -361,10 +430,16 @@ function raft.node(o)
     if o.peers ~= nil and o.join then bad("peers and join = true exclude each other") end
     if o.peers ~= nil then
         if type(o.peers) ~= "table" then bad("peers must be a table {[id] = \"host:port\"}") end
+        local seen = {}
         for id, addr in pairs(o.peers) do
-            if not is_id(id) or type(addr) ~= "string" then
-                bad("peers must map positive integer ids to \"host:port\" strings")
+            if not is_id(id) then
+                bad(("peers: ids must be positive integers, not %s"):format(tostring(id)))
             end
+            check_address(bad, ("peers[%d]"):format(id), addr, id == o.id)
+            if seen[addr] and not addr:match(":0$") then
+                bad(("peers %d and %d have the same address %q: every server needs its own"):format(seen[addr], id, addr))
+            end
+            seen[addr] = id
         end
         if o.peers[o.id] == nil then bad(("peers must include this node (%d)"):format(o.id)) end
     end
@@ -401,9 +476,19 @@ function raft.node(o)
     local level = o.log_level or "warn"
     if LEVELS[level] == nil then bad('log_level must be "debug", "info", "warn" or "error"') end
     if o.log ~= nil and type(o.log) ~= "function" then bad("log must be a function(level, line)") end
-    for _, k in ipairs({ "heartbeat_ms", "election_timeout_ms", "snapshot_entries", "snapshot_trailing",
-        "max_frame", "timeout_ms", "cluster_id", "seed" }) do
-        if o[k] ~= nil and (type(o[k]) ~= "number" or o[k] < 0) then bad(k .. " must be a number >= 0") end
+    for k, range in pairs(INT_OPTIONS) do
+        local v = o[k]
+        if v ~= nil and (type(v) ~= "number" or v ~= math.floor(v) or v < range[1] or v > range[2]) then
+            bad(("%s must be an integer from %.0f to %.0f: %s; not %s (leave it out for the default)")
+                :format(k, range[1], range[2], range[3], tostring(v)))
+        end
+    end
+    for _, k in ipairs({ "pre_vote", "check_quorum", "fsync", "forward", "join" }) do
+        if o[k] ~= nil and type(o[k]) ~= "boolean" then bad(("%s must be true or false, not %s"):format(k, tostring(o[k]))) end
+    end
+    local hb, et = o.heartbeat_ms or 50, o.election_timeout_ms or 500
+    if et < 2 * hb then
+        bad(("election_timeout_ms (%d) must be at least twice heartbeat_ms (%d): a follower would start elections between heartbeats"):format(et, hb))
     end
 
     local mf = o.max_frame
@@ -490,6 +575,8 @@ function raft.node(o)
                 dispatch("follower_log_lost", leader, match, index)
             elseif kind == 6 then
                 dispatch("snapshot_failed", index, message)
+            elseif kind == 7 then
+                dispatch("removed", leader, index)
             end
         end,
     })
@@ -556,7 +643,11 @@ end
 function Node:wait_for_leader(timeout_ms)
     local ok, msg, code = raft.wait(function() return self:leader() ~= nil end, timeout_ms or 10000,
         "no leader known (are a majority of the peers running and reachable?)")
-    if not ok then return nil, msg, code end
+    if not ok then
+        local qmsg, qcode = no_quorum(self)
+        if qmsg then return nil, qmsg, qcode end
+        return nil, msg, code
+    end
     return self:leader()
 end
 
@@ -643,12 +734,47 @@ function Node:read(fn, a, b)
     return unpack(inner, 2, inner.n)
 end
 
+-- The message of a failed membership change, naming the server and the members.
+local function change_failure(self, op, id, msg, code, ...)
+    local s = self._c:is_open() and self._c:status()
+    if not s then return nil, msg, code, ... end
+    local members, listing = {}, {}
+    for _, p in ipairs(s.peers) do
+        members[p.id] = p
+        listing[#listing + 1] = ("%d (%s at %s)"):format(p.id, p.role, p.address)
+    end
+    listing = table.concat(listing, ", ")
+    if code == "EEXISTS" and op == OP.ADD then
+        local p = members[id]
+        return nil, ("already a member: server %d is a %s at %s; to give it another address, remove_server(%d) and add it again once its data directory is moved aside; members: %s")
+            :format(id, p and p.role or "member", p and p.address or "?", id, listing), "EEXISTS"
+    elseif code == "ENOTFOUND" and (op == OP.PROMOTE or op == OP.REMOVE) then
+        return nil, ("not a member: server %d is not in the configuration; members: %s"):format(id, listing), "ENOTFOUND"
+    elseif code == "EINVAL" and op == OP.PROMOTE then
+        return nil, ("invalid: server %d is already a voter; promote makes a learner a voter"):format(id), code
+    elseif code == "EINVAL" and op == OP.REMOVE then
+        return nil, ("invalid: server %d is the last voter; a cluster without voters could never elect a leader again"):format(id), code
+    end
+    return nil, msg, code, ...
+end
+
 local function change(self, fname, op, id, address, auto, opts, cb)
     if not is_id(id) and not (op == OP.TRANSFER and id == 0) then
         argerror(1, fname, "server id expected", 3)
     end
-    return request(self, fname, op, nil, id, address, auto, opts.timeout_ms, cb,
-        function(index) return index end)
+    if op == OP.ADD then
+        check_address(function(m) argerror(2, fname, m, 4) end, "address", address, false)
+    end
+    local function shape(r, ...)
+        if r == nil then return change_failure(self, op, id, ...) end
+        return r, ...
+    end
+    if cb then
+        return request(self, fname, op, nil, id, address, auto, opts.timeout_ms,
+            function(...) cb(shape(...)) end, function(index) return index end)
+    end
+    return shape(request(self, fname, op, nil, id, address, auto, opts.timeout_ms, nil,
+        function(index) return index end))
 end
 
 --- node:add_server(id, address, [opts], [callback]) -> index of the configuration entry.
@@ -691,7 +817,8 @@ Session.__index = Session
 raft.Session = Session
 
 -- Failures after which the same envelope may be sent again: the session table applies it once.
-local RETRY = { ETIMEDOUT = true, EDROPPED = true, ENOCONN = true, ENOTLEADER = true, EBUSY = true }
+local RETRY = { ETIMEDOUT = true, ENOQUORUM = true, EDROPPED = true, ENOCONN = true,
+    ENOTLEADER = true, EBUSY = true }
 
 -- Sends envelope through the node until an answer that is not a retryable failure, or until
 -- timeout_ms: result, nil, index | nil, message, code.

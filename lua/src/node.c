@@ -698,7 +698,7 @@ static int l_status(lua_State *L)
     }
     lua_createtable(L, 0, 16);
     SET_INT("id", s.id);
-    lua_pushstring(L, s.role != 0 ? craft_role_name(s.role) : "none");
+    lua_pushstring(L, s.stopped ? "stopped" : s.role != 0 ? craft_role_name(s.role) : "none");
     lua_setfield(L, -2, "role");
     SET_INT("term", s.term);
     SET_INT("leader", s.leader);
@@ -713,6 +713,8 @@ static int l_status(lua_State *L)
     lua_setfield(L, -2, "stopped");
     lua_pushstring(L, s.stop_reason);
     lua_setfield(L, -2, "stop_reason");
+    lua_pushboolean(L, s.removed);
+    lua_setfield(L, -2, "removed");
     SET_INT("snapshot_failures", s.snapshot_failures);
     lua_pushstring(L, s.snapshot_error);
     lua_setfield(L, -2, "snapshot_error");

@@ -28,10 +28,11 @@ import time
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from . import _craft
-from ._errors import (ApplyError, Busy, Closed, ConfigError, Dropped, Error, Forked, LogCompacted,
+from ._errors import (AddressInUse, AlreadyMember, ApplyError, Busy, Closed, ConfigError,
+                      Dropped, Error, Forked, LogCompacted, NoQuorum, NotMember, Removed,
                       LogUnavailable, NoConnection, NotLeader, SessionError, StorageError,
                       Timeout, TooLarge, Violation)
-from . import codec
+from . import _config, codec
 from ._fsm import Adapter as _Adapter, Diverged, decode_error, encode_error
 from .store import MemoryLogStore
 
@@ -39,7 +40,9 @@ __version__ = _craft.VERSION
 
 __all__ = [
     "StateMachine", "Node", "Session", "MemoryLogStore", "codec",
-    "Error", "NotLeader", "Timeout", "Closed", "Forked", "ConfigError", "StorageError", "ApplyError",
+    "Error", "NotLeader", "Timeout", "NoQuorum", "Closed", "Forked", "ConfigError",
+    "AddressInUse", "AlreadyMember", "NotMember", "Removed",
+    "StorageError", "ApplyError",
     "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "Diverged", "LogCompacted",
     "LogUnavailable", "TooLarge", "SEGMENT_SIZE_MIN", "SEGMENT_SIZE_MAX", "MAX_FRAME_MIN",
     "max_command_size", "__version__",
@@ -120,29 +123,16 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-# The WAL segment sizes a node accepts (segment_size=): the store's minimum, and the largest
-# size it preallocates (docs/storage.md). The default, 64 MiB, is the store's.
-SEGMENT_SIZE_MIN = 4096
-SEGMENT_SIZE_MAX = 1 << 30
-
-
-# The smallest max_frame a node accepts (CRAFT_UV_MAX_FRAME_MIN), and the default (64 MiB).
-MAX_FRAME_MIN = 64 * 1024
-MAX_FRAME_DEFAULT = 64 * 1024 * 1024
+SEGMENT_SIZE_MIN = _config.SEGMENT_SIZE_MIN
+SEGMENT_SIZE_MAX = _config.SEGMENT_SIZE_MAX
+MAX_FRAME_MIN = _config.MAX_FRAME_MIN
+MAX_FRAME_DEFAULT = _config.MAX_FRAME_DEFAULT
 
 
 def max_command_size(max_frame: Optional[int] = None) -> int:
     """The largest command (bytes) a cluster whose nodes use this max_frame can replicate: one
     entry must fit in one frame. Node.apply refuses a larger one at once with TooLarge."""
     return int(_craft.max_command(MAX_FRAME_DEFAULT if max_frame is None else max_frame))
-
-
-def _check_segment_size(size: Any) -> None:
-    if (not isinstance(size, int) or isinstance(size, bool)
-            or not SEGMENT_SIZE_MIN <= size <= SEGMENT_SIZE_MAX):
-        raise ConfigError(f"segment_size must be an int from {SEGMENT_SIZE_MIN} (4 KiB) to "
-                          f"{SEGMENT_SIZE_MAX} (1 GiB) bytes, not {size!r} (leave it out for "
-                          f"the default, 64 MiB)")
 
 
 def _check_command(command: Bytes) -> None:
@@ -156,7 +146,7 @@ def _check_command(command: Bytes) -> None:
 
 _ROLE_NAMES = {1: "follower", 2: "pre-candidate", 3: "candidate", 4: "leader"}
 _EVENTS = ("role", "leader", "membership", "snapshot", "snapshot_failed", "stopped",
-           "follower_log_lost", "diverged")
+           "follower_log_lost", "diverged", "removed")
 
 
 class Node:
@@ -187,42 +177,14 @@ class Node:
                  log_level: str = "info", digest_interval: int = 0, **options: Any) -> None:
         if fsm is None:
             raise ConfigError("fsm= is required: an instance of a craft.StateMachine subclass")
-        if not isinstance(id, int) or id <= 0:
-            raise ConfigError(f"id must be a positive int, not {id!r}")
-        if peers is None and not join:
-            raise ConfigError("give peers={id: 'host:port', ...} for a new cluster (this node "
-                              "included), or join=True for a node a leader will add")
-        if peers is not None and join:
-            raise ConfigError("peers= and join=True exclude each other")
-        if peers is not None and id not in peers:
-            raise ConfigError(f"peers must include this node ({id}): {peers!r}")
         if data_dir is None and log_store is None:
             raise ConfigError("give data_dir= (the durable store) or log_store=")
-        levels = {"debug": 0, "info": 1, "warn": 2, "warning": 2, "error": 3}
-        if log_level not in levels:
-            raise ConfigError(f"log_level must be one of {sorted(levels)}")
-        known = {"heartbeat_ms", "election_timeout_ms", "pre_vote", "check_quorum",
-                 "snapshot_entries", "snapshot_trailing", "fsync", "forward", "max_frame",
-                 "cluster_id", "seed", "segment_size"}
-        unknown = set(options) - known
-        if unknown:
-            raise ConfigError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
-        if "segment_size" in options:
-            _check_segment_size(options["segment_size"])
-        if "max_frame" in options:
-            mf = options["max_frame"]
-            if (not isinstance(mf, int) or isinstance(mf, bool)
-                    or not MAX_FRAME_MIN <= mf <= 0xFFFFFFFF):
-                raise ConfigError(f"max_frame must be an int from {MAX_FRAME_MIN} (64 KiB) to "
-                                  f"{0xFFFFFFFF} bytes, not {mf!r} (leave it out for the "
-                                  f"default, 64 MiB; the same on every node)")
+        _config.check(id, address, peers, join, timeout, log_level, options, session_options,
+                      digest_interval)
+        levels = _config.LEVELS
         self.max_command = max_command_size(options.get("max_frame"))
         self.timeout = float(timeout)
         self.fsm = fsm
-        if (not isinstance(digest_interval, int) or isinstance(digest_interval, bool)
-                or digest_interval < 0):
-            raise ConfigError(f"digest_interval must be an int >= 0 (commands between state "
-                              f"digests; 0: off), not {digest_interval!r}")
         self._adapter = _Adapter(fsm, id, sessions, dict(session_options or {}),
                                  digest_interval)
         self._adapter.is_leader = self._adapter_is_leader
@@ -252,7 +214,15 @@ class Node:
         global _started_any
         self._started = True
         _started_any = True
-        self._c.start()
+        try:
+            self._c.start()
+        except AddressInUse as e:
+            self._started = False  # nothing was left open: start() may be called again
+            e.address = self._c.address
+            raise
+        except BaseException:
+            self._started = False
+            raise
         with _live_lock:
             _live_nodes.add(self)
         return self
@@ -345,7 +315,36 @@ class Node:
         if e.code == -22:
             index, data = getattr(e, "apply_payload", (0, b""))
             return self._apply_error(index, data)
+        if isinstance(e, (Timeout, NotLeader)) and self._removed():
+            return Removed(f"node {self.id} was removed from the cluster's configuration: it "
+                           f"serves nothing. Stop it; to bring it back, move its data directory "
+                           f"aside and add it again from the leader (add_server)", -5)
+        if isinstance(e, Timeout) or (isinstance(e, NotLeader) and e.leader_id is None):
+            return self._no_quorum() or e
         return e
+
+    def _removed(self) -> bool:
+        try:
+            return bool(self._c.status()["removed"])
+        except Error:
+            return False
+
+    def _no_quorum(self) -> Optional[NoQuorum]:
+        """NoQuorum when this node cannot reach a majority of the voters, else None."""
+        try:
+            peers = self._c.status()["peers"]
+        except Error:
+            return None
+        voters = [p for p in peers if p["role"] == "voter"]
+        reachable = sum(1 for p in voters if p["connected"])
+        need = len(voters) // 2 + 1
+        if not voters or reachable >= need:
+            return None
+        down = ", ".join(f"{p['id']} ({p['address']})" for p in voters if not p["connected"])
+        return NoQuorum(f"no quorum: node {self.id} reaches {reachable} of the {len(voters)} "
+                        f"voters (itself included) and a majority needs {need}; unreachable: "
+                        f"{down}. Start them or repair the network; the outcome of a command "
+                        f"sent meanwhile is unknown", reachable, len(voters))
 
     def _timeout(self, timeout: Optional[float]) -> float:
         t = self.timeout if timeout is None else float(timeout)
@@ -387,7 +386,8 @@ class Node:
             elif status == -22:
                 fut.set_exception(self._apply_error(index, data))
             else:
-                fut.set_exception(_craft_error(status, data, leader_id, leader_address))
+                fut.set_exception(self._translate(_craft_error(status, data, leader_id,
+                                                               leader_address)))
 
         def done(*args: Any) -> None:  # on the node's loop thread
             try:
@@ -435,10 +435,41 @@ class Node:
     def _change(self, op: int, server: int, address: Optional[str] = None,
                 auto_promote: bool = False, timeout: Optional[float] = None) -> int:
         self._check_thread()
+        if not isinstance(server, int) or isinstance(server, bool) or server < 0:
+            raise TypeError(f"a server id is an int > 0, not {server!r}")
+        if op == _craft.OP_ADD:
+            _config.check_address("address", address, port_zero=False)
         try:
             return int(self._c.change(op, server, address, auto_promote, self._timeout(timeout)))
         except Error as e:
-            raise self._translate(e) from None
+            raise self._change_error(op, server, e) from None
+
+    def _change_error(self, op: int, server: int, e: Error) -> Error:
+        try:
+            members = {p["id"]: p for p in self._c.status()["peers"]}
+        except Error:
+            return self._translate(e)
+        listing = ", ".join(f"{i} ({p['role']} at {p['address']})"
+                            for i, p in sorted(members.items()))
+        if e.code == -17 and op == _craft.OP_ADD:
+            p = members.get(server)
+            where = f" as a {p['role']} at {p['address']}" if p else ""
+            return AlreadyMember(f"server {server} is already a member{where}: to give it another "
+                                 f"address, remove_server({server}) and add it again once its "
+                                 f"data directory is moved aside; members: {listing}")
+        if e.code == -10 and op in (_craft.OP_PROMOTE, _craft.OP_REMOVE):
+            return NotMember(f"server {server} is not a member of the configuration; members: "
+                             f"{listing}")
+        if e.code == -2 and op == _craft.OP_PROMOTE:
+            return ConfigError(f"server {server} is already a voter: promote() makes a learner "
+                               f"a voter")
+        if e.code == -2 and op == _craft.OP_REMOVE:
+            return ConfigError(f"server {server} is the last voter: a cluster without voters "
+                               f"could never elect a leader again")
+        if e.code == -20 and op == _craft.OP_PROMOTE:
+            return Busy(f"server {server} has not caught up with the leader yet: promote it once "
+                        f"it has (or add it with auto_promote=True)", -20)
+        return self._translate(e)
 
     def add_server(self, id: int, address: str, auto_promote: bool = True,
                    timeout: Optional[float] = None) -> int:
@@ -507,8 +538,8 @@ class Node:
             if leader is not None:
                 return leader
             if time.monotonic() >= deadline:
-                raise Timeout("no leader known yet: are a majority of the peers running and "
-                              "reachable?")
+                raise self._no_quorum() or Timeout("no leader known yet: are a majority of "
+                                                   "the peers running and reachable?")
             time.sleep(0.02)
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:
@@ -524,6 +555,8 @@ class Node:
         "stopped": callback(error_code, message) when a fatal error stopped the node;
         "follower_log_lost": callback(follower_id, acknowledged, last_index) on the leader
         when a follower's data directory lost entries it had acknowledged (docs/core.md);
+        "removed": callback(by, index) when server `by` says that its configuration (of that
+        index) no longer has this node;
         "diverged": callback(index, leader_digest, our_digest) when state digests
         (digest_interval=) show that this node's state differs from the leader's at index; the
         node then stops (and "stopped" follows)."""
@@ -552,6 +585,8 @@ class Node:
             calls.append(("follower_log_lost", (leader, match, index)))
         elif kind == _craft.EVENT_SNAPSHOT_FAILED:
             calls.append(("snapshot_failed", (index, message)))
+        elif kind == _craft.EVENT_REMOVED:
+            calls.append(("removed", (leader, index)))
         for name, args in calls:
             for cb in list(self._handlers[name]):
                 try:

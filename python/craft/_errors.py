@@ -4,12 +4,14 @@ The C extension builds them through from_code(), so that the mapping from the C 
 CRAFT_E* codes to exception classes lives in one place.
 """
 
+import errno as _errno
 from typing import List, Optional
 
 __all__ = [
     "Error", "NotLeader", "Timeout", "Closed", "Forked", "ConfigError", "StorageError", "ApplyError",
     "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "LogCompacted",
-    "LogUnavailable", "TooLarge",
+    "LogUnavailable", "TooLarge", "AddressInUse", "NoQuorum", "Removed", "AlreadyMember",
+    "NotMember",
 ]
 
 
@@ -53,6 +55,17 @@ class Timeout(Error):
     code = -6
 
 
+class NoQuorum(Timeout):
+    """No answer in time because this node cannot reach a majority of the voters: no leader
+    can be elected or can commit. reachable and voters count them (this node included). As
+    with any Timeout, a command may or may not have been applied."""
+
+    def __init__(self, message: str = "", reachable: int = 0, voters: int = 0) -> None:
+        super().__init__(message, -6)
+        self.reachable = reachable
+        self.voters = voters
+
+
 class Closed(Error):
     """The node is closed or was stopped by a fatal error; create a new Node to go on."""
 
@@ -66,10 +79,42 @@ class Forked(Closed):
     affected."""
 
 
+class Removed(Closed):
+    """This node was removed from the cluster's configuration (a member said so): it serves
+    nothing. Stop it; to bring it back, move its data directory aside and add it again from the
+    leader (Node.add_server)."""
+
+
 class ConfigError(Error, ValueError):
     """A bad option or configuration; the message names it."""
 
     code = -2
+
+
+class AddressInUse(ConfigError):
+    """The node's address is already in use by another node or program (EADDRINUSE). Nothing
+    was changed: free the address or choose another, then call start() again. errno is
+    errno.EADDRINUSE, as on an OSError; address names the address."""
+
+    code = -23
+    errno = _errno.EADDRINUSE
+
+    def __init__(self, message: str = "", code: Optional[int] = None,
+                 address: Optional[str] = None) -> None:
+        super().__init__(message, code)
+        self.address = address
+
+
+class AlreadyMember(Error, ValueError):
+    """add_server() of a server that is already in the configuration."""
+
+    code = -17
+
+
+class NotMember(Error, ValueError):
+    """promote() or remove_server() of a server that is not in the configuration."""
+
+    code = -10
 
 
 class StorageError(Error):
@@ -186,18 +231,19 @@ _HINTS = {
     -20: "the call is not valid in the node's current state (e.g. promoting a learner that has "
          "not caught up): retry later",
     -21: "a Raft safety invariant was violated",
+    -23: "the address is already in use: free it or choose another, then start again",
 }
 
 _BY_CODE = {
     -2: ConfigError, -3: NotLeader, -4: Busy, -5: Closed, -6: Timeout, -8: StorageError,
-    -11: TooLarge,
+    -11: TooLarge, -23: AddressInUse,
     -9: StorageError, -12: Dropped, -13: LogCompacted, -14: LogUnavailable, -15: StorageError,
     -16: StorageError, -18: NoConnection, -21: Violation,
 }
 
 
 # Codes whose detail, when there is one, already says the cause and what to do.
-_COMPLETE = {-11}
+_COMPLETE = {-2, -11, -23}
 
 
 def from_code(code: int, detail: str = "", leader_id: int = 0,

@@ -925,6 +925,10 @@ static PyObject *Node_start(NodeObject *self, PyObject *args)
         Py_END_ALLOW_THREADS;
         Py_DECREF(self);
         int code = self->start_rc;
+        /* Nothing is left open (the loop thread closed the store, the loop and its handles):
+         * start() may be called again, e.g. once the address is free. */
+        self->state = ST_NEW;
+        self->bound[0] = '\0';
         if (self->restore_exc != NULL) {
             /* The state machine's own exception, with its traceback, and what craft was doing. */
             PyObject *exc = self->restore_exc;
@@ -1217,7 +1221,7 @@ static PyObject *Node_status(NodeObject *self, PyObject *noargs)
         Py_DECREF(peers);
         return NULL;
     }
-    const char *role = s.role != 0 ? craft_role_name(s.role) : "none";
+    const char *role = s.stopped ? "stopped" : s.role != 0 ? craft_role_name(s.role) : "none";
     PyObject *d = Py_BuildValue("{s:K,s:s,s:K,s:K,s:s,s:K,s:K,s:K,s:K,s:K,s:N,s:N,s:O,s:s}", "id",
                          (unsigned long long)s.id, "role", role, "term",
                          (unsigned long long)s.term, "leader", (unsigned long long)s.leader,
@@ -1228,10 +1232,11 @@ static PyObject *Node_status(NodeObject *self, PyObject *noargs)
                          (unsigned long long)s.snapshot_index, "peers", peers, "counters",
                          counters, "stopped", s.stopped ? Py_True : Py_False, "address",
                          self->bound);
-    PyObject *extra = d != NULL ? Py_BuildValue("{s:s,s:K,s:s}", "stop_reason", s.stop_reason,
+    PyObject *extra = d != NULL ? Py_BuildValue("{s:s,s:K,s:s,s:O}", "stop_reason", s.stop_reason,
                                                 "snapshot_failures",
                                                 (unsigned long long)s.snapshot_failures,
-                                                "snapshot_error", s.snapshot_error)
+                                                "snapshot_error", s.snapshot_error, "removed",
+                                                s.removed ? Py_True : Py_False)
                                 : NULL;
     if (extra == NULL || PyDict_Update(d, extra) != 0) {
         Py_XDECREF(extra);
@@ -1435,6 +1440,7 @@ int craftpy_node_init(PyObject *m)
     ADD_INT("EVENT_STOPPED", CRAFT_UV_EVENT_STOPPED);
     ADD_INT("EVENT_FOLLOWER_LOG_LOST", CRAFT_UV_EVENT_FOLLOWER_LOG_LOST);
     ADD_INT("EVENT_SNAPSHOT_FAILED", CRAFT_UV_EVENT_SNAPSHOT_FAILED);
+    ADD_INT("EVENT_REMOVED", CRAFT_UV_EVENT_REMOVED);
     ADD_INT("LOG_DEBUG", CRAFT_UV_DEBUG);
     ADD_INT("LOG_INFO", CRAFT_UV_INFO);
     ADD_INT("LOG_WARN", CRAFT_UV_WARN);

@@ -326,3 +326,149 @@ def test_restore_raising_at_start_is_the_users_exception_not_a_disk_error(tmp_pa
             assert node.read(lambda f: f.data["k11"]) == 11
     finally:
         Flaky.fail_snapshots, Flaky.fail_restore, Flaky.snapshot_calls = True, False, 0
+
+
+# ---- errors that say what went wrong ----------------------------------------------------------------
+
+def test_port_in_use_is_its_own_error_and_start_can_be_retried(tmp_path):
+    import errno
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    addr = f"127.0.0.1:{s.getsockname()[1]}"
+    node = craft.Node(1, addr, str(tmp_path / "n1"), KV(), peers={1: addr}, fsync=False,
+                      segment_size=SEGMENT)
+    try:
+        with pytest.raises(craft.AddressInUse) as info:
+            node.start()
+        assert isinstance(info.value, craft.ConfigError) and info.value.errno == errno.EADDRINUSE
+        assert addr in str(info.value) and info.value.address == addr
+        assert "disk" not in str(info.value)
+        s.close()
+        node.start()  # the address is free now: the same node starts
+        node.wait_for_leader(5)
+        assert craft.codec.loads(node.apply(cmd("set", "x", 1))) == 1
+    finally:
+        s.close()
+        node.close()
+
+
+def test_no_quorum_is_a_timeout_that_says_how_many_voters_are_reachable(tmp_path):
+    c = Cluster(tmp_path)
+    try:
+        leader = c.leader()
+        for i in [i for i in c.nodes if i != leader]:
+            c.stop(i)
+        node = c.nodes[leader]
+        for call in (lambda: node.apply(cmd("set", "y", 2), timeout=1.5),
+                     lambda: node.read(lambda f: f.data, timeout=1.5)):
+            with pytest.raises(craft.NoQuorum) as info:
+                call()
+            assert isinstance(info.value, craft.Timeout)
+            assert info.value.reachable == 1 and info.value.voters == 3
+            assert "1 of the 3 voters" in str(info.value), str(info.value)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(heartbeat_ms=-1), ["heartbeat_ms", "1", "60000"]),
+    (dict(heartbeat_ms=500), ["election_timeout_ms", "twice heartbeat_ms"]),
+    (dict(election_timeout_ms=10**10), ["election_timeout_ms", "3600000"]),
+    (dict(snapshot_entries=-5), ["snapshot_entries", "0", "18446744073709551615"]),
+    (dict(cluster_id="abc"), ["cluster_id", "0", "18446744073709551615"]),
+    (dict(fsync="yes"), ["fsync", "True or False"]),
+    (dict(max_frame=10), ["max_frame", "65536"]),
+    (dict(timeout=0), ["timeout", "above 0"]),
+    (dict(log_level="loud"), ["log_level", "debug", "error"]),
+    (dict(session_options={"max_sessions": 0}), ["max_sessions", "1", "4294967295"]),
+    (dict(session_options={"ttl": 5}), ["session_options", "ttl", "expire_after"]),
+    (dict(digest_interval=-1), ["digest_interval", "0"]),
+    (dict(heartbeats_ms=50), ["unknown option", "heartbeats_ms", "heartbeat_ms"]),
+])
+def test_every_config_error_names_the_option_and_the_accepted_range(tmp_path, kwargs, words):
+    with pytest.raises(craft.ConfigError) as info:
+        craft.Node(1, "127.0.0.1:0", str(tmp_path), KV(), peers={1: "127.0.0.1:0"}, **kwargs)
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, msg
+    assert "invalid argument" not in msg and "check the value named" not in msg, msg
+    assert msg.count(":") <= 3, msg  # one sentence, not a chain of prefixes
+
+
+@pytest.mark.parametrize("peers, words", [
+    ({1: "127.0.0.1"}, ["peers[1]", "host:port"]),
+    ({1: "127.0.0.1:0", 2: "db.example.com:7002"}, ["peers[2]", "not resolved"]),
+    ({1: "127.0.0.1:0", 2: "127.0.0.1:0"}, ["peers[2]", "port 0"]),
+    ({1: "127.0.0.1:0", 2: "127.0.0.1:7002", 3: "127.0.0.1:7002"}, ["same address"]),
+    ({2: "127.0.0.1:7002"}, ["peers must include this node (1)"]),
+    ({"1": "127.0.0.1:0"}, ["peers: ids must be ints"]),
+])
+def test_peer_maps_are_checked(tmp_path, peers, words):
+    with pytest.raises(craft.ConfigError) as info:
+        craft.Node(1, "127.0.0.1:0", str(tmp_path), KV(), peers=peers)
+    for w in words:
+        assert w in str(info.value), str(info.value)
+
+
+# ---- membership mistakes ------------------------------------------------------------------------
+
+def test_membership_mistakes_get_their_own_errors(cluster):
+    leader = cluster.leader()
+    follower, other = [i for i in cluster.nodes if i != leader]
+    wait_until(lambda: cluster.nodes[follower].leader is not None, 5, "the follower to know")
+    # Through a follower: NotLeader naming the leader.
+    with pytest.raises(craft.NotLeader) as info:
+        cluster.nodes[follower].add_server(9, "127.0.0.1:1")
+    assert info.value.leader_id == leader
+    assert info.value.leader_address == cluster.peers[leader]
+    lead = cluster.nodes[leader]
+    with pytest.raises(craft.AlreadyMember) as exists:
+        lead.add_server(follower, "127.0.0.1:5")
+    assert f"server {follower} is already a member" in str(exists.value)
+    assert cluster.peers[follower] in str(exists.value)
+    for call in (lambda: lead.remove_server(42), lambda: lead.promote(42)):
+        with pytest.raises(craft.NotMember) as missing:
+            call()
+        assert "server 42 is not a member" in str(missing.value)
+    with pytest.raises(craft.ConfigError, match="already a voter"):
+        lead.promote(follower)
+    with pytest.raises(craft.ConfigError, match="address"):
+        lead.add_server(9, "nowhere")
+
+
+def test_a_removed_node_says_it_was_removed_and_a_stopped_one_does_not_lead(tmp_path):
+    c = Cluster(tmp_path)
+    try:
+        leader = c.leader()
+        gone = next(i for i in c.nodes if i != leader)
+        seen = []
+        c.nodes[gone].on("removed", lambda by, index: seen.append((by, index)))
+        c.nodes[leader].remove_server(gone)
+        wait_until(lambda: c.nodes[gone].status()["removed"], 10, "the removed node to know")
+        assert seen and seen[0][1] > 0
+        st = c.nodes[gone].status()
+        assert st["leader"] == 0 and st["role"] != "leader"
+        with pytest.raises(craft.Removed, match="removed from the cluster"):
+            c.nodes[gone].apply(cmd("set", "x", 1), timeout=1)
+        # The others go on.
+        assert craft.codec.loads(c.nodes[leader].apply(cmd("set", "y", 2))) == 2
+    finally:
+        c.close()
+
+
+def test_a_leader_stopped_by_a_fatal_error_does_not_say_leader(tmp_path):
+    c = Cluster(tmp_path)
+    try:
+        leader = c.leader()
+        # A craft entry of an unknown kind stops every node; the leader among them.
+        with pytest.raises(craft.Error):
+            c.nodes[leader]._apply_raw(b"\xc1cZZ\x01\x00", 5)
+        wait_until(lambda: c.nodes[leader].status()["stopped"], 10, "the leader to stop")
+        st = c.nodes[leader].status()
+        assert st["role"] == "stopped" and st["leader"] == 0 and not c.nodes[leader].is_leader
+        assert "reserved bytes" in st["stop_reason"]
+        assert c.nodes[leader].leader is None
+    finally:
+        c.close()

@@ -96,7 +96,10 @@ enum craft_uv_event_type {
      * log keeps every entry; it is tried again after a backoff (1 s, doubling to 60 s), and
      * the node keeps serving meanwhile. status.snapshot_failures counts the failures in a
      * row. */
-    CRAFT_UV_EVENT_SNAPSHOT_FAILED = 6
+    CRAFT_UV_EVENT_SNAPSHOT_FAILED = 6,
+    /* This node was removed from the cluster: server `leader` says its committed configuration
+     * (of index `index`) lacks it. status.removed is set; requests keep failing. */
+    CRAFT_UV_EVENT_REMOVED = 7
 };
 
 struct craft_uv_event {
@@ -264,7 +267,8 @@ struct craft_uv_status {
     uint64_t msgs_sent, msgs_received, bytes_sent, bytes_received;
     uint64_t entries_appended, entries_applied, fsyncs, elections, snapshots;
     uint64_t bad_frames, refused_handshakes, forwarded;
-    bool stopped; /* a fatal error stopped the node */
+    bool stopped; /* a fatal error stopped the node (role is then 0: it leads nothing) */
+    bool removed; /* a member said this node is no longer in the configuration */
     char stop_reason[512];   /* why, when stopped */
     uint64_t snapshot_failures; /* snapshots that failed in a row (0 after one succeeds) */
     char snapshot_error[400];   /* why the last one failed */

@@ -240,6 +240,30 @@ static int boot_core(struct craft_uv_node *n)
     return rc;
 }
 
+void craft__uv_removed(struct craft_uv_node *n, craft_id by, craft_index index)
+{
+    if (n->removed || n->dead) {
+        return;
+    }
+    if (craft_node_role(n->core) == CRAFT_LEADER) {
+        return; /* a leader of its own configuration: a stale notice */
+    }
+    n->removed = true;
+    craft__uv_log(n, CRAFT_UV_WARN,
+                  "event=removed by=%llu conf_index=%llu reason=\"this node is no longer a member "
+                  "of the cluster: its configuration (index %llu) lacks it. Stop it; to bring it "
+                  "back, move its data directory aside and add it again from the leader "
+                  "(add_server)\"",
+                  (unsigned long long)by, (unsigned long long)index, (unsigned long long)index);
+    struct craft_uv_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = CRAFT_UV_EVENT_REMOVED;
+    ev.leader = by;
+    ev.index = index;
+    craft__uv_event(n, &ev);
+    craft__uv_publish_status(n);
+}
+
 /* Frees everything but the node itself and its lock (see handle_closed). */
 static void node_release(struct craft_uv_node *n)
 {
@@ -288,12 +312,22 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
 {
     last_error[0] = '\0';
     ignore_sigpipe();
-    if (loop == NULL || c == NULL || out == NULL || c->id == 0 || c->address == NULL ||
-        strlen(c->address) >= CRAFT_ADDRESS_MAX || c->heartbeat_ms == 0 ||
-        c->election_timeout_ms < 2 * c->heartbeat_ms ||
-        (c->store == NULL && c->data_dir == NULL)) {
-        set_error("invalid configuration (id, address, data_dir, heartbeat_ms < "
-                  "election_timeout_ms / 2 are required)");
+    const char *bad = NULL;
+    if (loop == NULL || c == NULL || out == NULL) {
+        bad = "craft_uv_node_new needs a loop, a configuration and an out pointer";
+    } else if (c->id == 0) {
+        bad = "id must be above 0";
+    } else if (c->address == NULL || strlen(c->address) >= CRAFT_ADDRESS_MAX) {
+        bad = "address must be \"host:port\", shorter than 64 bytes";
+    } else if (c->heartbeat_ms == 0) {
+        bad = "heartbeat_ms must be above 0";
+    } else if (c->election_timeout_ms < 2 * c->heartbeat_ms) {
+        bad = "election_timeout_ms must be at least twice heartbeat_ms";
+    } else if (c->store == NULL && c->data_dir == NULL) {
+        bad = "give data_dir, or a store";
+    }
+    if (bad != NULL) {
+        set_error("%s", bad);
         craft_store_close(c != NULL ? c->store : NULL);
         return CRAFT_EINVAL;
     }
@@ -369,7 +403,12 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
         struct craft__transport_callbacks cb = {n, craft__uv_recv, craft__uv_on_peer_state,
                                                 craft__uv_on_conn_closed, transport_log};
         rc = craft__transport_open(loop, &to, &cb, &n->transport);
-        if (rc != 0) {
+        if (rc == CRAFT_EADDRINUSE) {
+            set_error("the address %s is already in use (another node or program listens "
+                      "there): stop it, or give this node another address, then start it "
+                      "again; nothing was changed",
+                      n->address);
+        } else if (rc != 0) {
             set_error("listening on %s: %s", n->address, craft_strerror(rc));
         }
     }
@@ -514,6 +553,14 @@ void craft__uv_publish_status(struct craft_uv_node *n)
         s.refused_handshakes = ts.refused_handshakes;
     }
     s.stopped = n->dead;
+    s.removed = n->removed;
+    if (n->dead || n->removed) {
+        /* A stopped node leads nothing, whatever its core last said; a removed one follows no
+         * one (nobody leads it any more). */
+        s.role = n->dead ? 0 : s.role;
+        s.leader = 0;
+        s.leader_address[0] = '\0';
+    }
     if (n->dead) {
         snprintf(s.stop_reason, sizeof s.stop_reason, "%s", n->dead_msg);
     }

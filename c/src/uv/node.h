@@ -169,6 +169,7 @@ struct craft_uv_node {
     bool started;
     bool stopping;
     bool closing; /* the transport and handles are being closed */
+    bool removed; /* a member said this node is not in its committed configuration */
     bool dead; /* a fatal error: nothing more is processed */
     int dead_rc;
     char dead_msg[512]; /* why, given to every request the node fails from then on */
@@ -191,6 +192,8 @@ void craft__uv_event(struct craft_uv_node *n, const struct craft_uv_event *e);
 void craft__uv_publish_status(struct craft_uv_node *n);
 void craft__uv_maybe_publish_status(struct craft_uv_node *n);
 void craft__uv_maybe_finish_stop(struct craft_uv_node *n);
+/* Server `by` says this node is not in its committed configuration (of index `index`). */
+void craft__uv_removed(struct craft_uv_node *n, craft_id by, craft_index index);
 
 /* clock.c: ticks from the monotonic clock; craft__uv_clock_feed() before every input. */
 void craft__uv_clock_start(struct craft_uv_node *n);

@@ -492,6 +492,10 @@ void craft__uv_on_request(struct craft_uv_node *n, struct craft__conn *conn,
 /* The leader answered a request we forwarded. */
 void craft__uv_on_response(struct craft_uv_node *n, const struct craft_wire_response *rs)
 {
+    if (rs->id == 0 && rs->error == CRAFT_ENOTFOUND) {
+        craft__uv_removed(n, rs->from, rs->index);
+        return;
+    }
     struct craft__waiter *w = n->forwarded.head;
     while (w != NULL && w->read_id != rs->id) {
         w = w->next;
