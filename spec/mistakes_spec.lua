@@ -266,3 +266,57 @@ describe("membership mistakes (Lua)", function()
         assert.matches("reserved bytes", s.stop_reason, 1, true)
     end)
 end)
+
+describe("configuration mistakes (Lua)", function()
+    local c
+    after_each(function()
+        if c then c.close() end
+        c = nil
+        support.cleanup()
+    end)
+
+    it("nodes bootstrapped with different peer maps refuse each other", function()
+        local a = support.free_addresses(3)
+        local dir = support.tmpdir()
+        local function start(id, peers)
+            return assert(raft.node{ id = id, address = a[id], data_dir = dir .. "/n" .. id,
+                peers = peers, apply = function() end, fsync = false, heartbeat_ms = 20,
+                election_timeout_ms = 200, segment_size = support.SEGMENT, log_level = "error" })
+        end
+        local n1 = start(1, { [1] = a[1], [2] = a[2] })
+        local n2 = start(2, { [1] = a[1], [2] = a[2], [3] = a[3] })
+        c = { close = function() n1:close() n2:close() end }
+        assert(raft.wait(function()
+            return n1:status().counters.refused_handshakes > 0 and n2:status().counters.refused_handshakes > 0
+        end, 10000, "both to refuse"))
+        raft.sleep(500)
+        assert.is_nil(n1:leader())
+        assert.is_nil(n2:leader())
+        assert.are_not.equal(n1:status().cluster_id, n2:status().cluster_id)
+    end)
+
+    it("a restart with other peers keeps the stored configuration and says which differ", function()
+        c = support.cluster(3)
+        local leader = c.leader()
+        assert(c.nodes[leader]:apply("set x 1"))
+        local back = leader % 3 + 1
+        local other = back % 3 + 1
+        if other == leader then other = other % 3 + 1 end
+        local cid = c.nodes[back]:status().cluster_id
+        c.nodes[back]:close()
+        local wrong = {}
+        for k, v in pairs(c.peers) do wrong[k] = v end
+        wrong[other] = "127.0.0.1:1"
+        local said = {}
+        c.fsms[back] = support.kv()
+        c.nodes[back] = assert(raft.node{ id = back, address = c.peers[back], data_dir = c.dirs[back],
+            peers = wrong, fsm = c.fsms[back], fsync = false, heartbeat_ms = 20,
+            election_timeout_ms = 200, segment_size = support.SEGMENT, log_level = "error",
+            on = { peers_differ = function(msg) said[#said + 1] = msg end } })
+        assert.are.equal(1, #said)
+        assert.matches(("server %d is %s in the configuration but 127.0.0.1:1 in peers"):format(other, c.peers[other]), said[1], 1, true)
+        assert.matches("remove_server", said[1], 1, true)
+        assert.are.equal(cid, c.nodes[back]:status().cluster_id)
+        assert(raft.wait(function() return c.fsms[back].data().x == "1" end, 10000, "the restarted node to catch up"))
+    end)
+end)

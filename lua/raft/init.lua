@@ -326,7 +326,8 @@ Node.__index = Node
 raft.Node = Node
 
 local EVENTS = { role = true, leader = true, membership = true, snapshot = true, stopped = true,
-    follower_log_lost = true, diverged = true, snapshot_failed = true, removed = true }
+    follower_log_lost = true, diverged = true, snapshot_failed = true, removed = true,
+    peers_differ = true }
 local LEVELS = { debug = 0, info = 1, warn = 2, warning = 2, error = 3 }
 local KNOWN = {
     id = true, address = true, data_dir = true, peers = true, join = true, apply = true,
@@ -577,6 +578,8 @@ function raft.node(o)
                 dispatch("snapshot_failed", index, message)
             elseif kind == 7 then
                 dispatch("removed", leader, index)
+            elseif kind == 8 then
+                dispatch("peers_differ", message)
             end
         end,
     })

@@ -715,6 +715,10 @@ static int l_status(lua_State *L)
     lua_setfield(L, -2, "stop_reason");
     lua_pushboolean(L, s.removed);
     lua_setfield(L, -2, "removed");
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)s.cluster_id);
+    lua_pushstring(L, hex); /* as hex: a 64-bit id does not fit a LuaJIT number */
+    lua_setfield(L, -2, "cluster_id");
     SET_INT("snapshot_failures", s.snapshot_failures);
     lua_pushstring(L, s.snapshot_error);
     lua_setfield(L, -2, "snapshot_error");

@@ -146,7 +146,7 @@ def _check_command(command: Bytes) -> None:
 
 _ROLE_NAMES = {1: "follower", 2: "pre-candidate", 3: "candidate", 4: "leader"}
 _EVENTS = ("role", "leader", "membership", "snapshot", "snapshot_failed", "stopped",
-           "follower_log_lost", "diverged", "removed")
+           "follower_log_lost", "diverged", "removed", "peers_differ")
 
 
 class Node:
@@ -555,6 +555,8 @@ class Node:
         "stopped": callback(error_code, message) when a fatal error stopped the node;
         "follower_log_lost": callback(follower_id, acknowledged, last_index) on the leader
         when a follower's data directory lost entries it had acknowledged (docs/core.md);
+        "peers_differ": callback(message) at start() when peers= differs from the configuration
+        the node keeps (message names each server that differs);
         "removed": callback(by, index) when server `by` says that its configuration (of that
         index) no longer has this node;
         "diverged": callback(index, leader_digest, our_digest) when state digests
@@ -587,6 +589,8 @@ class Node:
             calls.append(("snapshot_failed", (index, message)))
         elif kind == _craft.EVENT_REMOVED:
             calls.append(("removed", (leader, index)))
+        elif kind == _craft.EVENT_PEERS_DIFFER:
+            calls.append(("peers_differ", (message,)))
         for name, args in calls:
             for cb in list(self._handlers[name]):
                 try:

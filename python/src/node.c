@@ -1232,11 +1232,12 @@ static PyObject *Node_status(NodeObject *self, PyObject *noargs)
                          (unsigned long long)s.snapshot_index, "peers", peers, "counters",
                          counters, "stopped", s.stopped ? Py_True : Py_False, "address",
                          self->bound);
-    PyObject *extra = d != NULL ? Py_BuildValue("{s:s,s:K,s:s,s:O}", "stop_reason", s.stop_reason,
-                                                "snapshot_failures",
+    PyObject *extra = d != NULL ? Py_BuildValue("{s:s,s:K,s:s,s:O,s:K}", "stop_reason",
+                                                s.stop_reason, "snapshot_failures",
                                                 (unsigned long long)s.snapshot_failures,
                                                 "snapshot_error", s.snapshot_error, "removed",
-                                                s.removed ? Py_True : Py_False)
+                                                s.removed ? Py_True : Py_False, "cluster_id",
+                                                (unsigned long long)s.cluster_id)
                                 : NULL;
     if (extra == NULL || PyDict_Update(d, extra) != 0) {
         Py_XDECREF(extra);
@@ -1441,6 +1442,7 @@ int craftpy_node_init(PyObject *m)
     ADD_INT("EVENT_FOLLOWER_LOG_LOST", CRAFT_UV_EVENT_FOLLOWER_LOG_LOST);
     ADD_INT("EVENT_SNAPSHOT_FAILED", CRAFT_UV_EVENT_SNAPSHOT_FAILED);
     ADD_INT("EVENT_REMOVED", CRAFT_UV_EVENT_REMOVED);
+    ADD_INT("EVENT_PEERS_DIFFER", CRAFT_UV_EVENT_PEERS_DIFFER);
     ADD_INT("LOG_DEBUG", CRAFT_UV_DEBUG);
     ADD_INT("LOG_INFO", CRAFT_UV_INFO);
     ADD_INT("LOG_WARN", CRAFT_UV_WARN);

@@ -472,3 +472,59 @@ def test_a_leader_stopped_by_a_fatal_error_does_not_say_leader(tmp_path):
         assert c.nodes[leader].leader is None
     finally:
         c.close()
+
+
+# ---- configuration mistakes ----------------------------------------------------------------------
+
+def test_nodes_bootstrapped_with_different_peer_maps_refuse_each_other(tmp_path):
+    a, b, c3 = (f"127.0.0.1:{p}" for p in free_ports(3))
+    opts = dict(fsync=False, segment_size=SEGMENT, heartbeat_ms=20, election_timeout_ms=200)
+    n1 = craft.Node(1, a, str(tmp_path / "n1"), KV(), peers={1: a, 2: b}, **opts)
+    n2 = craft.Node(2, b, str(tmp_path / "n2"), KV(), peers={1: a, 2: b, 3: c3}, **opts)
+    try:
+        n1.start()
+        n2.start()
+        # Before, node 2 voted for node 1 and the two formed one cluster, each believing in
+        # its own configuration. Now each refuses the other's handshake.
+        wait_until(lambda: n1.status()["counters"]["refused_handshakes"] > 0 and
+                   n2.status()["counters"]["refused_handshakes"] > 0, 10, "both to refuse")
+        time.sleep(0.5)
+        assert n1.leader is None and n2.leader is None
+        assert n1.status()["cluster_id"] != n2.status()["cluster_id"] != 0
+    finally:
+        n1.close()
+        n2.close()
+
+
+def test_a_restart_with_other_peers_keeps_the_stored_configuration_and_says_so(tmp_path):
+    c = Cluster(tmp_path)
+    try:
+        leader = c.leader()
+        c.nodes[leader].apply(cmd("set", "x", 1))
+        back = next(i for i in c.nodes if i != leader)
+        other = next(i for i in c.nodes if i not in (leader, back))
+        cid = c.nodes[back].status()["cluster_id"]
+        assert cid != 0 and (tmp_path / f"n{back}" / "CLUSTER").exists()
+        c.stop(back)
+        wrong = dict(c.peers)
+        wrong[other] = "127.0.0.1:1"   # an address typo, or a map edited for a later restart
+        wrong[9] = "127.0.0.1:2"
+        said = []
+        node = craft.Node(back, c.peers[back], str(tmp_path / f"n{back}"), KV(), peers=wrong,
+                          **c.options)
+        node.on("peers_differ", said.append)
+        node.start()
+        c.nodes[back] = node
+        assert said, "no peers_differ event"
+        msg = said[0]
+        assert (f"server {other} is {c.peers[other]} in the configuration but 127.0.0.1:1 in "
+                f"peers") in msg, msg
+        assert "server 9 (127.0.0.1:2) is in peers but not in the configuration" in msg, msg
+        assert "remove_server" in msg and "add_server" in msg
+        # The same cluster id (kept in the data directory), the stored configuration: it rejoins.
+        assert node.status()["cluster_id"] == cid
+        wait_until(lambda: node.read(lambda f: f.data.get("x"), mode="stale") == 1, 10,
+                   "the restarted node to catch up")
+        assert craft.codec.loads(node.apply(cmd("set", "y", 2))) == 2
+    finally:
+        c.close()

@@ -99,7 +99,10 @@ enum craft_uv_event_type {
     CRAFT_UV_EVENT_SNAPSHOT_FAILED = 6,
     /* This node was removed from the cluster: server `leader` says its committed configuration
      * (of index `index`) lacks it. status.removed is set; requests keep failing. */
-    CRAFT_UV_EVENT_REMOVED = 7
+    CRAFT_UV_EVENT_REMOVED = 7,
+    /* At start: the bootstrap configuration given (peers) differs from the stored one, which
+     * the node keeps; message names each difference (index: the stored one's). */
+    CRAFT_UV_EVENT_PEERS_DIFFER = 8
 };
 
 struct craft_uv_event {
@@ -118,7 +121,11 @@ struct craft_uv_config {
     craft_id id;
     const char *address;  /* "host:port" to listen on; port 0 picks one */
     const char *data_dir; /* for the default durable store */
-    uint64_t cluster_id;  /* peers of another cluster are refused */
+    /* Peers of another cluster are refused. 0: derived from the bootstrap configuration when
+     * the cluster is created, and kept in the data directory's CLUSTER file (so nodes
+     * bootstrapped with different peer maps refuse each other); a node in join mode then has
+     * none and accepts any cluster. A peer or client with cluster id 0 is accepted. */
+    uint64_t cluster_id;
     /* A new cluster: the initial configuration, this node included, used only when the store
      * is empty. NULL: join mode, the node waits until a leader adds it. */
     const struct craft_configuration *bootstrap;
@@ -269,6 +276,8 @@ struct craft_uv_status {
     uint64_t bad_frames, refused_handshakes, forwarded;
     bool stopped; /* a fatal error stopped the node (role is then 0: it leads nothing) */
     bool removed; /* a member said this node is no longer in the configuration */
+    uint64_t cluster_id; /* sent in every handshake: given, or derived from the bootstrap
+                          * configuration and kept in the data directory; 0: none */
     char stop_reason[512];   /* why, when stopped */
     uint64_t snapshot_failures; /* snapshots that failed in a row (0 after one succeeds) */
     char snapshot_error[400];   /* why the last one failed */

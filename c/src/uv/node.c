@@ -389,13 +389,21 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
         }
     }
     if (rc == 0) {
+        char why[400] = "";
+        rc = craft__uv_cluster_id(c, c->store == NULL ? n->data_dir : NULL, &n->cluster_id, why,
+                                  sizeof why);
+        if (rc != 0) {
+            set_error("%s", why);
+        }
+    }
+    if (rc == 0) {
         rc = boot_core(n);
     }
     if (rc == 0) {
         struct craft__transport_options to;
         craft__transport_options_init(&to);
         to.id = n->id;
-        to.cluster_id = c->cluster_id;
+        to.cluster_id = n->cluster_id;
         to.listen_address = n->address;
         to.max_frame = c->max_frame;
         to.seed = n->id ^ uv_hrtime();
@@ -471,6 +479,7 @@ int craft_uv_node_start(struct craft_uv_node *n)
         return CRAFT_EINVAL;
     }
     n->started = true;
+    craft__uv_check_peers(n);
     sync_peers(n);
     craft__uv_clock_start(n);
     craft__uv_drive(n);
@@ -554,6 +563,7 @@ void craft__uv_publish_status(struct craft_uv_node *n)
     }
     s.stopped = n->dead;
     s.removed = n->removed;
+    s.cluster_id = n->cluster_id;
     if (n->dead || n->removed) {
         /* A stopped node leads nothing, whatever its core last said; a removed one follows no
          * one (nobody leads it any more). */

@@ -170,6 +170,7 @@ struct craft_uv_node {
     bool stopping;
     bool closing; /* the transport and handles are being closed */
     bool removed; /* a member said this node is not in its committed configuration */
+    uint64_t cluster_id; /* in every handshake (identity.c); 0: none, any cluster */
     bool dead; /* a fatal error: nothing more is processed */
     int dead_rc;
     char dead_msg[512]; /* why, given to every request the node fails from then on */
@@ -192,6 +193,13 @@ void craft__uv_event(struct craft_uv_node *n, const struct craft_uv_event *e);
 void craft__uv_publish_status(struct craft_uv_node *n);
 void craft__uv_maybe_publish_status(struct craft_uv_node *n);
 void craft__uv_maybe_finish_stop(struct craft_uv_node *n);
+/* identity.c: the cluster id (given, kept in the data directory, or derived from the bootstrap
+ * configuration; 0: none), and the warning about a peers map that differs from the stored
+ * configuration (at start). */
+uint64_t craft__uv_cluster_id_of(const struct craft_configuration *conf);
+int craft__uv_cluster_id(const struct craft_uv_config *c, const char *data_dir, uint64_t *out,
+                         char *err, size_t cap);
+void craft__uv_check_peers(struct craft_uv_node *n);
 /* Server `by` says this node is not in its committed configuration (of index `index`). */
 void craft__uv_removed(struct craft_uv_node *n, craft_id by, craft_index index);
 
