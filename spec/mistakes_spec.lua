@@ -193,6 +193,8 @@ describe("errors that say what went wrong (Lua)", function()
         { { session_options = { max_sessions = 0 } }, { "max_sessions", "1" } },
         { { digest_interval = -1 }, { "digest_interval" } },
         { { address = "127.0.0.1" }, { "address", "host:port" } },
+        { { id = "1", peers = { [1] = "127.0.0.1:0" } }, { "id must be a positive integer", 'the string "1"' } },
+        { { peers = { ["1"] = "127.0.0.1:0" } }, { "peers: ids", 'the string "1"' } },
         { { peers = { [1] = "127.0.0.1:0", [2] = "db.example.com:7002" } }, { "peers[2]", "not resolved" } },
         { { peers = { [1] = "127.0.0.1:0", [2] = "127.0.0.1:0" } }, { "peers[2]", "port 0" } },
         { { peers = { [1] = "127.0.0.1:0", [2] = "127.0.0.1:7", [3] = "127.0.0.1:7" } }, { "same address" } },

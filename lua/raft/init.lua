@@ -390,6 +390,12 @@ local function check_address(bad, what, a, port_zero)
     end
 end
 
+-- A value as an error message shows it: strings quoted, so that "1" is not taken for 1.
+local function show(v)
+    if type(v) == "string" then return ("the string %q"):format(v) end
+    return tostring(v)
+end
+
 local function is_id(v)
     return type(v) == "number" and v > 0 and v == math.floor(v)
 end
@@ -409,7 +415,7 @@ function raft.node(o)
         end
     end
     local function bad(msg) error("raft.node: " .. msg, 3) end
-    if not is_id(o.id) then bad(("id must be a positive integer, not %s"):format(tostring(o.id))) end
+    if not is_id(o.id) then bad(("id must be a positive integer, not %s"):format(show(o.id))) end
     check_address(bad, "address", o.address, true)
     if o.log_store ~= nil then
         local st = o.log_store
@@ -434,7 +440,7 @@ function raft.node(o)
         local seen = {}
         for id, addr in pairs(o.peers) do
             if not is_id(id) then
-                bad(("peers: ids must be positive integers, not %s"):format(tostring(id)))
+                bad(("peers: ids must be positive integers, not %s"):format(show(id)))
             end
             check_address(bad, ("peers[%d]"):format(id), addr, id == o.id)
             if seen[addr] and not addr:match(":0$") then

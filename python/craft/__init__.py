@@ -170,15 +170,23 @@ class Node:
     from the start: 64 MiB by default; SEGMENT_SIZE_MIN to SEGMENT_SIZE_MAX, 4 KiB to 1 GiB).
     """
 
-    def __init__(self, id: int, address: str, data_dir: Optional[str] = None,
+    def __init__(self, id: int, address: str,
+                 data_dir: "Optional[Union[str, os.PathLike[str]]]" = None,
                  fsm: Optional[StateMachine] = None, *, peers: Optional[Dict[int, str]] = None,
                  join: bool = False, log_store: Any = None, sessions: bool = True,
                  timeout: float = 10.0, session_options: Optional[Dict[str, Any]] = None,
                  log_level: str = "info", digest_interval: int = 0, **options: Any) -> None:
-        if fsm is None:
-            raise ConfigError("fsm= is required: an instance of a craft.StateMachine subclass")
+        _config.check_fsm(fsm)
         if data_dir is None and log_store is None:
             raise ConfigError("give data_dir= (the durable store) or log_store=")
+        if log_store is not None:
+            _config.check_store(log_store)
+        directory: Optional[str] = None
+        if data_dir is not None:
+            if not isinstance(data_dir, (str, os.PathLike)):
+                raise ConfigError(f"data_dir must be a path (str or os.PathLike), not "
+                                  f"{data_dir!r}")
+            directory = os.fspath(data_dir)
         _config.check(id, address, peers, join, timeout, log_level, options, session_options,
                       digest_interval)
         levels = _config.LEVELS
@@ -194,7 +202,7 @@ class Node:
         self._last_leader: Optional[int] = None
         self._sessions_on = sessions
         try:
-            self._c = _craft.Node(id, address, data_dir, self._adapter, events=self._on_event,
+            self._c = _craft.Node(id, address, directory, self._adapter, events=self._on_event,
                                   peers=peers, store=log_store,
                                   default_timeout_ms=int(self.timeout * 1000),
                                   log_level=levels[log_level], **options)

@@ -71,6 +71,31 @@ def check_address(what: str, address: Any, port_zero: bool) -> None:
                           f"65535, at most {ADDRESS_MAX} characters; not {address!r}")
 
 
+STORE_METHODS = ("load_hard_state", "save_hard_state", "bounds", "append", "truncate", "compact",
+                 "entries", "term", "snapshot_begin", "snapshot_commit", "snapshot_abort",
+                 "snapshot_meta", "snapshot_open")
+
+
+def check_fsm(fsm: Any) -> None:
+    if fsm is None:
+        raise ConfigError("fsm= is required: an instance of a craft.StateMachine subclass")
+    if isinstance(fsm, type):
+        raise ConfigError(f"fsm must be an instance, {fsm.__name__}(), not the class "
+                          f"{fsm.__name__} itself (give each Node its own instance)")
+    for name in ("apply", "snapshot", "restore"):
+        if not callable(getattr(fsm, name, None)):
+            raise ConfigError(f"fsm has no method {name}(): subclass craft.StateMachine (its "
+                              f"apply(command, index) is yours to write)")
+
+
+def check_store(store: Any) -> None:
+    missing = [m for m in STORE_METHODS if not callable(getattr(store, m, None))]
+    if missing:
+        raise ConfigError(f"log_store lacks the method(s) {', '.join(missing)}() (a log store "
+                          f"implements {', '.join(STORE_METHODS)}: see docs/python.md, \"Log "
+                          f"stores in Python\", and craft.MemoryLogStore)")
+
+
 def check(id: Any, address: Any, peers: Optional[Mapping[Any, Any]], join: bool,
           timeout: Any, log_level: Any, options: Dict[str, Any],
           session_options: Optional[Mapping[str, Any]], digest_interval: Any) -> None:

@@ -243,7 +243,7 @@ _BY_CODE = {
 
 
 # Codes whose detail, when there is one, already says the cause and what to do.
-_COMPLETE = {-2, -11, -23}
+_COMPLETE = {-2, -5, -11, -23}
 
 
 def from_code(code: int, detail: str = "", leader_id: int = 0,

@@ -214,8 +214,11 @@ static int check_running(NodeObject *self)
     uv_mutex_unlock(&self->lock);
     if (st != ST_RUNNING) {
         craftpy_raise(CRAFT_ESHUTDOWN,
-                      st == ST_NEW ? "the node is not started: call start() first"
-                                   : "the node is closed",
+                      st == ST_NEW ? "the node is not started: call start() first (or use it "
+                                     "in a with block)"
+                      : st == ST_STARTING ? "the node is still starting: wait for start() to "
+                                            "return"
+                                          : "the node is closed: create a new Node to go on",
                       0, NULL);
         return -1;
     }

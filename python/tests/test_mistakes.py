@@ -528,3 +528,40 @@ def test_a_restart_with_other_peers_keeps_the_stored_configuration_and_says_so(t
         assert craft.codec.loads(node.apply(cmd("set", "y", 2))) == 2
     finally:
         c.close()
+
+
+class NoStore:
+    def append(self, entries):
+        pass
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: craft.Node(1, "127.0.0.1:0", d, KV, peers={1: "127.0.0.1:0"}),
+     ["fsm must be an instance", "KV()"]),
+    (lambda d: craft.Node(1, "127.0.0.1:0", d, object(), peers={1: "127.0.0.1:0"}),
+     ["fsm has no method apply()"]),
+    (lambda d: craft.Node(1, "127.0.0.1:0", None, KV(), peers={1: "127.0.0.1:0"},
+                          log_store=NoStore()),
+     ["log_store lacks", "load_hard_state", "MemoryLogStore"]),
+    (lambda d: craft.Node(1, "127.0.0.1:0", 42, KV(), peers={1: "127.0.0.1:0"}),
+     ["data_dir must be a path"]),
+])
+def test_the_wrong_kind_of_argument_is_named(tmp_path, make, words):
+    with pytest.raises(craft.ConfigError) as info:
+        make(str(tmp_path))
+    for w in words:
+        assert w in str(info.value), str(info.value)
+
+
+def test_a_path_object_is_a_data_dir_and_early_calls_say_what_to_do(tmp_path):
+    node = craft.Node(1, "127.0.0.1:0", tmp_path / "n1", KV(), peers={1: "127.0.0.1:0"},
+                      fsync=False, segment_size=SEGMENT)
+    for call in (lambda: node.apply(b"x"), lambda: node.status()):
+        with pytest.raises(craft.Closed) as info:
+            call()
+        assert str(info.value) == ("the node is not started: call start() first (or use it in "
+                                   "a with block)")
+    with node:
+        node.wait_for_leader(5)
+    with pytest.raises(craft.Closed, match="closed: create a new Node"):
+        node.apply(cmd("set", "x", 1))
