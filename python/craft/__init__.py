@@ -163,11 +163,15 @@ class Node:
     timeout: the default timeout of requests, in seconds.
     Options: heartbeat_ms (50), election_timeout_ms (500), pre_vote, check_quorum (True),
     snapshot_entries (16384), snapshot_trailing (1024), fsync (True), forward (True: followers
-    forward proposals and reads to the leader), max_frame, cluster_id, seed, log_level
-    ("debug", "info", "warn", "error": lines go to the "craft" logger), session_options (dict:
-    max_sessions, expire_after, max_cached_results), segment_size (bytes of one WAL segment of
-    the durable store, preallocated when the segment is created, so what the node takes on disk
-    from the start: 64 MiB by default; SEGMENT_SIZE_MIN to SEGMENT_SIZE_MAX, 4 KiB to 1 GiB).
+    forward proposals and reads to the leader), max_frame (64 MiB; commands longer than
+    max_command_size(max_frame) are refused), cluster_id (0: derived from peers when the cluster
+    is created and kept in data_dir), seed, log_level ("debug", "info", "warn", "error": lines
+    go to the "craft" logger), session_options (dict: max_sessions, expire_after,
+    max_cached_results), digest_interval (0: off; state digests every that many commands),
+    segment_size (bytes of one WAL segment of the durable store, preallocated when the segment
+    is created, so what the node takes on disk from the start: 64 MiB by default;
+    SEGMENT_SIZE_MIN to SEGMENT_SIZE_MAX, 4 KiB to 1 GiB). Every option is checked here: a
+    ConfigError names the option, the value and the accepted range.
     """
 
     def __init__(self, id: int, address: str,
