@@ -7,7 +7,7 @@
 -- libuv runtime, simulator) and the binding in lua/src compile into one module, raft.core,
 -- against the system's libuv, msgpack-c and OpenSSL; it does not link liblua (the host provides
 -- the Lua symbols). The "command" build type, not "builtin": builtin copies the whole lua/ folder
--- (C sources, objects, compat.h) into the Lua tree; here only raft.core and the three Lua
+-- (C sources, objects, compat.h) into the Lua tree; here only raft.core and the four Lua
 -- files are installed (spec/rockspec_spec.lua lists the installed tree).
 --
 -- The version is craft's, CRAFT_VERSION_STRING in c/include/craft.h, with the rockspec revision
@@ -57,6 +57,7 @@ $(CC) $(CFLAGS) -std=gnu11 -Ic/include -Ic/src -I$(LUA_INCDIR) -I$(UV_INCDIR) -I
     install = {
         lua = {
             ["raft.init"] = "lua/raft/init.lua",
+            ["raft.fsm"] = "lua/raft/fsm.lua",
             ["raft.sim"] = "lua/raft/sim.lua",
             ["raft.store"] = "lua/raft/store.lua",
         },

@@ -25,12 +25,35 @@ passes. Only 127.0.0.1 is used.
 ]]
 
 local v = _VERSION:match("%d+%.%d+")
-local TREE = "./lua_modules"
-local LPATH = ("%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua;"):format(TREE, v, TREE, v)
-local LCPATH = ("%s/lib/lua/%s/?.so;"):format(TREE, v)
+-- Where the rock is: $RAFT_LUA_TREE, else the checkout's lua_modules (make lua-install) next to
+-- this script, whatever the working directory; without either, the interpreter's own paths
+-- (a rock installed with luarocks into the system tree).
+local SCRIPT = arg and arg[0] or "bench/lua_bench.lua"
+local ROOT = SCRIPT:match("^(.*)/bench/[^/]*$") or (SCRIPT:match("^bench/") and ".") or
+    (SCRIPT:match("^(.*)/[^/]*$") and SCRIPT:match("^(.*)/[^/]*$") .. "/..") or ".."
+local function exists(path)
+    local f = io.open(path)
+    if f then f:close() end
+    return f ~= nil
+end
+local TREE = os.getenv("RAFT_LUA_TREE")
+if not TREE and exists(("%s/lua_modules/lib/lua/%s/raft/core.so"):format(ROOT, v)) then
+    TREE = ROOT .. "/lua_modules"
+end
+local LPATH, LCPATH = "", ""
+if TREE then
+    LPATH = ("%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua;"):format(TREE, v, TREE, v)
+    LCPATH = ("%s/lib/lua/%s/?.so;"):format(TREE, v)
+end
 package.path = LPATH .. package.path
 package.cpath = LCPATH .. package.cpath
-local raft = require "raft"
+local ok_raft, raft = pcall(require, "raft")
+if not ok_raft then
+    io.stderr:write("lua_bench: cannot load the rock \"raft\" (", tostring(raft), "): run `make "
+        .. "lua-install` in the checkout, set RAFT_LUA_TREE to a luarocks tree holding it, or "
+        .. "install it with luarocks\n")
+    os.exit(2)
+end
 
 local KEYS, SIZE = 1024, 100
 
@@ -157,12 +180,13 @@ local function point(o, window, rep)
     for i = 1, 3 do parts[i] = i .. "=" .. addrs[i] end
     local peers = table.concat(parts, ",")
     local interp = arg[-1] or "lua5.4"
-    local env = ("LUA_PATH='%s;' LUA_CPATH='%s;'"):format(LPATH, LCPATH)
-    if v == "5.4" then env = env .. (" LUA_PATH_5_4='%s;' LUA_CPATH_5_4='%s;'"):format(LPATH, LCPATH) end
+    local env = ("LUA_PATH='%s;;' LUA_CPATH='%s;;'"):format(LPATH, LCPATH)
+    if v == "5.4" then env = env .. (" LUA_PATH_5_4='%s;;' LUA_CPATH_5_4='%s;;'"):format(LPATH, LCPATH) end
+    if TREE then env = env .. (" RAFT_LUA_TREE='%s'"):format(TREE) end
     local budget = o.warmup + o.duration + 60
     for i = 1, 3 do
-        local cmd = ("%s %s bench/lua_bench.lua worker %d %s %s/n%d %s/out %d %g %g %d %s %d >'%s/log%d' 2>&1 </dev/null & echo $! > '%s/pid%d'"):format(
-            env, interp, i, peers, root, i, root, window, o.warmup, o.duration, o.fsync and 1 or 0,
+        local cmd = ("%s %s '%s' worker %d %s %s/n%d %s/out %d %g %g %d %s %d >'%s/log%d' 2>&1 </dev/null & echo $! > '%s/pid%d'"):format(
+            env, interp, SCRIPT, i, peers, root, i, root, window, o.warmup, o.duration, o.fsync and 1 or 0,
             self_pid(), budget, root, i, root, i)
         assert(os.execute(cmd))
         live[#live + 1] = assert(tonumber(read_file(("%s/pid%d"):format(root, i))))

@@ -37,6 +37,7 @@ end
 local function expected_tree(v)
     return {
         ("lib/lua/%s/raft/core.so"):format(v),
+        ("share/lua/%s/raft/fsm.lua"):format(v),
         ("share/lua/%s/raft/init.lua"):format(v),
         ("share/lua/%s/raft/sim.lua"):format(v),
         ("share/lua/%s/raft/store.lua"):format(v),

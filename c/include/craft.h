@@ -66,7 +66,8 @@ extern "C" {
     X(CANCELED, -19, "canceled")                                                               \
     X(STATE, -20, "the call is not valid in the node's current state")                         \
     X(VIOLATION, -21, "a Raft safety invariant was violated")                                  \
-    X(APPLY, -22, "the state machine failed the command")
+    X(APPLY, -22, "the state machine failed the command")                                      \
+    X(ADDRINUSE, -23, "the address is already in use")
 
 enum {
 #define CRAFT__ERRNO_ENUM(name, code, msg) CRAFT_E##name = (code),

@@ -64,11 +64,12 @@ TEST(transport_open_errors)
     opts_init(&o, 0);
     CHECK_EQ(ep_open_opts(&a, &o), CRAFT_EINVAL);
 
-    /* A port in use: EIO, and the listener that could not bind is freed once the loop runs. */
+    /* A port in use: EADDRINUSE, and the listener that could not bind is freed once the loop
+     * runs. */
     CHECK_OK(ep_open(&a, 1));
     opts_init(&o, 2);
     o.listen_address = a.addr;
-    CHECK_EQ(ep_open_opts(&b, &o), CRAFT_EIO);
+    CHECK_EQ(ep_open_opts(&b, &o), CRAFT_EADDRINUSE);
     CHECK(b.t == NULL);
     CHECK(strstr(b.logs, "cannot listen") != NULL);
 

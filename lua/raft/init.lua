@@ -18,6 +18,7 @@
 
 local core = require "raft.core"
 local store = require "raft.store"
+local fsm_adapter = require "raft.fsm"
 
 local raft = {
     _VERSION = "raft " .. core.craft_version,
@@ -40,6 +41,7 @@ local PREFIX = {
     ENOCONN = "no connection",
     EBUSY = "busy",
     EAPPLY = "apply failed",
+    ETOOBIG = "too large",
 }
 
 local HINT = {
@@ -48,6 +50,7 @@ local HINT = {
     EDROPPED = "the proposal was lost to a leader change and was not applied; it is safe to retry",
     ENOCONN = "the connection to the leader dropped while it handled the request; the outcome is unknown",
     EBUSY = "a leadership transfer or membership change is in progress; retry shortly",
+    ETOOBIG = "the command is larger than one frame can carry (max_frame): split it, or raise max_frame on every node",
 }
 
 --- The error values of a failed request: message, code, leader id, leader address.
@@ -64,7 +67,12 @@ local function failure(status, data, leader_id, leader_address)
         end
         return msg, code, leader_id, leader_address
     elseif code == "EAPPLY" then
-        return "apply failed: " .. (data or ""), code
+        -- "<name>\0<message>" (docs/protocol.md): the error's name, then its message.
+        local name, message = (data or ""):match("^([^%z]*)%z(.*)$")
+        if name == "craft.SessionError" then
+            return "session: " .. message, "ESESSION"
+        end
+        return "apply failed: " .. (message or data or ""), code
     end
     local prefix = PREFIX[code] or text
     msg = prefix .. ": " .. (HINT[code] or text)
@@ -115,6 +123,8 @@ function raft.spawn(fn, ...)
 end
 
 --- Runs the loop: until raft.stop() is called, every node is closed, or timeout_ms passed.
+-- The first SIGINT (Ctrl-C) while it runs closes every node and makes it return nil,
+-- "interrupted: ...", "EINTR".
 function raft.run(timeout_ms)
     return core.run("default", timeout_ms)
 end
@@ -207,12 +217,45 @@ local OP = { PROPOSE = 1, READ = 2, READ_LEASE = 3, ADD = 4, PROMOTE = 5, REMOVE
 -- gives nil, message, code[, leader_id, leader_address]. With cb: cb(values...) later, and
 -- true now. In a raft.spawn coroutine: yields until done. Elsewhere: drives the loop until
 -- done. A request that could not be submitted returns nil, message, code at once.
+-- When this node cannot reach a majority of the voters: the "no quorum: ..." message and
+-- "ENOQUORUM", with the counts; else nil.
+local function no_quorum(node)
+    local c = node._c
+    if not c:is_open() then return nil end
+    local s = c:status()
+    local voters, reachable, down = 0, 0, {}
+    for _, p in ipairs(s.peers) do
+        if p.role == "voter" then
+            voters = voters + 1
+            if p.connected then
+                reachable = reachable + 1
+            else
+                down[#down + 1] = ("%d (%s)"):format(p.id, p.address)
+            end
+        end
+    end
+    local need = math.floor(voters / 2) + 1
+    if voters == 0 or reachable >= need then return nil end
+    return ("no quorum: node %d reaches %d of the %d voters (itself included) and a majority needs %d; unreachable: %s. Start them or repair the network; the outcome of a command sent meanwhile is unknown")
+        :format(s.id, reachable, voters, need, table.concat(down, ", ")), "ENOQUORUM", reachable, voters
+end
+
 local function request(node, fname, op, payload, server, address, auto, timeout, cb, ok)
     local function shape(status, index, data, leader_id, leader_address)
         if status == 0 then
             return ok(index, data)
         end
-        return nil, failure(status, data, leader_id, leader_address)
+        local msg, code, a, b = failure(status, data, leader_id, leader_address)
+        if (code == "ETIMEDOUT" or code == "ENOTLEADER") and node._c:is_open()
+                and node._c:status().removed then
+            return nil, ("removed: node %d was removed from the cluster's configuration and serves nothing; stop it, or move its data directory aside and add it again from the leader (add_server)")
+                :format(node._c:id()), "EREMOVED"
+        end
+        if code == "ETIMEDOUT" or (code == "ENOTLEADER" and a == nil) then
+            local qmsg, qcode, reachable, voters = no_quorum(node)
+            if qmsg then return nil, qmsg, qcode, reachable, voters end
+        end
+        return nil, msg, code, a, b
     end
     local c = node._c
     if not c:is_open() then
@@ -339,7 +382,8 @@ Node.__index = Node
 raft.Node = Node
 
 local EVENTS = { role = true, leader = true, membership = true, snapshot = true, stopped = true,
-    follower_log_lost = true }
+    follower_log_lost = true, diverged = true, snapshot_failed = true, removed = true,
+    peers_differ = true }
 local LEVELS = { debug = 0, info = 1, warn = 2, warning = 2, error = 3 }
 local KNOWN = {
     id = true, address = true, data_dir = true, peers = true, join = true, apply = true,
@@ -347,8 +391,8 @@ local KNOWN = {
     cluster_id = true, heartbeat_ms = true, election_timeout_ms = true, pre_vote = true,
     check_quorum = true, snapshot_entries = true, snapshot_trailing = true, fsync = true,
     forward = true, max_frame = true, timeout_ms = true, seed = true, log_store = true,
-    segment_size = true,
-    security = true, limits = true,
+    segment_size = true, sessions = true, session_options = true, digest_interval = true,
+    digest = true, security = true, limits = true,
 }
 local LIMITS = {
     max_pending = true, max_clients = true, max_clients_per_ip = true,
@@ -359,6 +403,58 @@ local LIMITS = {
 -- it preallocates (docs/storage.md). Left out, the store's default: 64 MiB.
 raft.SEGMENT_SIZE_MIN = 4096
 raft.SEGMENT_SIZE_MAX = 1073741824
+
+--- The smallest max_frame a node accepts.
+raft.MAX_FRAME_MIN = 65536
+
+--- raft.max_command([max_frame]): the largest command (bytes) a cluster whose nodes use this
+-- max_frame (default 64 MiB) can replicate: one entry must fit in one frame. node:apply refuses
+-- a larger one at once with nil, "too large: ...", "ETOOBIG".
+function raft.max_command(max_frame)
+    return core.max_command(max_frame)
+end
+
+-- Integer options: accepted range and what they mean.
+local INT_OPTIONS = {
+    heartbeat_ms = { 1, 60000, "milliseconds between heartbeats (the tick)" },
+    election_timeout_ms = { 2, 3600000, "milliseconds, at least twice heartbeat_ms" },
+    snapshot_entries = { 0, 2 ^ 53, "entries between snapshots (0: never by count)" },
+    snapshot_trailing = { 0, 2 ^ 53, "entries kept after a snapshot" },
+    timeout_ms = { 1, 86400000, "milliseconds, the default timeout of requests" },
+    cluster_id = { 0, 2 ^ 53, "(0: derived from the bootstrap configuration)" },
+    seed = { 0, 2 ^ 53, "(0: from the id and the clock)" },
+}
+
+-- "host:port" with a numeric IPv4 address, localhost or [IPv6], as the runtime parses it.
+local function check_address(bad, what, a, port_zero)
+    local host, port
+    if type(a) == "string" and #a < 64 then
+        host, port = a:match("^(%[[%x:.]+%]):(%d+)$")
+        if not host then
+            host, port = a:match("^([%d.]+):(%d+)$")
+            if host then
+                local parts = { host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$") }
+                if #parts ~= 4 then host = nil end
+                for _, p in ipairs(parts) do if tonumber(p) > 255 then host = nil end end
+            else
+                host, port = a:match("^(localhost):(%d+)$")
+            end
+        end
+    end
+    if not host or tonumber(port) > 65535 then
+        bad(("%s must be \"host:port\" with a numeric IPv4 address, localhost or [IPv6] (names are not resolved) and a port from 0 to 65535, shorter than 64 bytes; not %s")
+            :format(what, type(a) == "string" and ("%q"):format(a) or tostring(a)))
+    end
+    if not port_zero and tonumber(port) == 0 then
+        bad(("%s %q has port 0: a peer's address needs its real port (port 0 only lets this node's own address pick one)"):format(what, a))
+    end
+end
+
+-- A value as an error message shows it: strings quoted, so that "1" is not taken for 1.
+local function show(v)
+    if type(v) == "string" then return ("the string %q"):format(v) end
+    return tostring(v)
+end
 
 local function is_id(v)
     return type(v) == "number" and v > 0 and v == math.floor(v)
@@ -379,8 +475,8 @@ function raft.node(o)
         end
     end
     local function bad(msg) error("raft.node: " .. msg, 3) end
-    if not is_id(o.id) then bad("id must be a positive integer") end
-    if type(o.address) ~= "string" then bad('address must be a string "host:port" (port 0 picks one)') end
+    if not is_id(o.id) then bad(("id must be a positive integer, not %s"):format(show(o.id))) end
+    check_address(bad, "address", o.address, true)
     if o.log_store ~= nil then
         local st = o.log_store
         if type(st) ~= "table" and type(st) ~= "userdata" then
@@ -401,10 +497,16 @@ function raft.node(o)
     if o.peers ~= nil and o.join then bad("peers and join = true exclude each other") end
     if o.peers ~= nil then
         if type(o.peers) ~= "table" then bad("peers must be a table {[id] = \"host:port\"}") end
+        local seen = {}
         for id, addr in pairs(o.peers) do
-            if not is_id(id) or type(addr) ~= "string" then
-                bad("peers must map positive integer ids to \"host:port\" strings")
+            if not is_id(id) then
+                bad(("peers: ids must be positive integers, not %s"):format(show(id)))
             end
+            check_address(bad, ("peers[%d]"):format(id), addr, id == o.id)
+            if seen[addr] and not addr:match(":0$") then
+                bad(("peers %d and %d have the same address %q: every server needs its own"):format(seen[addr], id, addr))
+            end
+            seen[addr] = id
         end
         if o.peers[o.id] == nil then bad(("peers must include this node (%d)"):format(o.id)) end
     end
@@ -413,6 +515,26 @@ function raft.node(o)
     local apply = o.apply or (fsm and fsm.apply)
     local snapshot = o.snapshot or (fsm and fsm.snapshot)
     local restore = o.restore or (fsm and fsm.restore)
+    local digest = o.digest or (fsm and fsm.digest)
+    if digest ~= nil and type(digest) ~= "function" then bad("digest must be a function() returning a string or a table of strings") end
+    if o.sessions ~= nil and type(o.sessions) ~= "boolean" then bad("sessions must be true or false (the same on every node)") end
+    local so = o.session_options
+    if so ~= nil then
+        if type(so) ~= "table" then bad("session_options must be a table {max_sessions =, expire_after =, max_cached_results =}") end
+        for k, v in pairs(so) do
+            if k ~= "max_sessions" and k ~= "expire_after" and k ~= "max_cached_results" then
+                bad(("session_options: unknown option %q (known: expire_after, max_cached_results, max_sessions)"):format(tostring(k)))
+            end
+            local min = k == "expire_after" and 0 or 1
+            if type(v) ~= "number" or v ~= math.floor(v) or v < min or v > 4294967295 then
+                bad(("session_options.%s must be an integer from %d to 4294967295, not %s"):format(k, min, tostring(v)))
+            end
+        end
+    end
+    local di = o.digest_interval
+    if di ~= nil and (type(di) ~= "number" or di ~= math.floor(di) or di < 0) then
+        bad(("digest_interval must be an integer >= 0 (commands between state digests; 0: off), not %s"):format(tostring(di)))
+    end
     if type(apply) ~= "function" then bad("apply = function(command, index) ... end is required") end
     if (snapshot == nil) ~= (restore == nil) then bad("give both snapshot and restore, or neither") end
     if snapshot ~= nil and (type(snapshot) ~= "function" or type(restore) ~= "function") then
@@ -421,9 +543,26 @@ function raft.node(o)
     local level = o.log_level or "warn"
     if LEVELS[level] == nil then bad('log_level must be "debug", "info", "warn" or "error"') end
     if o.log ~= nil and type(o.log) ~= "function" then bad("log must be a function(level, line)") end
-    for _, k in ipairs({ "heartbeat_ms", "election_timeout_ms", "snapshot_entries", "snapshot_trailing",
-        "max_frame", "timeout_ms", "cluster_id", "seed" }) do
-        if o[k] ~= nil and (type(o[k]) ~= "number" or o[k] < 0) then bad(k .. " must be a number >= 0") end
+    for k, range in pairs(INT_OPTIONS) do
+        local v = o[k]
+        if v ~= nil and (type(v) ~= "number" or v ~= math.floor(v) or v < range[1] or v > range[2]) then
+            bad(("%s must be an integer from %.0f to %.0f: %s; not %s (leave it out for the default)")
+                :format(k, range[1], range[2], range[3], tostring(v)))
+        end
+    end
+    for _, k in ipairs({ "pre_vote", "check_quorum", "fsync", "forward", "join" }) do
+        if o[k] ~= nil and type(o[k]) ~= "boolean" then bad(("%s must be true or false, not %s"):format(k, tostring(o[k]))) end
+    end
+    local hb, et = o.heartbeat_ms or 50, o.election_timeout_ms or 500
+    if et < 2 * hb then
+        bad(("election_timeout_ms (%d) must be at least twice heartbeat_ms (%d): a follower would start elections between heartbeats"):format(et, hb))
+    end
+
+    local mf = o.max_frame
+    if mf ~= nil and (type(mf) ~= "number" or mf ~= math.floor(mf) or mf < raft.MAX_FRAME_MIN
+            or mf > 4294967295) then
+        bad(("max_frame must be an integer from %d (64 KiB) to 4294967295 bytes, not %s (leave it out for the default, 64 MiB; the same on every node)")
+            :format(raft.MAX_FRAME_MIN, tostring(mf)))
     end
     check_security("node", o.security)
     if o.limits ~= nil then
@@ -441,7 +580,7 @@ function raft.node(o)
             :format(raft.SEGMENT_SIZE_MIN, raft.SEGMENT_SIZE_MAX, tostring(seg)))
     end
 
-    local self = setmetatable({ _handlers = {}, _last_leader = nil }, Node)
+    local self = setmetatable({ _handlers = {}, _last_leader = nil, _sessions = o.sessions ~= false }, Node)
     for name in pairs(EVENTS) do self._handlers[name] = {} end
     if o.on ~= nil then
         if type(o.on) ~= "table" then bad("on must be a table {event = function}") end
@@ -458,6 +597,30 @@ function raft.node(o)
             fn(...)
         end
     end
+    local log_fn = o.log or function(_, line) io.stderr:write(line, "\n") end
+    local log_level = level
+    -- Sessions, the snapshot envelope and state digests (lua/raft/fsm.lua).
+    local adapter = fsm_adapter.new({ apply = apply, snapshot = snapshot, restore = restore,
+        digest = digest }, {
+        id = o.id, sessions = self._sessions, session_options = so, digest_interval = di,
+        log = function(level, line)
+            if LEVELS[level] >= LEVELS[log_level] then log_fn(level, line) end
+        end,
+        on_diverged = function(...) dispatch("diverged", ...) end,
+        is_leader = function()
+            local c = self._c
+            return c ~= nil and c:is_open() and c:status().role == "leader"
+        end,
+        propose = function(payload, done)
+            local c = self._c
+            if c == nil or not c:is_open() then return end
+            local ok = c:submit(OP.PROPOSE, payload, 0, nil, false, 0, function(status)
+                if status ~= 0 and done then done() end
+            end)
+            if not ok and done then done() end
+        end,
+    })
+    self._adapter = adapter
     local c, msg, code = core.node({
         id = o.id, address = o.address, data_dir = o.data_dir, peers = o.peers,
         cluster_id = o.cluster_id, heartbeat_ms = o.heartbeat_ms,
@@ -466,8 +629,8 @@ function raft.node(o)
         snapshot_trailing = o.snapshot_trailing, fsync = o.fsync, forward = o.forward,
         max_frame = o.max_frame, timeout_ms = o.timeout_ms, seed = o.seed,
         segment_size = seg, log_level = LEVELS[level], log = o.log,
-        apply = apply, snapshot = snapshot, restore = restore, log_store = o.log_store,
-        security = o.security, limits = o.limits,
+        apply = adapter.apply, snapshot = adapter.snapshot, restore = adapter.restore,
+        log_store = o.log_store, security = o.security, limits = o.limits,
         event = function(kind, role, term, leader, index, installed, err, message, match)
             if kind == 1 then
                 local l = leader ~= 0 and leader or nil
@@ -485,6 +648,12 @@ function raft.node(o)
                 dispatch("stopped", name, message)
             elseif kind == 5 then
                 dispatch("follower_log_lost", leader, match, index)
+            elseif kind == 6 then
+                dispatch("snapshot_failed", index, message)
+            elseif kind == 7 then
+                dispatch("removed", leader, index)
+            elseif kind == 8 then
+                dispatch("peers_differ", message)
             end
         end,
     })
@@ -492,6 +661,8 @@ function raft.node(o)
         return nil, msg, code
     end
     self._c = c
+    self._max_command = core.max_command(o.max_frame)
+    self._timeout_ms = o.timeout_ms or 10000
     return self
 end
 
@@ -509,6 +680,9 @@ end
 
 function Node:id() return self._c:id() end
 
+--- The largest command this node accepts (raft.max_command of its max_frame).
+function Node:max_command() return self._max_command end
+
 --- The address actually bound (useful with port 0).
 function Node:address() return self._c:address() end
 
@@ -516,12 +690,16 @@ function Node:is_open() return self._c:is_open() end
 
 --- A plain table: id, role, term, leader, leader_address, commit, applied, first_index,
 -- last_index, snapshot_index, peers {id, role, address, match, connected}, counters, stopped,
--- address.
+-- address; digest {index, digest} (the last state digest, hex) and diverged {index, leader,
+-- ours} once this node's state was found to differ from the leader's (it then stops).
 function Node:status()
     if not self._c:is_open() then
         return nil, "closed: the node is closed", "ESHUTDOWN"
     end
-    return self._c:status()
+    local s = self._c:status()
+    s.digest = self._adapter.last_digest
+    s.diverged = self._adapter.diverged
+    return s
 end
 
 --- The leader this node knows: id, address; or nil.
@@ -542,13 +720,21 @@ end
 function Node:wait_for_leader(timeout_ms)
     local ok, msg, code = raft.wait(function() return self:leader() ~= nil end, timeout_ms or 10000,
         "no leader known (are a majority of the peers running and reachable?)")
-    if not ok then return nil, msg, code end
+    if not ok then
+        local qmsg, qcode = no_quorum(self)
+        if qmsg then return nil, qmsg, qcode end
+        return nil, msg, code
+    end
     return self:leader()
 end
 
 local function check_command(fname, command)
     if type(command) ~= "string" then
         argerror(1, fname, "string expected, got " .. type(command), 3)
+    end
+    if command:byte(1) == 0xC1 and command:byte(2) == 0x63 then
+        argerror(1, fname, "a command may not start with the bytes C1 63: they mark craft's own "
+            .. "entries (sessions, state digests; docs/protocol.md)", 3)
     end
 end
 
@@ -594,6 +780,13 @@ function Node:read(fn, a, b)
     if type(fn) ~= "function" then argerror(1, "read", "function expected, got " .. type(fn)) end
     local opts, cb = options("read", 2, a, b)
     local mode = opts.mode or "linearizable"
+    local d = self._adapter.diverged
+    if d then
+        -- A state known to be wrong is never read, not even stale.
+        local msg = ("diverged: this node's state machine differs from the leader's (index %d); it stopped applying"):format(d.index)
+        if cb then cb(nil, msg, "EDIVERGED") return true end
+        return nil, msg, "EDIVERGED"
+    end
     if mode == "stale" then
         if cb then cb(fn()) return true end
         return fn()
@@ -618,12 +811,47 @@ function Node:read(fn, a, b)
     return unpack(inner, 2, inner.n)
 end
 
+-- The message of a failed membership change, naming the server and the members.
+local function change_failure(self, op, id, msg, code, ...)
+    local s = self._c:is_open() and self._c:status()
+    if not s then return nil, msg, code, ... end
+    local members, listing = {}, {}
+    for _, p in ipairs(s.peers) do
+        members[p.id] = p
+        listing[#listing + 1] = ("%d (%s at %s)"):format(p.id, p.role, p.address)
+    end
+    listing = table.concat(listing, ", ")
+    if code == "EEXISTS" and op == OP.ADD then
+        local p = members[id]
+        return nil, ("already a member: server %d is a %s at %s; to give it another address, remove_server(%d) and add it again once its data directory is moved aside; members: %s")
+            :format(id, p and p.role or "member", p and p.address or "?", id, listing), "EEXISTS"
+    elseif code == "ENOTFOUND" and (op == OP.PROMOTE or op == OP.REMOVE) then
+        return nil, ("not a member: server %d is not in the configuration; members: %s"):format(id, listing), "ENOTFOUND"
+    elseif code == "EINVAL" and op == OP.PROMOTE then
+        return nil, ("invalid: server %d is already a voter; promote makes a learner a voter"):format(id), code
+    elseif code == "EINVAL" and op == OP.REMOVE then
+        return nil, ("invalid: server %d is the last voter; a cluster without voters could never elect a leader again"):format(id), code
+    end
+    return nil, msg, code, ...
+end
+
 local function change(self, fname, op, id, address, auto, opts, cb)
     if not is_id(id) and not (op == OP.TRANSFER and id == 0) then
         argerror(1, fname, "server id expected", 3)
     end
-    return request(self, fname, op, nil, id, address, auto, opts.timeout_ms, cb,
-        function(index) return index end)
+    if op == OP.ADD then
+        check_address(function(m) argerror(2, fname, m, 4) end, "address", address, false)
+    end
+    local function shape(r, ...)
+        if r == nil then return change_failure(self, op, id, ...) end
+        return r, ...
+    end
+    if cb then
+        return request(self, fname, op, nil, id, address, auto, opts.timeout_ms,
+            function(...) cb(shape(...)) end, function(index) return index end)
+    end
+    return shape(request(self, fname, op, nil, id, address, auto, opts.timeout_ms, nil,
+        function(index) return index end))
 end
 
 --- node:add_server(id, address, [opts], [callback]) -> index of the configuration entry.
@@ -657,6 +885,96 @@ function Node:transfer_leadership(id, a, b)
     local r = pack(change(self, "transfer_leadership", OP.TRANSFER, id, nil, false, opts, cb))
     if r[1] ~= nil and cb == nil then return true end
     return unpack(r, 1, r.n)
+end
+
+-- ---- client sessions --------------------------------------------------------------------------
+
+local Session = {}
+Session.__index = Session
+raft.Session = Session
+
+-- Failures after which the same envelope may be sent again: the session table applies it once.
+local RETRY = { ETIMEDOUT = true, ENOQUORUM = true, EDROPPED = true, ENOCONN = true,
+    ENOTLEADER = true, EBUSY = true }
+
+-- Sends envelope through the node until an answer that is not a retryable failure, or until
+-- timeout_ms: result, nil, index | nil, message, code.
+function Session:_retry(envelope, timeout_ms)
+    local deadline = raft.now() + timeout_ms
+    local delay = 20
+    while true do
+        local left = deadline - raft.now()
+        if left <= 0 then
+            return nil, "timeout: the session got no answer in time; sending the same command again through this session later is still safe", "ETIMEDOUT"
+        end
+        local r = pack(request(self.node, "session:apply", OP.PROPOSE, envelope, 0, nil, false,
+            left, nil, ok_result))
+        if r[1] ~= nil or not RETRY[r[3]] or deadline - raft.now() <= delay then
+            return unpack(r, 1, r.n)
+        end
+        raft.sleep(delay)
+        delay = math.min(delay * 2, 500)
+    end
+end
+
+--- node:session([opts]) -> a client session (Raft thesis 6.3), or nil, message, code: commands
+-- sent through session:apply are applied exactly once, however often they are retried. Needs
+-- sessions (the default) on every node. opts.timeout_ms: for each call (default 10000). Blocking
+-- or in a raft.spawn coroutine; not from a callback.
+function Node:session(opts)
+    if not self._sessions then
+        error("raft: this node runs without sessions (sessions = false): sessions need them on every node", 2)
+    end
+    if opts ~= nil and type(opts) ~= "table" then argerror(1, "session", "options table expected") end
+    opts = opts or {}
+    local s = setmetatable({ node = self, timeout_ms = opts.timeout_ms or self._timeout_ms,
+        seq = 0, ack = 0, done = {}, closed = false }, Session)
+    local r, msg, code = s:_retry(core.session_register(), s.timeout_ms)
+    if r == nil then return nil, msg, code end
+    s.client_id = code -- the index of the registration: the client's id
+    return s
+end
+
+function Session:_completed(seq)
+    self.done[seq] = true
+    while self.done[self.ack + 1] do
+        self.ack = self.ack + 1
+        self.done[self.ack] = nil
+    end
+end
+
+--- session:apply(command, [opts|timeout_ms], [callback]) -> result, nil, index | nil, message,
+-- code: applies command exactly once, retrying the same envelope on timeouts, lost leaders and
+-- dropped proposals. "ESESSION" (message "session: ...") means the session expired or forgot the
+-- command: whether it was applied cannot be known; open a new session. With a callback it runs
+-- in a coroutine of its own and returns true.
+function Session:apply(command, a, b)
+    check_command("session:apply", command)
+    local opts, cb = options("apply", 2, a, b)
+    if cb then
+        raft.spawn(function() cb(self:apply(command, opts)) end)
+        return true
+    end
+    if self.closed then
+        return nil, "closed: the session is closed; open a new one with node:session()", "ESHUTDOWN"
+    end
+    self.seq = self.seq + 1
+    local seq = self.seq
+    local envelope = core.session_command(self.client_id, seq, self.ack, command)
+    local r = pack(self:_retry(envelope, opts.timeout_ms or self.timeout_ms))
+    if r[1] ~= nil or r[3] == "EAPPLY" or r[3] == "ESESSION" then
+        self:_completed(seq)
+    end
+    return unpack(r, 1, r.n)
+end
+
+--- session:close() -> true: unregisters the session (the cluster forgets its results).
+function Session:close()
+    if self.closed then return true end
+    self.closed = true
+    local r, msg, code = self:_retry(core.session_unregister(self.client_id), self.timeout_ms)
+    if r ~= nil or code == "ESESSION" then return true end -- gone already: it worked
+    return nil, msg, code
 end
 
 --- Stops the node gracefully: pending requests fail with "closed", writes in progress are

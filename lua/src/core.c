@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "craft/uv.h"
 #include "lraft.h"
 
 static const char LOOP_KEY[] = "raft.core.loop";
@@ -243,9 +244,23 @@ static int check_reentry(lua_State *L, struct lraft_loop *m, const char *what)
     return 0;
 }
 
+/* Ctrl-C while raft.run waits. The interpreters' own SIGINT handler (lua.c, luajit.c) only sets
+ * a hook that raises "interrupted!" at the next Lua instruction, and resets SIGINT to its
+ * default: in uv_run with nothing to do no Lua instruction comes, so the first Ctrl-C did
+ * nothing and the second killed the process with its nodes open. While raft.run runs, SIGINT
+ * is ours instead: it stops the loop, and raft.run closes every node and returns. */
+static void on_sigint(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    struct lraft_loop *m = h->data;
+    m->interrupted = true;
+    uv_stop(&m->loop);
+}
+
 /* core.run(mode, timeout_ms): mode "default" (until raft.stop(), the timeout, or nothing
  * left), "once" (until something happened or the timeout), "nowait". Returns whether the loop
- * still has work. */
+ * still has work; in mode "default", nil, message, "EINTR" when SIGINT ended it (every node is
+ * closed then). */
 static int l_run(lua_State *L)
 {
     static const char *const modes[] = {"default", "once", "nowait", NULL};
@@ -256,8 +271,29 @@ static int l_run(lua_State *L)
     if (timeout >= 0 && mode != 2) {
         uv_timer_start(&m->timer, on_timer, (uint64_t)timeout, 0);
     }
+    /* The host's SIGINT disposition, put back when the run ends (libuv would leave the
+     * default action behind). */
+    struct sigaction before;
+    bool watch = mode == 0 && sigaction(SIGINT, NULL, &before) == 0;
+    if (watch) {
+        m->interrupted = false;
+        watch = uv_signal_start(&m->sigint, on_sigint, SIGINT) == 0;
+    }
     int alive = run(m, L, mode == 0 ? UV_RUN_DEFAULT : mode == 1 ? UV_RUN_ONCE : UV_RUN_NOWAIT);
     uv_timer_stop(&m->timer);
+    if (watch) {
+        uv_signal_stop(&m->sigint);
+        sigaction(SIGINT, &before, NULL);
+    }
+    if (watch && m->interrupted) {
+        m->interrupted = false;
+        lraft_nodes_close_open(m, L);
+        lraft_raise_pending(m, L);
+        lua_pushnil(L);
+        lua_pushstring(L, "interrupted: SIGINT (Ctrl-C) ended raft.run; every node was closed");
+        lua_pushstring(L, "EINTR");
+        return 3;
+    }
     lraft_raise_pending(m, L);
     lua_pushboolean(L, alive);
     return 1;
@@ -411,6 +447,7 @@ static int loop_gc(lua_State *L)
     m->closed = true;
     uv_close((uv_handle_t *)&m->timer, close_cb);
     uv_close((uv_handle_t *)&m->wake, close_cb);
+    uv_close((uv_handle_t *)&m->sigint, close_cb);
     /* Pending raft.after timers: the nodes are gone, so every other handle is one of those. */
     uv_walk(&m->loop, close_timer, NULL);
     uv_run(&m->loop, UV_RUN_DEFAULT);
@@ -426,7 +463,17 @@ static int loop_gc(lua_State *L)
     return 0;
 }
 
+/* core.max_command([max_frame]) -> the largest command a cluster with that max_frame replicates. */
+static int l_max_command(lua_State *L)
+{
+    lua_Integer max_frame = luaL_optinteger(L, 1, 0);
+    luaL_argcheck(L, max_frame >= 0 && max_frame <= 0xFFFFFFFF, 1, "max_frame out of range");
+    lua_pushinteger(L, (lua_Integer)craft_uv_max_command((uint32_t)max_frame));
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
+    {"max_command", l_max_command},
     {"run", l_run},
     {"stop", l_stop},
     {"in_loop", l_in_loop},
@@ -485,6 +532,9 @@ int luaopen_raft_core(lua_State *L)
         uv_cond_init(&m->cv);
         uv_timer_init(&m->loop, &m->timer);
         m->timer.data = m;
+        uv_signal_init(&m->loop, &m->sigint);
+        m->sigint.data = m;
+        uv_unref((uv_handle_t *)&m->sigint); /* watching Ctrl-C keeps nothing alive */
         uv_async_init(&m->loop, &m->wake, on_wake);
         m->wake.data = m;
         uv_unref((uv_handle_t *)&m->wake);
@@ -496,6 +546,8 @@ int luaopen_raft_core(lua_State *L)
     lraft_node_init(L);
     lraft_sim_init(L);
     luaL_newlib(L, funcs);
+    lraft_session_init(L);
+    lraft_sha256_init(L);
     lua_pushstring(L, CRAFT_VERSION_STRING);
     lua_setfield(L, -2, "craft_version");
     lua_newtable(L);

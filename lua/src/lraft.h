@@ -64,6 +64,8 @@ struct lraft_loop {
     int pending_err;    /* LUA_NOREF, or the first error a callback raised */
     int live;           /* registry ref of a table {node userdata = true} of open nodes */
     uv_timer_t timer;   /* raft.poll / raft.run timeouts */
+    uv_signal_t sigint; /* watched while raft.run runs: Ctrl-C ends it and closes the nodes */
+    bool interrupted;   /* SIGINT arrived during raft.run */
     uv_async_t wake;    /* worker calls and deferred stops */
     uv_mutex_t mu;
     uv_cond_t cv;
@@ -97,6 +99,8 @@ int lraft_node_open(lua_State *L);
 void lraft_node_init(lua_State *L);
 void lraft_node_run_call(struct lraft_loop *m, struct lraft_call *c);
 void lraft_nodes_close_all(struct lraft_loop *m, lua_State *L);
+/* Closes every open node (raft.run interrupted), running the loop until each has stopped. */
+void lraft_nodes_close_open(struct lraft_loop *m, lua_State *L);
 void lraft_nodes_deferred(struct lraft_loop *m);
 
 /* store.c: a craft_store calling the Lua table at idx (raft.node's log_store). Raises for a
@@ -112,6 +116,9 @@ void lraft_security_read(lua_State *L, int t, struct craft_security *s);
 void lraft_limits_read(lua_State *L, int t, struct craft_uv_limits *l);
 int lraft_generate_secret(lua_State *L);
 int lraft_check_security(lua_State *L);
+/* session.c, sha256.c: add their functions to the module table at the top of the stack. */
+void lraft_session_init(lua_State *L);
+void lraft_sha256_init(lua_State *L);
 
 /* sim.c */
 int lraft_sim_open(lua_State *L);

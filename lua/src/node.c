@@ -33,6 +33,8 @@ struct lraft_node {
     bool closed; /* ST_CLOSED, as a flag for lraft_run_until */
     bool stop_deferred;
     bool collected; /* the userdata is gone: free when closed */
+    char *snapshot_tb; /* the last failed snapshot's error and traceback (loop thread), printed
+                        * with the runtime's snapshot_failed line: one line per attempt */
     int apply_ref, snapshot_ref, restore_ref, event_ref, log_ref;
     struct lraft_node *next, *prev;
 };
@@ -83,6 +85,7 @@ static void node_free(struct lraft_node *nd)
     }
     free(nd->address);
     free(nd->data_dir);
+    free(nd->snapshot_tb);
     free(nd);
 }
 
@@ -151,6 +154,27 @@ static int apply_body(lua_State *L)
         size_t len = 0;
         const char *s = NULL;
         if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+            if (lua_type(L, -1) == LUA_TTABLE) {
+                /* {raft_fatal = "EMALFORMED", message = ...} from lua/raft/init.lua: an entry
+                 * it cannot interpret, or a state known to be wrong. The node stops here. */
+                lua_getfield(L, -1, "raft_fatal");
+                lua_getfield(L, -2, "message");
+                if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+                    const char *name = lua_tostring(L, -2);
+                    a->rc = CRAFT_EMALFORMED;
+#define LRAFT_CODE_OF(cname, code, msg)                                                      \
+    if (strcmp(name, "E" #cname) == 0)                                                         \
+        a->rc = code;
+                    CRAFT_ERRNO_MAP(LRAFT_CODE_OF)
+#undef LRAFT_CODE_OF
+                    s = lua_tolstring(L, -1, &len);
+                    c->result = copy_bytes(s, len);
+                    c->result_size = c->result != NULL ? len : 0;
+                    c->error = 1;
+                    return 0;
+                }
+                lua_pop(L, 2);
+            }
             /* Deterministic state-machine behaviour (DESIGN.md): the entry counts as applied
              * everywhere and the proposer gets the message. */
             s = error_string(L, &len);
@@ -195,17 +219,45 @@ struct snap_ctx {
     struct lraft_call *c;
 };
 
+static int snapshot_traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    luaL_traceback(L, L, msg != NULL ? msg : "(the error object is not a string)", 1);
+    return 1;
+}
+
+/* The reason for the runtime (the error's first line, handed to the worker in c->data) and the
+ * whole text with its traceback for the log line. */
+static void keep_snapshot_error(struct lraft_node *nd, struct lraft_call *c, const char *text)
+{
+    if (text == NULL) {
+        text = "(no message)";
+    }
+    free(nd->snapshot_tb);
+    nd->snapshot_tb = strdup(text);
+    size_t first = strcspn(text, "\n");
+    c->data = malloc(first + 32);
+    if (c->data != NULL) {
+        snprintf(c->data, first + 32, "snapshot raised: %.*s", (int)first, text);
+    }
+}
+
 static int snapshot_body(lua_State *L)
 {
     struct snap_ctx *x = lua_touserdata(L, 1);
     struct lraft_loop *m = x->nd->m;
     struct lraft_call *c = x->c;
     lua_settop(L, 0);
+    lua_pushcfunction(L, snapshot_traceback);
     lua_rawgeti(L, LUA_REGISTRYINDEX, x->nd->snapshot_ref);
-    if (!lraft_pcall(m, 0, 1)) {
-        c->rc = CRAFT_EIO;
+    if (lua_pcall(L, 0, 1, 1) != LUA_OK) {
+        /* Not a disk problem and not fatal: the runtime logs it (with this traceback), raises
+         * "snapshot_failed" and tries again after a backoff; the node keeps serving. */
+        c->rc = CRAFT_EAPPLY;
+        keep_snapshot_error(x->nd, c, lua_tostring(L, -1));
         return 0;
     }
+    lua_remove(L, 1);
     /* Our own table of the chunks: the user may change theirs while the worker writes. */
     lua_newtable(L);
     size_t n = 0;
@@ -248,10 +300,10 @@ static int snapshot_body(lua_State *L)
     c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 fail:
-    /* A programming error: report it like any callback error. */
+    /* A programming error: reported as a failed snapshot, like an error the function raised. */
     luaL_traceback(L, L, lua_tostring(L, -1), 0);
-    lua_remove(L, -2);
-    lraft_report_error(m);
+    keep_snapshot_error(x->nd, c, lua_tostring(L, -1));
+    (void)m;
     return 0;
 }
 
@@ -272,6 +324,8 @@ static int restore_body(lua_State *L)
     return 0;
 }
 
+static void deliver_line(struct lraft_node *nd, int level, const char *line);
+
 struct log_ctx {
     struct lraft_node *nd;
     int level;
@@ -291,6 +345,25 @@ static int log_body(lua_State *L)
 }
 
 static void deliver_log(struct lraft_node *nd, int level, const char *line)
+{
+    char *joined = NULL;
+    if (nd->snapshot_tb != NULL && strstr(line, "event=snapshot_failed") != NULL) {
+        size_t a = strlen(line), b = strlen(nd->snapshot_tb);
+        joined = malloc(a + b + 2);
+        if (joined != NULL) {
+            memcpy(joined, line, a);
+            joined[a] = '\n';
+            memcpy(joined + a + 1, nd->snapshot_tb, b + 1);
+            line = joined;
+        }
+        free(nd->snapshot_tb);
+        nd->snapshot_tb = NULL;
+    }
+    deliver_line(nd, level, line);
+    free(joined);
+}
+
+static void deliver_line(struct lraft_node *nd, int level, const char *line)
 {
     struct lraft_loop *m = nd->m;
     if (nd->log_ref == LUA_NOREF || m == NULL || m->finalizing) {
@@ -377,6 +450,11 @@ static int fsm_snapshot(void *data, craft_uv_write_fn write, void *ctx)
         lraft_marshal(m, &c);
     }
     int rc = c.rc;
+    if (c.data != NULL) {
+        craft_uv_fsm_error(c.data); /* on this (the worker's) thread: the runtime reads it here */
+        free(c.data);
+        c.data = NULL;
+    }
     for (size_t i = 0; rc == 0 && i < c.n; i++) {
         if (c.lens[i] > 0) {
             rc = write(ctx, c.chunks[i], c.lens[i]);
@@ -587,6 +665,14 @@ static int l_submit(lua_State *L)
     if (rc != 0) {
         luaL_unref(L, LUA_REGISTRYINDEX, r->cb_ref);
         free(r);
+        if (rc == CRAFT_ETOOBIG) {
+            lua_pushfstring(L, "too large: the command is %d bytes, more than the %d bytes a "
+                               "command may have with max_frame = %d (one entry must fit in "
+                               "one frame): split it, or raise max_frame on every node",
+                            (int)len, (int)craft_uv_max_command(nd->cfg.max_frame),
+                            (int)nd->cfg.max_frame);
+            return lraft_fail(L, rc, lua_tostring(L, -1));
+        }
         return lraft_fail(L, rc, NULL);
     }
     /* Wake the loop if it sleeps in raft.poll: the request arrives through an async handle. */
@@ -612,7 +698,7 @@ static int l_status(lua_State *L)
     }
     lua_createtable(L, 0, 16);
     SET_INT("id", s.id);
-    lua_pushstring(L, s.role != 0 ? craft_role_name(s.role) : "none");
+    lua_pushstring(L, s.stopped ? "stopped" : s.role != 0 ? craft_role_name(s.role) : "none");
     lua_setfield(L, -2, "role");
     SET_INT("term", s.term);
     SET_INT("leader", s.leader);
@@ -625,6 +711,17 @@ static int l_status(lua_State *L)
     SET_INT("snapshot_index", s.snapshot_index);
     lua_pushboolean(L, s.stopped);
     lua_setfield(L, -2, "stopped");
+    lua_pushstring(L, s.stop_reason);
+    lua_setfield(L, -2, "stop_reason");
+    lua_pushboolean(L, s.removed);
+    lua_setfield(L, -2, "removed");
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)s.cluster_id);
+    lua_pushstring(L, hex); /* as hex: a 64-bit id does not fit a LuaJIT number */
+    lua_setfield(L, -2, "cluster_id");
+    SET_INT("snapshot_failures", s.snapshot_failures);
+    lua_pushstring(L, s.snapshot_error);
+    lua_setfield(L, -2, "snapshot_error");
     lua_pushstring(L, nd->bound);
     lua_setfield(L, -2, "address");
     lua_createtable(L, (int)s.n_peers, 0);
@@ -728,7 +825,9 @@ static void on_stopped(void *data)
         unref(L, &nd->log_ref);
         protect(m, live_remove_body, nd);
     }
-    if (nd->collected) {
+    /* While the state closes, lraft_nodes_close_all frees what is collected once every node
+     * has stopped: freeing here would pull the node from under its loop. */
+    if (nd->collected && (m == NULL || !m->finalizing)) {
         node_free(nd);
     }
 }
@@ -808,6 +907,23 @@ void lraft_nodes_close_all(struct lraft_loop *m, lua_State *L)
     m->nodes = NULL;
 }
 
+void lraft_nodes_close_open(struct lraft_loop *m, lua_State *L)
+{
+    for (;;) {
+        struct lraft_node *nd = m->nodes;
+        while (nd != NULL && nd->state != ST_OPEN) {
+            nd = nd->next;
+        }
+        if (nd == NULL) {
+            return;
+        }
+        node_close(L, nd);
+        if (nd->state == ST_OPEN) {
+            return; /* cannot happen: begin_stop leaves ST_OPEN at once */
+        }
+    }
+}
+
 static int l_close(lua_State *L)
 {
     struct lraft_node *nd = check_node(L, 1);
@@ -827,7 +943,6 @@ static int l_gc(lua_State *L)
         return 0;
     }
     *p = NULL;
-    nd->collected = true;
     if (nd->m == NULL) {
         node_free(nd);
         return 0;
@@ -838,6 +953,11 @@ static int l_gc(lua_State *L)
         nd->m->finalizing = true;
         node_close(L, nd);
     }
+    /* Marked collected only now: on_stopped frees a collected node, and it runs inside
+     * node_close when the stop completes there (which freed it twice, a crash at exit of
+     * every script that ended with a node open). If the stop did not complete, on_stopped
+     * frees it later. */
+    nd->collected = true;
     if (nd->closed) {
         node_free(nd);
     }

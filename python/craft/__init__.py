@@ -20,19 +20,20 @@ craft.sim. docs/python.md is the guide.
 
 import asyncio
 import atexit
-import collections
 import itertools
+import os
 import pickle
-import struct
 import threading
 import time
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from . import _craft
-from ._errors import (ApplyError, Busy, Closed, ConfigError, Dropped, Error, LogCompacted,
+from ._errors import (AddressInUse, AlreadyMember, ApplyError, Busy, Closed, ConfigError,
+                      Dropped, Error, Forked, LogCompacted, NoQuorum, NotMember, Removed,
                       LogUnavailable, NoConnection, NotLeader, SessionError, StorageError,
-                      Timeout, Violation)
-from . import codec
+                      Timeout, TooLarge, Violation)
+from . import _config, codec
+from ._fsm import Adapter as _Adapter, Diverged, decode_error, encode_error
 from .security import TLS, Secret, generate_secret
 from . import security as _security
 from .store import MemoryLogStore
@@ -42,9 +43,12 @@ __version__ = _craft.VERSION
 __all__ = [
     "StateMachine", "Node", "Session", "MemoryLogStore", "codec", "TLS", "Secret",
     "generate_secret",
-    "Error", "NotLeader", "Timeout", "Closed", "ConfigError", "StorageError", "ApplyError",
-    "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "LogCompacted",
-    "LogUnavailable", "SEGMENT_SIZE_MIN", "SEGMENT_SIZE_MAX", "__version__",
+    "Error", "NotLeader", "Timeout", "NoQuorum", "Closed", "Forked", "ConfigError",
+    "AddressInUse", "AlreadyMember", "NotMember", "Removed",
+    "StorageError", "ApplyError",
+    "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "Diverged", "LogCompacted",
+    "LogUnavailable", "TooLarge", "SEGMENT_SIZE_MIN", "SEGMENT_SIZE_MAX", "MAX_FRAME_MIN",
+    "max_command_size", "__version__",
 ]
 
 Bytes = Union[bytes, bytearray, memoryview]
@@ -79,118 +83,16 @@ class StateMachine:
 
 # ---- the adapter between the runtime and the user's state machine -----------------------------
 
-_SNAP_MAGIC = b"\xc1cpy"  # 0xC1 starts no msgpack value: never taken for user data
-_REMEMBER_ERRORS = 1024
-
-
-def _encode_error(type_name: str, message: str) -> bytes:
-    return type_name.encode("utf-8", "replace") + b"\x00" + message.encode("utf-8", "replace")
-
-
-def _decode_error(data: bytes) -> Tuple[str, str]:
-    name, _, message = bytes(data).partition(b"\x00")
-    return name.decode("utf-8", "replace"), message.decode("utf-8", "replace")
-
-
-_SESSION_REFUSALS = {
-    _craft.SESSION_UNKNOWN: "the session expired or was evicted: open a new one; whether the "
-                            "command was applied cannot be known",
-    _craft.SESSION_STALE: "the command is older than what the session remembers: its outcome "
-                          "cannot be known",
-    _craft.SESSION_MALFORMED: "a malformed session envelope",
-}
-
-
-class _Adapter:
-    """Runs the session table (when on) in front of the user's state machine, turns results
-    and exceptions into what the C runtime expects, and adds the table to snapshots. Called by
-    the runtime: apply_batch on the loop thread, snapshot and restore on a worker thread."""
-
-    def __init__(self, fsm: StateMachine, sessions: bool, session_options: Dict[str, Any]):
-        self.fsm = fsm
-        self.lock = threading.RLock()  # apply, snapshot, restore and stale reads
-        self.sessions = _craft.Sessions(**session_options) if sessions else None
-        self._session_options = session_options
-        self.errors: "collections.OrderedDict[int, BaseException]" = collections.OrderedDict()
-        self.loop_ident: Optional[int] = None
-
-    def _apply_one(self, data: bytes, index: int) -> Union[bytes, Tuple[bytes]]:
-        try:
-            r = self.fsm.apply(data, index)
-            if r is None:
-                return b""
-            if isinstance(r, bytes):
-                return r
-            if isinstance(r, (bytearray, memoryview)):
-                return bytes(r)
-            raise TypeError(f"apply must return bytes or None, not {type(r).__name__} "
-                            f"(craft.codec.dumps turns values into bytes)")
-        except Exception as e:
-            self.errors[index] = e
-            while len(self.errors) > _REMEMBER_ERRORS:
-                self.errors.popitem(last=False)
-            return (_encode_error(type(e).__name__, str(e)),)
-
-    def apply_batch(self, cmds: List[Tuple[int, int, bytes]]) -> List[Any]:
-        self.loop_ident = threading.get_ident()
-        out: List[Any] = []
-        with self.lock:
-            table = self.sessions
-            for index, term, data in cmds:
-                if table is None:
-                    out.append(self._apply_one(data, index))
-                    continue
-                kind, client, seq, payload, _err = table.apply(index, term, _craft.ENTRY_COMMAND,
-                                                               data)
-                if kind == _craft.SESSION_NONE:
-                    out.append(self._apply_one(payload if payload is not None else data, index))
-                elif kind == _craft.SESSION_APPLY:
-                    assert payload is not None
-                    r = self._apply_one(payload, index)
-                    rec = b"\x01" + r[0] if isinstance(r, tuple) else b"\x00" + r
-                    table.record(client, seq, rec)
-                    out.append(r)
-                elif kind == _craft.SESSION_DUPLICATE:
-                    assert payload is not None
-                    out.append((payload[1:],) if payload[:1] == b"\x01" else payload[1:])
-                elif kind in (_craft.SESSION_REGISTERED, _craft.SESSION_UNREGISTERED):
-                    out.append(b"")
-                else:
-                    out.append((_encode_error("craft.SessionError",
-                                              _SESSION_REFUSALS.get(kind, "refused")),))
-        return out
-
-    def snapshot(self) -> Iterable[bytes]:
-        with self.lock:
-            if self.sessions is not None:
-                table = self.sessions.encode()
-                yield _SNAP_MAGIC + struct.pack("<Q", len(table))
-                yield table
-            data = self.fsm.snapshot()
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                yield bytes(data)
-            else:
-                for chunk in data:
-                    yield chunk
-
-    def restore(self, reader: Any) -> None:
-        with self.lock:
-            if self.sessions is not None:
-                head = reader.read(12)
-                if len(head) != 12 or head[:4] != _SNAP_MAGIC:
-                    raise StorageError("the snapshot has no session table: every node of a "
-                                       "cluster must use the same sessions= setting")
-                (n,) = struct.unpack("<Q", head[4:])
-                table = _craft.Sessions(**self._session_options)
-                table.decode(reader.read(n))
-                self.sessions = table
-            self.fsm.restore(reader)
+# The adapter between the runtime and the user's state machine, and the formats it shares with
+# the Lua rock (sessions, the snapshot envelope, state digests) are in craft/_fsm.py.
+_encode_error, _decode_error = encode_error, decode_error
 
 
 # ---- nodes ------------------------------------------------------------------------------------
 
-_live_nodes: "set[_craft.Node]" = set()
+_live_nodes: "set[Node]" = set()
 _live_lock = threading.Lock()
+_started_any = False  # a node was started in this process (libuv's thread pool runs)
 
 
 @atexit.register
@@ -204,22 +106,50 @@ def _close_all() -> None:
             pass
 
 
-# The WAL segment sizes a node accepts (segment_size=): the store's minimum, and the largest
-# size it preallocates (docs/storage.md). The default, 64 MiB, is the store's.
-SEGMENT_SIZE_MIN = 4096
-SEGMENT_SIZE_MAX = 1 << 30
+def _after_fork_in_child() -> None:
+    # A forked child has no loop thread: every node started before the fork is the parent's.
+    # They refuse every call from now on (Forked), close() does nothing, and nothing waits for
+    # a thread or a lock that will never come back. The child runs alone here, under the GIL:
+    # the set is read without its lock, which another thread may have held at the fork.
+    global _live_lock
+    nodes = list(_live_nodes)
+    _live_nodes.clear()
+    _live_lock = threading.Lock()
+    for n in nodes:
+        n._forked = True
+        n._c._forked()
+    if _started_any:
+        _craft.after_fork_child()  # libuv's thread pool, for its exit-time cleanup
 
 
-def _check_segment_size(size: Any) -> None:
-    if (not isinstance(size, int) or isinstance(size, bool)
-            or not SEGMENT_SIZE_MIN <= size <= SEGMENT_SIZE_MAX):
-        raise ConfigError(f"segment_size must be an int from {SEGMENT_SIZE_MIN} (4 KiB) to "
-                          f"{SEGMENT_SIZE_MAX} (1 GiB) bytes, not {size!r} (leave it out for "
-                          f"the default, 64 MiB)")
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+SEGMENT_SIZE_MIN = _config.SEGMENT_SIZE_MIN
+SEGMENT_SIZE_MAX = _config.SEGMENT_SIZE_MAX
+MAX_FRAME_MIN = _config.MAX_FRAME_MIN
+MAX_FRAME_DEFAULT = _config.MAX_FRAME_DEFAULT
+
+
+def max_command_size(max_frame: Optional[int] = None) -> int:
+    """The largest command (bytes) a cluster whose nodes use this max_frame can replicate: one
+    entry must fit in one frame. Node.apply refuses a larger one at once with TooLarge."""
+    return int(_craft.max_command(MAX_FRAME_DEFAULT if max_frame is None else max_frame))
+
+
+def _check_command(command: Bytes) -> None:
+    if not isinstance(command, (bytes, bytearray, memoryview)):
+        raise TypeError(f"a command is bytes, not {type(command).__name__} (encode text with "
+                        f".encode(), values with craft.codec.dumps)")
+    if bytes(command[:2]) == b"\xc1c":
+        raise ValueError("a command may not start with the bytes C1 63: they mark craft's own "
+                         "entries (sessions, state digests; docs/protocol.md)")
 
 
 _ROLE_NAMES = {1: "follower", 2: "pre-candidate", 3: "candidate", 4: "leader"}
-_EVENTS = ("role", "leader", "membership", "snapshot", "stopped", "follower_log_lost")
+_EVENTS = ("role", "leader", "membership", "snapshot", "snapshot_failed", "stopped",
+           "follower_log_lost", "diverged", "removed", "peers_differ")
 
 
 class Node:
@@ -236,56 +166,58 @@ class Node:
     timeout: the default timeout of requests, in seconds.
     Options: heartbeat_ms (50), election_timeout_ms (500), pre_vote, check_quorum (True),
     snapshot_entries (16384), snapshot_trailing (1024), fsync (True), forward (True: followers
-    forward proposals and reads to the leader), max_frame, cluster_id, seed, log_level
-    ("debug", "info", "warn", "error": lines go to the "craft" logger), session_options (dict:
-    max_sessions, expire_after, max_cached_results), segment_size (bytes of one WAL segment of
-    the durable store, preallocated when the segment is created, so what the node takes on disk
-    from the start: 64 MiB by default; SEGMENT_SIZE_MIN to SEGMENT_SIZE_MAX, 4 KiB to 1 GiB).
+    forward proposals and reads to the leader), max_frame (64 MiB; commands longer than
+    max_command_size(max_frame) are refused), cluster_id (0: derived from peers when the cluster
+    is created and kept in data_dir), seed, log_level ("debug", "info", "warn", "error": lines
+    go to the "craft" logger), session_options (dict: max_sessions, expire_after,
+    max_cached_results), digest_interval (0: off; state digests every that many commands),
+    segment_size (bytes of one WAL segment of the durable store, preallocated when the segment
+    is created, so what the node takes on disk from the start: 64 MiB by default;
+    SEGMENT_SIZE_MIN to SEGMENT_SIZE_MAX, 4 KiB to 1 GiB). Every option is checked here: a
+    ConfigError names the option, t
     security: who may connect (docs/security.md): craft.TLS(cert=, key=, ca=) for mutual TLS,
     craft.Secret(file=) for a cluster secret, None for plaintext (the log says so); every node
     of a cluster uses the same mode. limits: resources per source, a dict of max_pending,
     max_clients, max_clients_per_ip, client_idle_timeout_ms, max_client_requests, read_budget
-    (missing or 0: the defaults of docs/runtime.md).
+    (missing or 0: the defaults of docs/runtime.md). Every option is checked here: a
+    ConfigError names the option, the value and the accepted range.
     """
 
-    def __init__(self, id: int, address: str, data_dir: Optional[str] = None,
+    def __init__(self, id: int, address: str,
+                 data_dir: "Optional[Union[str, os.PathLike[str]]]" = None,
                  fsm: Optional[StateMachine] = None, *, peers: Optional[Dict[int, str]] = None,
                  join: bool = False, log_store: Any = None, sessions: bool = True,
                  timeout: float = 10.0, session_options: Optional[Dict[str, Any]] = None,
-                 log_level: str = "info", security: "_security.Security" = None,
+                 log_level: str = "info", digest_interval: int = 0,
+                 security: "_security.Security" = None,
                  limits: Optional[Dict[str, int]] = None, **options: Any) -> None:
-        if fsm is None:
-            raise ConfigError("fsm= is required: an instance of a craft.StateMachine subclass")
-        if not isinstance(id, int) or id <= 0:
-            raise ConfigError(f"id must be a positive int, not {id!r}")
-        if peers is None and not join:
-            raise ConfigError("give peers={id: 'host:port', ...} for a new cluster (this node "
-                              "included), or join=True for a node a leader will add")
-        if peers is not None and join:
-            raise ConfigError("peers= and join=True exclude each other")
-        if peers is not None and id not in peers:
-            raise ConfigError(f"peers must include this node ({id}): {peers!r}")
+        _config.check_fsm(fsm)
         if data_dir is None and log_store is None:
             raise ConfigError("give data_dir= (the durable store) or log_store=")
-        levels = {"debug": 0, "info": 1, "warn": 2, "warning": 2, "error": 3}
-        if log_level not in levels:
-            raise ConfigError(f"log_level must be one of {sorted(levels)}")
-        known = {"heartbeat_ms", "election_timeout_ms", "pre_vote", "check_quorum",
-                 "snapshot_entries", "snapshot_trailing", "fsync", "forward", "max_frame",
-                 "cluster_id", "seed", "segment_size"}
-        unknown = set(options) - known
-        if unknown:
-            raise ConfigError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
-        if "segment_size" in options:
-            _check_segment_size(options["segment_size"])
+        if log_store is not None:
+            _config.check_store(log_store)
+        directory: Optional[str] = None
+        if data_dir is not None:
+            if not isinstance(data_dir, (str, os.PathLike)):
+                raise ConfigError(f"data_dir must be a path (str or os.PathLike), not "
+                                  f"{data_dir!r}")
+            directory = os.fspath(data_dir)
+        _config.check(id, address, peers, join, timeout, log_level, options, session_options,
+                      digest_interval)
+        levels = _config.LEVELS
+        self.max_command = max_command_size(options.get("max_frame"))
         self.timeout = float(timeout)
         self.fsm = fsm
-        self._adapter = _Adapter(fsm, sessions, dict(session_options or {}))
+        self._adapter = _Adapter(fsm, id, sessions, dict(session_options or {}),
+                                 digest_interval)
+        self._adapter.is_leader = self._adapter_is_leader
+        self._adapter.propose = self._adapter_propose
+        self._adapter.on_diverged = self._on_diverged
         self._handlers: Dict[str, List[Callable[..., Any]]] = {e: [] for e in _EVENTS}
         self._last_leader: Optional[int] = None
         self._sessions_on = sessions
         try:
-            self._c = _craft.Node(id, address, data_dir, self._adapter, events=self._on_event,
+            self._c = _craft.Node(id, address, directory, self._adapter, events=self._on_event,
                                   peers=peers, store=log_store,
                                   default_timeout_ms=int(self.timeout * 1000),
                                   log_level=levels[log_level],
@@ -293,6 +225,7 @@ class Node:
         except (TypeError, OverflowError, ValueError) as e:
             raise ConfigError(str(e)) from None
         self._started = False
+        self._forked = False
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -302,20 +235,31 @@ class Node:
         directory is locked by another process) or Error."""
         if self._started:
             raise Error("start() was already called")
+        global _started_any
         self._started = True
-        self._c.start()
+        _started_any = True
+        try:
+            self._c.start()
+        except AddressInUse as e:
+            self._started = False  # nothing was left open: start() may be called again
+            e.address = self._c.address
+            raise
+        except BaseException:
+            self._started = False
+            raise
         with _live_lock:
-            _live_nodes.add(self._c)
+            _live_nodes.add(self)
         return self
 
     def close(self) -> None:
         """Stops gracefully: pending requests fail with Closed, writes in progress are flushed,
         connections and the store are closed. Idempotent. Raises RuntimeError on the node's own
         loop thread (in an event callback, a read function or apply): close it from another
-        thread."""
+        thread. In a process forked from the one that started the node it does nothing (the
+        node is the parent's)."""
         self._c.close()
         with _live_lock:
-            _live_nodes.discard(self._c)
+            _live_nodes.discard(self)
 
     stop = close
 
@@ -342,7 +286,41 @@ class Node:
 
     # ---- errors ----------------------------------------------------------------------------
 
+    # ---- what the adapter needs (on the loop thread) -------------------------------------------
+
+    def _adapter_is_leader(self) -> bool:
+        try:
+            return bool(self._c.status()["role"] == "leader")
+        except Error:
+            return False  # still starting (replaying its log) or stopping
+
+    def _adapter_propose(self, payload: bytes, failed: Optional[Callable[[], None]]) -> None:
+        def done(status: int, *rest: Any) -> None:
+            if status != 0 and failed is not None:
+                failed()
+        try:
+            self._c.submit_async(_craft.OP_PROPOSE, payload, done, self.timeout)
+        except Error:
+            if failed is not None:
+                failed()
+
+    def _on_diverged(self, index: int, leader: str, ours: str) -> None:
+        for cb in list(self._handlers["diverged"]):
+            try:
+                cb(index, leader, ours)
+            except Exception:
+                import logging
+                logging.getLogger("craft").exception("craft: a 'diverged' callback raised")
+
+    def _usable(self) -> None:
+        if self._forked:
+            raise Forked(f"node {self.id}: this process is a fork of the one that started the "
+                         f"node, whose loop thread does not exist here: start nodes after "
+                         f"forking (in the child), or use multiprocessing's \"spawn\" start "
+                         f"method; the parent's node is not affected", -5)
+
     def _check_thread(self) -> None:
+        self._usable()
         if threading.get_ident() == self._adapter.loop_ident:
             raise RuntimeError("this call would block the node's own loop thread (from apply, "
                                "a read function or an event callback): it would deadlock")
@@ -361,7 +339,36 @@ class Node:
         if e.code == -22:
             index, data = getattr(e, "apply_payload", (0, b""))
             return self._apply_error(index, data)
+        if isinstance(e, (Timeout, NotLeader)) and self._removed():
+            return Removed(f"node {self.id} was removed from the cluster's configuration: it "
+                           f"serves nothing. Stop it; to bring it back, move its data directory "
+                           f"aside and add it again from the leader (add_server)", -5)
+        if isinstance(e, Timeout) or (isinstance(e, NotLeader) and e.leader_id is None):
+            return self._no_quorum() or e
         return e
+
+    def _removed(self) -> bool:
+        try:
+            return bool(self._c.status()["removed"])
+        except Error:
+            return False
+
+    def _no_quorum(self) -> Optional[NoQuorum]:
+        """NoQuorum when this node cannot reach a majority of the voters, else None."""
+        try:
+            peers = self._c.status()["peers"]
+        except Error:
+            return None
+        voters = [p for p in peers if p["role"] == "voter"]
+        reachable = sum(1 for p in voters if p["connected"])
+        need = len(voters) // 2 + 1
+        if not voters or reachable >= need:
+            return None
+        down = ", ".join(f"{p['id']} ({p['address']})" for p in voters if not p["connected"])
+        return NoQuorum(f"no quorum: node {self.id} reaches {reachable} of the {len(voters)} "
+                        f"voters (itself included) and a majority needs {need}; unreachable: "
+                        f"{down}. Start them or repair the network; the outcome of a command "
+                        f"sent meanwhile is unknown", reachable, len(voters))
 
     def _timeout(self, timeout: Optional[float]) -> float:
         t = self.timeout if timeout is None else float(timeout)
@@ -384,11 +391,14 @@ class Node:
         proposal is forwarded to the leader. Raises ApplyError (apply raised), NotLeader (no
         leader known, or forwarding off), Timeout (outcome unknown), Dropped (lost to a leader
         change, not applied), NoConnection (outcome unknown), Closed."""
+        _check_command(command)
         return self._apply_raw(command, timeout)[1]
 
     def apply_async(self, command: Bytes, timeout: Optional[float] = None) -> "asyncio.Future[bytes]":
         """apply() for asyncio: returns a future of the result, completed on the event loop
         that called this (which must be running)."""
+        self._usable()
+        _check_command(command)
         loop = asyncio.get_running_loop()
         fut: "asyncio.Future[bytes]" = loop.create_future()
 
@@ -400,7 +410,8 @@ class Node:
             elif status == -22:
                 fut.set_exception(self._apply_error(index, data))
             else:
-                fut.set_exception(_craft_error(status, data, leader_id, leader_address))
+                fut.set_exception(self._translate(_craft_error(status, data, leader_id,
+                                                               leader_address)))
 
         def done(*args: Any) -> None:  # on the node's loop thread
             try:
@@ -421,6 +432,11 @@ class Node:
         "stale": fn runs at once on this node's current state, which may lag. fn runs on the
         node's loop thread (barrier modes) or the caller's (stale), never at the same time as
         apply; it must not call blocking Node methods."""
+        self._usable()
+        d = self._adapter.diverged
+        if d is not None:
+            raise Diverged(f"node {self.id}: its state machine differs from the leader's (at "
+                           f"index {d['index']}): it stopped applying and serves no reads")
         if mode == "stale":
             with self._adapter.lock:
                 return fn(self.fsm)
@@ -435,6 +451,7 @@ class Node:
     def session(self, timeout: Optional[float] = None) -> "Session":
         """Opens a client session: its apply() retries safely and applies a command exactly
         once. Needs sessions=True (the default) on every node."""
+        self._usable()
         if not self._sessions_on:
             raise ConfigError("this node runs without sessions (sessions=False)")
         return Session(self, timeout)
@@ -442,10 +459,41 @@ class Node:
     def _change(self, op: int, server: int, address: Optional[str] = None,
                 auto_promote: bool = False, timeout: Optional[float] = None) -> int:
         self._check_thread()
+        if not isinstance(server, int) or isinstance(server, bool) or server < 0:
+            raise TypeError(f"a server id is an int > 0, not {server!r}")
+        if op == _craft.OP_ADD:
+            _config.check_address("address", address, port_zero=False)
         try:
             return int(self._c.change(op, server, address, auto_promote, self._timeout(timeout)))
         except Error as e:
-            raise self._translate(e) from None
+            raise self._change_error(op, server, e) from None
+
+    def _change_error(self, op: int, server: int, e: Error) -> Error:
+        try:
+            members = {p["id"]: p for p in self._c.status()["peers"]}
+        except Error:
+            return self._translate(e)
+        listing = ", ".join(f"{i} ({p['role']} at {p['address']})"
+                            for i, p in sorted(members.items()))
+        if e.code == -17 and op == _craft.OP_ADD:
+            p = members.get(server)
+            where = f" as a {p['role']} at {p['address']}" if p else ""
+            return AlreadyMember(f"server {server} is already a member{where}: to give it another "
+                                 f"address, remove_server({server}) and add it again once its "
+                                 f"data directory is moved aside; members: {listing}")
+        if e.code == -10 and op in (_craft.OP_PROMOTE, _craft.OP_REMOVE):
+            return NotMember(f"server {server} is not a member of the configuration; members: "
+                             f"{listing}")
+        if e.code == -2 and op == _craft.OP_PROMOTE:
+            return ConfigError(f"server {server} is already a voter: promote() makes a learner "
+                               f"a voter")
+        if e.code == -2 and op == _craft.OP_REMOVE:
+            return ConfigError(f"server {server} is the last voter: a cluster without voters "
+                               f"could never elect a leader again")
+        if e.code == -20 and op == _craft.OP_PROMOTE:
+            return Busy(f"server {server} has not caught up with the leader yet: promote it once "
+                        f"it has (or add it with auto_promote=True)", -20)
+        return self._translate(e)
 
     def add_server(self, id: int, address: str, auto_promote: bool = True,
                    timeout: Optional[float] = None) -> int:
@@ -472,6 +520,7 @@ class Node:
         this node sends to server `to` is dropped with probability `drop` and delayed by a
         uniform random time in delay = (min_ms, max_ms), which reorders; block=True drops
         everything sent to `to` (a one-way cut). set_faults(to) clears them. Thread-safe."""
+        self._usable()
         lo, hi = delay
         try:
             self._c.set_faults(int(to), float(drop), int(lo), int(hi), bool(block))
@@ -493,11 +542,16 @@ class Node:
         """A plain dict: id, role, term, leader, leader_address, commit, applied, first_index,
         last_index, snapshot_index, peers (id, role, address, match, connected), counters,
         stopped (a fatal error stopped the node), address."""
-        return dict(self._c.status())
+        self._usable()
+        s = dict(self._c.status())
+        s["digest"] = self._adapter.last_digest
+        s["diverged"] = self._adapter.diverged
+        return s
 
     @property
     def leader(self) -> Optional[Tuple[int, str]]:
         """(id, address) of the leader this node knows, or None."""
+        self._usable()
         s = self._c.status()
         if not s["leader"]:
             return None
@@ -506,6 +560,7 @@ class Node:
 
     @property
     def is_leader(self) -> bool:
+        self._usable()
         return bool(self._c.status()["role"] == "leader")
 
     def wait_for_leader(self, timeout: Optional[float] = None) -> Tuple[int, str]:
@@ -516,8 +571,8 @@ class Node:
             if leader is not None:
                 return leader
             if time.monotonic() >= deadline:
-                raise Timeout("no leader known yet: are a majority of the peers running and "
-                              "reachable?")
+                raise self._no_quorum() or Timeout("no leader known yet: are a majority of "
+                                                   "the peers running and reachable?")
             time.sleep(0.02)
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:
@@ -528,9 +583,18 @@ class Node:
         "leader": callback(leader_id or None, term) when the known leader changes;
         "membership": callback(index) when a configuration entry was applied;
         "snapshot": callback(index, installed) when a snapshot was taken or installed;
+        "snapshot_failed": callback(index, message) when the state machine's snapshot() raised
+        (the node keeps serving and tries again after a backoff: 1 s, doubling to 60 s);
         "stopped": callback(error_code, message) when a fatal error stopped the node;
         "follower_log_lost": callback(follower_id, acknowledged, last_index) on the leader
-        when a follower's data directory lost entries it had acknowledged (docs/core.md)."""
+        when a follower's data directory lost entries it had acknowledged (docs/core.md);
+        "peers_differ": callback(message) at start() when peers= differs from the configuration
+        the node keeps (message names each server that differs);
+        "removed": callback(by, index) when server `by` says that its configuration (of that
+        index) no longer has this node;
+        "diverged": callback(index, leader_digest, our_digest) when state digests
+        (digest_interval=) show that this node's state differs from the leader's at index; the
+        node then stops (and "stopped" follows)."""
         if event not in self._handlers:
             raise ValueError(f"unknown event {event!r}; events: {', '.join(_EVENTS)}")
         if not callable(callback):
@@ -554,6 +618,12 @@ class Node:
             calls.append(("stopped", (error, message)))
         elif kind == _craft.EVENT_FOLLOWER_LOG_LOST:
             calls.append(("follower_log_lost", (leader, match, index)))
+        elif kind == _craft.EVENT_SNAPSHOT_FAILED:
+            calls.append(("snapshot_failed", (index, message)))
+        elif kind == _craft.EVENT_REMOVED:
+            calls.append(("removed", (leader, index)))
+        elif kind == _craft.EVENT_PEERS_DIFFER:
+            calls.append(("peers_differ", (message,)))
         for name, args in calls:
             for cb in list(self._handlers[name]):
                 try:
@@ -564,7 +634,7 @@ class Node:
 
 
 def _craft_error(status: int, data: bytes, leader_id: int, leader_address: str) -> Error:
-    detail = bytes(data[:200]).decode("utf-8", "replace") if data else ""
+    detail = bytes(data[:560]).decode("utf-8", "replace") if data else ""
     from ._errors import from_code
     return from_code(status, detail, leader_id, leader_address)
 
@@ -611,6 +681,7 @@ class Session:
 
     def apply(self, command: Bytes, timeout: Optional[float] = None) -> bytes:
         """Applies command exactly once and returns the state machine's result."""
+        _check_command(command)
         if self.closed:
             raise Closed("the session is closed: open a new one with Node.session()")
         with self._lock:

@@ -4,12 +4,14 @@ The C extension builds them through from_code(), so that the mapping from the C 
 CRAFT_E* codes to exception classes lives in one place.
 """
 
+import errno as _errno
 from typing import List, Optional
 
 __all__ = [
-    "Error", "NotLeader", "Timeout", "Closed", "ConfigError", "StorageError", "ApplyError",
+    "Error", "NotLeader", "Timeout", "Closed", "Forked", "ConfigError", "StorageError", "ApplyError",
     "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "LogCompacted",
-    "LogUnavailable",
+    "LogUnavailable", "TooLarge", "AddressInUse", "NoQuorum", "Removed", "AlreadyMember",
+    "NotMember",
 ]
 
 
@@ -53,16 +55,66 @@ class Timeout(Error):
     code = -6
 
 
+class NoQuorum(Timeout):
+    """No answer in time because this node cannot reach a majority of the voters: no leader
+    can be elected or can commit. reachable and voters count them (this node included). As
+    with any Timeout, a command may or may not have been applied."""
+
+    def __init__(self, message: str = "", reachable: int = 0, voters: int = 0) -> None:
+        super().__init__(message, -6)
+        self.reachable = reachable
+        self.voters = voters
+
+
 class Closed(Error):
     """The node is closed or was stopped by a fatal error; create a new Node to go on."""
 
     code = -5
 
 
+class Forked(Closed):
+    """This process is a fork of the one that started the node: the node's loop thread does
+    not exist here, so the node cannot serve in this process. Start nodes after forking (in
+    the child), or use multiprocessing's "spawn" start method. The parent's node is not
+    affected."""
+
+
+class Removed(Closed):
+    """This node was removed from the cluster's configuration (a member said so): it serves
+    nothing. Stop it; to bring it back, move its data directory aside and add it again from the
+    leader (Node.add_server)."""
+
+
 class ConfigError(Error, ValueError):
     """A bad option or configuration; the message names it."""
 
     code = -2
+
+
+class AddressInUse(ConfigError):
+    """The node's address is already in use by another node or program (EADDRINUSE). Nothing
+    was changed: free the address or choose another, then call start() again. errno is
+    errno.EADDRINUSE, as on an OSError; address names the address."""
+
+    code = -23
+    errno = _errno.EADDRINUSE
+
+    def __init__(self, message: str = "", code: Optional[int] = None,
+                 address: Optional[str] = None) -> None:
+        super().__init__(message, code)
+        self.address = address
+
+
+class AlreadyMember(Error, ValueError):
+    """add_server() of a server that is already in the configuration."""
+
+    code = -17
+
+
+class NotMember(Error, ValueError):
+    """promote() or remove_server() of a server that is not in the configuration."""
+
+    code = -10
 
 
 class StorageError(Error):
@@ -89,6 +141,13 @@ class ApplyError(Error):
         self.message = message
         self.original = original
         self.index = index
+
+
+class TooLarge(Error, ValueError):
+    """A command larger than one frame can carry (max_frame, the same on every node): refused
+    at once, before anything was proposed. Split it, or raise max_frame on every node."""
+
+    code = -11
 
 
 class Dropped(Error):
@@ -159,7 +218,7 @@ _HINTS = {
         "new member so that it catches up from the others (docs/core.md)",
     -9: "I/O error in the log store; the node stopped: fix the disk and restart it",
     -10: "not found",
-    -11: "too big",
+    -11: "too large for one frame (max_frame): split it, or raise max_frame on every node",
     -12: "the proposal was lost to a leader change and was not applied: retry it",
     -13: "compacted into a snapshot",
     -14: "not available yet",
@@ -172,13 +231,19 @@ _HINTS = {
     -20: "the call is not valid in the node's current state (e.g. promoting a learner that has "
          "not caught up): retry later",
     -21: "a Raft safety invariant was violated",
+    -23: "the address is already in use: free it or choose another, then start again",
 }
 
 _BY_CODE = {
     -2: ConfigError, -3: NotLeader, -4: Busy, -5: Closed, -6: Timeout, -8: StorageError,
+    -11: TooLarge, -23: AddressInUse,
     -9: StorageError, -12: Dropped, -13: LogCompacted, -14: LogUnavailable, -15: StorageError,
     -16: StorageError, -18: NoConnection, -21: Violation,
 }
+
+
+# Codes whose detail, when there is one, already says the cause and what to do.
+_COMPLETE = {-2, -5, -11, -23}
 
 
 def from_code(code: int, detail: str = "", leader_id: int = 0,
@@ -187,7 +252,12 @@ def from_code(code: int, detail: str = "", leader_id: int = 0,
     if code == -3:
         return NotLeader("", leader_id, leader_address)
     hint = _HINTS.get(code, f"error {code}")
-    message = f"{detail}: {hint}" if detail and detail not in hint else hint
+    if not detail or detail in hint:
+        message = hint
+    elif code in _COMPLETE:
+        message = detail
+    else:
+        message = f"{detail}: {hint}"
     cls = _BY_CODE.get(code, Error)
     if cls is Violation:
         return Violation(message)

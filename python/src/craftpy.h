@@ -28,6 +28,13 @@ PyObject *craftpy_raise_violation(const char *message, uint64_t seed, PyObject *
 void craftpy_log_exception(const char *prefix);
 /* Logs a line to the "craft" logger at a CRAFT_UV_* level. Needs the GIL. */
 void craftpy_log(int level, const char *line);
+/* The same with an exception's traceback (exc_info). Needs the GIL. */
+void craftpy_log_exc(int level, const char *line, PyObject *exc);
+
+/* node.c: craft._craft.after_fork_child(), see there. */
+PyObject *craftpy_after_fork_child(PyObject *module, PyObject *noargs);
+/* node.c: craft._craft.max_command(max_frame=0). */
+PyObject *craftpy_max_command(PyObject *module, PyObject *args);
 
 int craftpy_sim_init(PyObject *m);
 int craftpy_node_init(PyObject *m);

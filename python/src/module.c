@@ -96,6 +96,33 @@ void craftpy_log(int level, const char *line)
     PyErr_Restore(exc_type, exc_value, exc_tb);
 }
 
+void craftpy_log_exc(int level, const char *line, PyObject *exc)
+{
+    static const int levels[] = {10, 20, 30, 40};
+    int pylevel = level >= 0 && level <= 3 ? levels[level] : 40;
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyObject *lg = get_logger();
+    if (lg != NULL) {
+        PyObject *tb = PyException_GetTraceback(exc);
+        PyObject *info = PyTuple_Pack(3, (PyObject *)Py_TYPE(exc), exc, tb != NULL ? tb : Py_None);
+        Py_XDECREF(tb);
+        PyObject *kw = info != NULL ? Py_BuildValue("{s:O}", "exc_info", info) : NULL;
+        PyObject *meth = PyObject_GetAttrString(lg, "log");
+        PyObject *args = Py_BuildValue("(iss)", pylevel, "%s", line);
+        if (meth != NULL && args != NULL && kw != NULL) {
+            PyObject *r = PyObject_Call(meth, args, kw);
+            Py_XDECREF(r);
+        }
+        Py_XDECREF(meth);
+        Py_XDECREF(args);
+        Py_XDECREF(kw);
+        Py_XDECREF(info);
+    }
+    PyErr_Clear();
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
 void craftpy_log_exception(const char *prefix)
 {
     PyObject *exc_type, *exc_value, *exc_tb;
@@ -361,6 +388,10 @@ static PyMethodDef module_methods[] = {
     {"session_unregister", py_session_unregister, METH_VARARGS,
      "session_unregister(client) -> bytes"},
     {"strerror", py_strerror, METH_VARARGS, "strerror(code) -> (name, message)"},
+    {"max_command", craftpy_max_command, METH_VARARGS,
+     "max_command(max_frame=0) -> the largest command a cluster with that max_frame replicates"},
+    {"after_fork_child", craftpy_after_fork_child, METH_NOARGS,
+     "after_fork_child(): restarts libuv's thread pool in a forked child (see node.c)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -45,7 +45,41 @@ typedef struct {
                        * match) */
     PyObject *store;  /* a Python log store, or NULL */
     struct craftpy_security security; /* cfg.security points into it */
+    /* This process is a fork of the one whose loop thread runs the node (set in the child by
+     * craft's os.register_at_fork hook): the thread does not exist here and the locks may be
+     * held by it forever, so nothing may wait for either; every call refuses at once. */
+    bool forked;
+    /* The exception the state machine's restore() raised while the node started (start()
+     * raises it again, with its traceback), or NULL. */
+    PyObject *restore_exc;
+    /* The exception of the last snapshot() that raised, logged (with its traceback) on the
+     * runtime's snapshot_failed line: one log record per attempt. */
+    PyObject *snapshot_exc;
 } NodeObject;
+
+/* Tells the runtime why a state machine callback failed: "<Type>: <message>" of the current
+ * exception (left set), for the log line, the events and the status (craft_uv_fsm_error). */
+static void fsm_reason(const char *what)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *s = value != NULL ? PyObject_Str(value) : NULL;
+    const char *text = s != NULL ? PyUnicode_AsUTF8(s) : NULL;
+    char buf[320];
+    snprintf(buf, sizeof buf, "%s raised %s: %s", what,
+             type != NULL ? ((PyTypeObject *)type)->tp_name : "an exception",
+             text != NULL ? text : "?");
+    Py_XDECREF(s);
+    PyErr_Clear();
+    craft_uv_fsm_error(buf);
+    PyErr_Restore(type, value, tb);
+}
+
+static const char forked_msg[] =
+    "this process is a fork of the one that started the node: its loop thread does not exist "
+    "here. Start nodes after forking (in the child), or use multiprocessing's \"spawn\" start "
+    "method; the parent's node is not affected";
 
 /* ---- requests -------------------------------------------------------------------------------- */
 
@@ -173,13 +207,20 @@ static struct pyreq *pyreq_new(int mode, int op)
 
 static int check_running(NodeObject *self)
 {
+    if (self->forked) {
+        craftpy_raise(CRAFT_ESHUTDOWN, forked_msg, 0, NULL);
+        return -1;
+    }
     uv_mutex_lock(&self->lock);
     int st = self->state;
     uv_mutex_unlock(&self->lock);
     if (st != ST_RUNNING) {
         craftpy_raise(CRAFT_ESHUTDOWN,
-                      st == ST_NEW ? "the node is not started: call start() first"
-                                   : "the node is closed",
+                      st == ST_NEW ? "the node is not started: call start() first (or use it "
+                                     "in a with block)"
+                      : st == ST_STARTING ? "the node is still starting: wait for start() to "
+                                            "return"
+                                          : "the node is closed: create a new Node to go on",
                       0, NULL);
         return -1;
     }
@@ -194,6 +235,18 @@ static int submit(NodeObject *self, struct pyreq *r)
         return -1;
     }
     int rc = craft_uv_submit(self->node, &r->req);
+    if (rc == CRAFT_ETOOBIG) {
+        char msg[320];
+        snprintf(msg, sizeof msg,
+                 "the command is %zu bytes, more than the %zu bytes a command may have with "
+                 "max_frame = %u (one entry must fit in one frame): split it, or raise "
+                 "max_frame on every node",
+                 r->req.size, craft_uv_max_command(self->cfg.max_frame),
+                 (unsigned)self->cfg.max_frame);
+        pyreq_free(r);
+        craftpy_raise(rc, msg, 0, NULL);
+        return -1;
+    }
     if (rc != 0) {
         pyreq_free(r);
         craftpy_raise(rc, "submitting the request", 0, NULL);
@@ -268,14 +321,59 @@ static PyObject *raise_status(struct pyreq *r)
         Py_DECREF(exc);
         return NULL;
     }
-    char detail[256] = "";
+    char detail[600] = "";
     if (r->data != NULL && r->size > 0) {
-        snprintf(detail, sizeof detail, "%.*s", (int)(r->size < 200 ? r->size : 200), r->data);
+        snprintf(detail, sizeof detail, "%.*s", (int)(r->size < 560 ? r->size : 560), r->data);
     }
     return craftpy_raise(r->status, detail, r->leader_id, r->leader_address);
 }
 
 /* ---- the state machine, called by the runtime ------------------------------------------------ */
+
+/* The adapter stops the node on purpose (python/craft/__init__.py, _Stop: an entry it cannot
+ * interpret, a state known to be wrong): the exception carries the CRAFT_E* code, the index and
+ * the reason. The reason goes to the command at that index as its result, which the runtime
+ * reports as why the node stopped (craft/uv.h); the adapter has logged it already, so no
+ * traceback. Returns false (exception left set) for any other exception. */
+static bool stop_requested(struct craft_uv_apply *cmds, size_t n, int *rc)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *index = value != NULL ? PyObject_GetAttrString(value, "stop_index") : NULL;
+    if (index == NULL) {
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+        return false;
+    }
+    unsigned long long at = PyLong_AsUnsignedLongLong(index);
+    Py_DECREF(index);
+    PyObject *code = PyObject_GetAttrString(value, "code");
+    long c = code != NULL ? PyLong_AsLong(code) : CRAFT_EAPPLY;
+    Py_XDECREF(code);
+    *rc = c < 0 && c >= -100 ? (int)c : CRAFT_EAPPLY;
+    PyObject *text = PyObject_Str(value);
+    Py_ssize_t len = 0;
+    const char *s = text != NULL ? PyUnicode_AsUTF8AndSize(text, &len) : NULL;
+    PyErr_Clear();
+    for (size_t i = 0; s != NULL && i < n; i++) {
+        if (cmds[i].index == at || i == n - 1) {
+            craft_free(NULL, cmds[i].result);
+            cmds[i].result = craft_malloc(NULL, len > 0 ? (size_t)len : 1);
+            if (cmds[i].result != NULL) {
+                memcpy(cmds[i].result, s, (size_t)len);
+                cmds[i].result_size = (size_t)len;
+                cmds[i].error = 1;
+            }
+            break;
+        }
+    }
+    Py_XDECREF(text);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return true;
+}
 
 static int fsm_apply(void *data, struct craft_uv_apply *cmds, size_t n)
 {
@@ -334,6 +432,9 @@ static int fsm_apply(void *data, struct craft_uv_apply *cmds, size_t n)
     goto out;
 fail:
     rc = CRAFT_EAPPLY;
+    if (stop_requested(cmds, n, &rc)) {
+        goto out;
+    }
     craftpy_log_exception("craft: the state machine adapter failed; the node stops");
 out:
     Py_XDECREF(list);
@@ -380,8 +481,21 @@ static int fsm_snapshot(void *data, craft_uv_write_fn write, void *ctx)
     }
     goto out;
 fail:
-    rc = CRAFT_EIO;
-    craftpy_log_exception("craft: the state machine's snapshot() raised; the node stops");
+    /* Not a disk problem: the user's code raised. The runtime keeps serving and tries again
+     * after a backoff (docs/python.md, "Snapshots that fail"). */
+    rc = CRAFT_EAPPLY;
+    fsm_reason("snapshot()");
+    {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb != NULL && value != NULL) {
+            PyException_SetTraceback(value, tb);
+        }
+        Py_XSETREF(self->snapshot_exc, value);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+    }
 out:
     Py_XDECREF(chunk);
     Py_XDECREF(it);
@@ -496,8 +610,26 @@ static int fsm_restore(void *data, craft_uv_read_fn read, void *ctx)
     reader->rc = 0;
     PyObject *r = PyObject_CallMethod(self->fsm, "restore", "(O)", reader);
     if (r == NULL) {
-        rc = reader->rc != 0 ? reader->rc : CRAFT_EIO;
-        craftpy_log_exception("craft: the state machine's restore() raised; the node stops");
+        /* The user's exception (or the adapter's refusal of a snapshot it cannot interpret):
+         * not a disk problem, unless reading the snapshot itself failed. */
+        rc = reader->rc != 0 ? reader->rc : CRAFT_EAPPLY;
+        fsm_reason("restore()");
+        uv_mutex_lock(&self->lock);
+        bool starting = self->state == ST_STARTING;
+        uv_mutex_unlock(&self->lock);
+        if (starting) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            if (tb != NULL && value != NULL) {
+                PyException_SetTraceback(value, tb);
+            }
+            Py_XSETREF(self->restore_exc, value);
+            Py_XDECREF(type);
+            Py_XDECREF(tb);
+        } else {
+            craftpy_log_exception("craft: the state machine's restore() raised; the node stops");
+        }
     }
     Py_XDECREF(r);
     reader->read = NULL; /* later reads raise */
@@ -531,8 +663,16 @@ static void on_event(void *data, const struct craft_uv_event *e)
 
 static void on_log(void *data, int level, const char *line)
 {
+    NodeObject *self = data;
     PyGILState_STATE g = PyGILState_Ensure();
-    craftpy_log(level, line);
+    if (self->snapshot_exc != NULL && strstr(line, "event=snapshot_failed") != NULL) {
+        PyObject *exc = self->snapshot_exc;
+        self->snapshot_exc = NULL;
+        craftpy_log_exc(level, line, exc);
+        Py_DECREF(exc);
+    } else {
+        craftpy_log(level, line);
+    }
     PyGILState_Release(g);
 }
 
@@ -798,6 +938,28 @@ static PyObject *Node_start(NodeObject *self, PyObject *args)
         Py_END_ALLOW_THREADS;
         Py_DECREF(self);
         int code = self->start_rc;
+        /* Nothing is left open (the loop thread closed the store, the loop and its handles):
+         * start() may be called again, e.g. once the address is free. */
+        self->state = ST_NEW;
+        self->bound[0] = '\0';
+        if (self->restore_exc != NULL) {
+            /* The state machine's own exception, with its traceback, and what craft was doing. */
+            PyObject *exc = self->restore_exc;
+            self->restore_exc = NULL;
+            PyObject *note = PyUnicode_FromFormat("craft: raised by the state machine's restore() "
+                                                  "while node %llu started (%s)",
+                                                  (unsigned long long)self->cfg.id,
+                                                  self->start_err);
+            if (note != NULL) {
+                PyObject *r = PyObject_CallMethod(exc, "add_note", "(O)", note);
+                Py_XDECREF(r);
+                PyErr_Clear();
+                Py_DECREF(note);
+            }
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+            return NULL;
+        }
         return craftpy_raise(code, self->start_err, 0, NULL);
     }
     Py_RETURN_NONE;
@@ -808,6 +970,9 @@ static PyObject *Node_start(NodeObject *self, PyObject *args)
  * while the loop still runs. Refused there, before anything changes. */
 static PyObject *Node_close(NodeObject *self, PyObject *noargs)
 {
+    if (self->forked) {
+        Py_RETURN_NONE; /* the node belongs to the parent: nothing of it to close here */
+    }
     uv_thread_t me = uv_thread_self();
     uv_mutex_lock(&self->lock);
     int st = self->state;
@@ -1094,8 +1259,8 @@ static PyObject *Node_status(NodeObject *self, PyObject *noargs)
         Py_DECREF(peers);
         return NULL;
     }
-    const char *role = s.role != 0 ? craft_role_name(s.role) : "none";
-    return Py_BuildValue("{s:K,s:s,s:K,s:K,s:s,s:K,s:K,s:K,s:K,s:K,s:N,s:N,s:O,s:s}", "id",
+    const char *role = s.stopped ? "stopped" : s.role != 0 ? craft_role_name(s.role) : "none";
+    PyObject *d = Py_BuildValue("{s:K,s:s,s:K,s:K,s:s,s:K,s:K,s:K,s:K,s:K,s:N,s:N,s:O,s:s}", "id",
                          (unsigned long long)s.id, "role", role, "term",
                          (unsigned long long)s.term, "leader", (unsigned long long)s.leader,
                          "leader_address", s.leader_address, "commit",
@@ -1105,10 +1270,81 @@ static PyObject *Node_status(NodeObject *self, PyObject *noargs)
                          (unsigned long long)s.snapshot_index, "peers", peers, "counters",
                          counters, "stopped", s.stopped ? Py_True : Py_False, "address",
                          self->bound);
+    PyObject *extra = d != NULL ? Py_BuildValue("{s:s,s:K,s:s,s:O,s:K}", "stop_reason",
+                                                s.stop_reason, "snapshot_failures",
+                                                (unsigned long long)s.snapshot_failures,
+                                                "snapshot_error", s.snapshot_error, "removed",
+                                                s.removed ? Py_True : Py_False, "cluster_id",
+                                                (unsigned long long)s.cluster_id)
+                                : NULL;
+    if (extra == NULL || PyDict_Update(d, extra) != 0) {
+        Py_XDECREF(extra);
+        Py_XDECREF(d);
+        return NULL;
+    }
+    Py_DECREF(extra);
+    return d;
+}
+
+/* after_fork_child(): in a forked child of a process that started a node. libuv's thread pool
+ * (the disk and snapshot work) was started by the parent: its threads do not exist in the child,
+ * but libuv's destructor joins them at exit, which crashed every such child as it exited.
+ * libuv re-creates the pool in a child on the next piece of work (its own pthread_atfork hook
+ * resets the pool's once-flag): queueing one empty piece of work starts a pool of this process
+ * for the destructor to stop. */
+static void noop_work(uv_work_t *w)
+{
+    (void)w;
+}
+
+static void noop_after_work(uv_work_t *w, int status)
+{
+    (void)w;
+    (void)status;
+}
+
+PyObject *craftpy_after_fork_child(PyObject *module, PyObject *noargs)
+{
+    uv_loop_t loop;
+    uv_work_t w;
+    if (uv_loop_init(&loop) != 0) {
+        Py_RETURN_NONE;
+    }
+    if (uv_queue_work(&loop, &w, noop_work, noop_after_work) == 0) {
+        Py_BEGIN_ALLOW_THREADS;
+        uv_run(&loop, UV_RUN_DEFAULT);
+        Py_END_ALLOW_THREADS;
+    }
+    uv_loop_close(&loop);
+    Py_RETURN_NONE;
+}
+
+/* max_command(max_frame=0) -> the largest command a cluster with that max_frame replicates. */
+PyObject *craftpy_max_command(PyObject *module, PyObject *args)
+{
+    unsigned long long max_frame = 0;
+    if (!PyArg_ParseTuple(args, "|K", &max_frame)) {
+        return NULL;
+    }
+    if (max_frame > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "max_frame must be below 2**32");
+        return NULL;
+    }
+    return PyLong_FromSize_t(craft_uv_max_command((uint32_t)max_frame));
+}
+
+/* _forked(): called in a forked child for every node started before the fork. */
+static PyObject *Node_forked(NodeObject *self, PyObject *noargs)
+{
+    self->forked = true;
+    Py_RETURN_NONE;
 }
 
 static PyObject *Node_get_address(NodeObject *self, void *closure)
 {
+    if (self->forked) {
+        return PyUnicode_FromString(self->bound[0] ? self->bound : self->address);
+    }
     uv_mutex_lock(&self->lock);
     PyObject *r = PyUnicode_FromString(self->bound[0] ? self->bound : self->address);
     uv_mutex_unlock(&self->lock);
@@ -1117,6 +1353,9 @@ static PyObject *Node_get_address(NodeObject *self, void *closure)
 
 static PyObject *Node_get_running(NodeObject *self, void *closure)
 {
+    if (self->forked) {
+        Py_RETURN_FALSE;
+    }
     uv_mutex_lock(&self->lock);
     int st = self->state;
     uv_mutex_unlock(&self->lock);
@@ -1133,6 +1372,8 @@ static int Node_traverse(NodeObject *self, visitproc visit, void *arg)
     Py_VISIT(self->fsm);
     Py_VISIT(self->events);
     Py_VISIT(self->store);
+    Py_VISIT(self->restore_exc);
+    Py_VISIT(self->snapshot_exc);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -1143,6 +1384,8 @@ static int Node_clear(NodeObject *self)
     Py_CLEAR(self->fsm);
     Py_CLEAR(self->events);
     Py_CLEAR(self->store);
+    Py_CLEAR(self->restore_exc);
+    Py_CLEAR(self->snapshot_exc);
     return 0;
 }
 
@@ -1173,6 +1416,8 @@ static PyMethodDef Node_methods[] = {
     {"change", (PyCFunction)Node_change, METH_VARARGS,
      "change(op, server, address=None, auto_promote=False, timeout=0) -> index"},
     {"status", (PyCFunction)Node_status, METH_NOARGS, "status() -> dict"},
+    {"_forked", (PyCFunction)Node_forked, METH_NOARGS,
+     "_forked(): this process is a fork of the node's: refuse every call from now on"},
     {"set_faults", (PyCFunction)Node_set_faults, METH_VARARGS,
      "set_faults(to, drop=0.0, delay_min_ms=0, delay_max_ms=0, block=False)"},
     {"set_security", (PyCFunction)Node_set_security, METH_VARARGS,
@@ -1239,6 +1484,9 @@ int craftpy_node_init(PyObject *m)
     ADD_INT("EVENT_SNAPSHOT", CRAFT_UV_EVENT_SNAPSHOT);
     ADD_INT("EVENT_STOPPED", CRAFT_UV_EVENT_STOPPED);
     ADD_INT("EVENT_FOLLOWER_LOG_LOST", CRAFT_UV_EVENT_FOLLOWER_LOG_LOST);
+    ADD_INT("EVENT_SNAPSHOT_FAILED", CRAFT_UV_EVENT_SNAPSHOT_FAILED);
+    ADD_INT("EVENT_REMOVED", CRAFT_UV_EVENT_REMOVED);
+    ADD_INT("EVENT_PEERS_DIFFER", CRAFT_UV_EVENT_PEERS_DIFFER);
     ADD_INT("LOG_DEBUG", CRAFT_UV_DEBUG);
     ADD_INT("LOG_INFO", CRAFT_UV_INFO);
     ADD_INT("LOG_WARN", CRAFT_UV_WARN);

@@ -136,6 +136,6 @@ def test_a_failing_store_hook_stops_the_node_loudly(tmp_path, caplog):
 
 def test_a_store_missing_methods_is_refused(tmp_path):
     port = free_ports(1)[0]
-    node = craft.Node(1, f"127.0.0.1:{port}", None, KV(), join=True, log_store=object())
-    with pytest.raises(craft.Error):
-        node.start()
+    # At once, naming what is missing (before: at start(), as "invalid argument").
+    with pytest.raises(craft.ConfigError, match="log_store lacks the method"):
+        craft.Node(1, f"127.0.0.1:{port}", None, KV(), join=True, log_store=object())

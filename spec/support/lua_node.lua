@@ -28,7 +28,10 @@ for i = 5, #arg do
 end
 local fsm = support.kv()
 o.fsm = fsm
+local installed = 0
+o.on = { snapshot = function(_, inst) if inst then installed = installed + 1 end end }
 local node = assert(raft.node(o))
+local session, opening = nil, false
 
 local function dump()
     local parts = {}
@@ -85,6 +88,23 @@ local function poll()
             reply(("%s %d %d %d"):format(s.role, s.leader, s.applied, s.commit))
         elseif op == "transfer" then
             node:transfer_leadership(tonumber(a), function(ok, err) reply(ok and "" or nil, err) end)
+        elseif op == "sapply" then
+            raft.spawn(function()
+                while opening do raft.sleep(5) end
+                if not session then
+                    opening = true
+                    local s, err = node:session()
+                    opening = false
+                    if not s then return reply(nil, err) end
+                    session = s
+                end
+                reply(session:apply(a))
+            end)
+        elseif op == "digest" then
+            local s = node:status()
+            reply(s.diverged and "diverged" or s.digest and (s.digest.index .. " " .. s.digest.digest) or "none")
+        elseif op == "installed" then
+            reply(tostring(installed))
         elseif op == "quit" then
             reply("")
             node:close()

@@ -29,6 +29,12 @@ local function lua_env()
     return e
 end
 
+--- The shell prefix that runs a Lua script with this interpreter and ./lua_modules: env
+-- assignments and the interpreter ("LUA_PATH=... lua5.4").
+function procs.lua_command()
+    return lua_env() .. " " .. procs.interpreter()
+end
+
 --- Fails with a clear message unless .venv/bin/python imports craft.
 function procs.require_python()
     local ok = os.execute(PYTHON .. " -c 'import craft' >/dev/null 2>&1")

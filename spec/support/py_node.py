@@ -5,14 +5,16 @@
 PEERS is "1=127.0.0.1:7001,2=...". Options tls_dir=DIR (mutual TLS with the certificates
 tests/tls/make-certs.sh made in DIR) and secret_file=FILE (a cluster secret) set security=. The state machine is the same key-value store as the Lua
 specs' (spec/support.lua, kv()): commands "set k v" and "inc k n" as plain strings, snapshots
-as sorted "k=v\\n" lines, so a Lua node and this one replicate one state machine. sessions=False:
-the Lua binding has no session table, and every node of a cluster must agree on that.
+as sorted "k=v\\n" lines, so a Lua node and this one replicate one state machine. Sessions are
+on (the default of both bindings: every node of a cluster must agree).
 
 Control: the spec writes CTL_DIR/req.N (N = 1, 2, ...; written under another name and renamed
 into place); the first line is the operation, the rest its argument. Each request is answered
 in CTL_DIR/resp.N: "ok\\n<value>" or "err\\n<message>". Operations: apply <command>, state (the
 store's "k=v" lines after a linearizable read), stale (the same, no barrier), status
-("role leader applied commit"), transfer <id>, quit.
+("role leader applied commit"), transfer <id>, sapply <command> (through one client session of
+this process), digest ("<index> <hex>" of the last state digest, "none" before one, "diverged"
+once the state was found to differ), installed (snapshots installed from a leader), quit.
 """
 
 import os
@@ -86,9 +88,13 @@ def main():
         else:
             opts[k] = v == "true" if v in ("true", "false") else int(v)
     fsm = KV()
-    node = craft.Node(node_id, peers[node_id], data_dir, fsm, peers=peers, sessions=False,
+    node = craft.Node(node_id, peers[node_id], data_dir, fsm, peers=peers,
                       timeout=5.0, log_level="warn", **opts)
+    installed = []
+    node.on("snapshot", lambda index, inst: installed.append(index) if inst else None)
     node.start()
+    session_lock = threading.Lock()
+    session = []
     write_atomic(os.path.join(ctl, "ready"), str(os.getpid()))
     stop = threading.Event()
 
@@ -106,6 +112,18 @@ def main():
             elif op == "transfer":
                 node.transfer_leadership(int(arg))
                 value = "ok\n"
+            elif op == "sapply":
+                with session_lock:
+                    if not session:
+                        session.append(node.session())
+                value = "ok\n" + session[0].apply(arg.encode()).decode()
+            elif op == "digest":
+                s = node.status()
+                d = s["digest"]
+                value = "ok\n" + ("diverged" if s["diverged"] else
+                                   "%d %s" % (d["index"], d["digest"]) if d else "none")
+            elif op == "installed":
+                value = "ok\n%d" % len(installed)
             elif op == "quit":
                 stop.set()
                 value = "ok\n"

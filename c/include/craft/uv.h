@@ -56,14 +56,23 @@ typedef int (*craft_uv_read_fn)(void *ctx, void *buf, size_t cap, size_t *n);
 
 struct craft_uv_fsm {
     void *data;
-    /* Applies a batch of commands, in log order (loop thread). A non-zero return means the
-     * state machine cannot go on: the node stops, loudly. */
+    /* Applies a batch of commands, in log order (loop thread). A non-zero return (a CRAFT_E*
+     * code) means the state machine cannot go on: the node stops, loudly; the result of the
+     * last command whose error is set, if any, is the reason it reports (the stopped event's
+     * message). A binding stops this way on a command it cannot interpret or a state it knows
+     * to be wrong (docs/protocol.md). */
     int (*apply)(void *data, struct craft_uv_apply *cmds, size_t n);
     /* Writes the whole state (worker thread; no apply runs meanwhile). */
     int (*snapshot)(void *data, craft_uv_write_fn write, void *ctx);
     /* Replaces the whole state with a snapshot's (worker thread; no apply runs meanwhile). */
     int (*restore)(void *data, craft_uv_read_fn read, void *ctx);
 };
+
+/* Says why a state machine callback is about to fail: call it on the thread the callback runs
+ * on, before returning the error. The runtime then reports this reason (log line, events,
+ * status, craft_uv_last_error) instead of the bare code, e.g. the exception a binding's user
+ * code raised. The text is copied (up to 300 bytes). */
+CRAFT_API void craft_uv_fsm_error(const char *reason);
 
 /* ------------------------------------------------------------------------------------------
  * Configuration
@@ -83,7 +92,18 @@ enum craft_uv_event_type {
     /* Leader: follower `leader` lost entries it had acknowledged (its log went backwards: a
      * cut, wiped or restored data directory); match is what it had acknowledged, index its
      * last index now. The leader repairs it; see docs/core.md for what this weakens. */
-    CRAFT_UV_EVENT_FOLLOWER_LOG_LOST = 5
+    CRAFT_UV_EVENT_FOLLOWER_LOG_LOST = 5,
+    /* The state machine's snapshot failed (index, error, message: why). Nothing is lost: the
+     * log keeps every entry; it is tried again after a backoff (1 s, doubling to 60 s), and
+     * the node keeps serving meanwhile. status.snapshot_failures counts the failures in a
+     * row. */
+    CRAFT_UV_EVENT_SNAPSHOT_FAILED = 6,
+    /* This node was removed from the cluster: server `leader` says its committed configuration
+     * (of index `index`) lacks it. status.removed is set; requests keep failing. */
+    CRAFT_UV_EVENT_REMOVED = 7,
+    /* At start: the bootstrap configuration given (peers) differs from the stored one, which
+     * the node keeps; message names each difference (index: the stored one's). */
+    CRAFT_UV_EVENT_PEERS_DIFFER = 8
 };
 
 struct craft_uv_event {
@@ -119,7 +139,11 @@ struct craft_uv_config {
     craft_id id;
     const char *address;  /* "host:port" to listen on; port 0 picks one */
     const char *data_dir; /* for the default durable store */
-    uint64_t cluster_id;  /* peers of another cluster are refused */
+    /* Peers of another cluster are refused. 0: derived from the bootstrap configuration when
+     * the cluster is created, and kept in the data directory's CLUSTER file (so nodes
+     * bootstrapped with different peer maps refuse each other); a node in join mode then has
+     * none and accepts any cluster. A peer or client with cluster id 0 is accepted. */
+    uint64_t cluster_id;
     /* A new cluster: the initial configuration, this node included, used only when the store
      * is empty. NULL: join mode, the node waits until a leader adds it. */
     const struct craft_configuration *bootstrap;
@@ -139,7 +163,11 @@ struct craft_uv_config {
      * start. 0: the store's default, 64 MiB. Ignored with a store of the caller's. */
     uint64_t segment_size;
     bool forward;                 /* default true: followers forward proposals and reads */
-    uint32_t max_frame;           /* default 64 MiB */
+    /* The longest frame body accepted from a peer, and so the largest message this node
+     * builds: AppendEntries are split by bytes to fit, and a command that cannot fit alone is
+     * refused at submit (craft_uv_max_command). The same on every node of a cluster. Default
+     * 64 MiB; at least CRAFT_UV_MAX_FRAME_MIN. */
+    uint32_t max_frame;
     struct craft_uv_limits limits; /* zeroed: the defaults */
     /* Who may connect, peers and clients (craft/security.h, docs/security.md). Zeroed:
      * plaintext, which the log names as such. */
@@ -161,6 +189,15 @@ struct craft_uv_config {
 };
 
 CRAFT_API void craft_uv_config_init(struct craft_uv_config *c, craft_id id);
+
+/* The smallest max_frame a node accepts (craft_uv_node_new fails with CRAFT_EINVAL below it). */
+#define CRAFT_UV_MAX_FRAME_MIN (64u * 1024u)
+
+/* The largest command a node whose peers accept frames of max_frame bytes can replicate: one
+ * entry alone in an AppendEntries, with the message's own fields, must fit in one frame.
+ * craft_uv_submit refuses a longer proposal at once with CRAFT_ETOOBIG (a leader that accepted
+ * it would send a frame every follower refuses, forever). 0: the default max_frame. */
+CRAFT_API size_t craft_uv_max_command(uint32_t max_frame);
 
 /* ------------------------------------------------------------------------------------------
  * Lifecycle
@@ -259,7 +296,13 @@ struct craft_uv_status {
     uint64_t msgs_sent, msgs_received, bytes_sent, bytes_received;
     uint64_t entries_appended, entries_applied, fsyncs, elections, snapshots;
     uint64_t bad_frames, refused_handshakes, forwarded;
-    bool stopped; /* a fatal error stopped the node */
+    bool stopped; /* a fatal error stopped the node (role is then 0: it leads nothing) */
+    bool removed; /* a member said this node is no longer in the configuration */
+    uint64_t cluster_id; /* sent in every handshake: given, or derived from the bootstrap
+                          * configuration and kept in the data directory; 0: none */
+    char stop_reason[512];   /* why, when stopped */
+    uint64_t snapshot_failures; /* snapshots that failed in a row (0 after one succeeds) */
+    char snapshot_error[400];   /* why the last one failed */
 };
 
 CRAFT_API int craft_uv_status(struct craft_uv_node *n, struct craft_uv_status *out);

@@ -91,11 +91,26 @@ static void apply_commands(struct craft_uv_node *n, struct craft__item **batch, 
     }
     int rc = n->cfg.fsm.apply != NULL ? n->cfg.fsm.apply(n->cfg.fsm.data, cmds, count) : 0;
     if (rc != 0) {
+        /* The reason, when the state machine gave one: the result of the last command it
+         * marked as failed (craft/uv.h). */
+        size_t at = count;
+        for (size_t k = 0; k < count; k++) {
+            if (cmds[k].error != 0 && cmds[k].result != NULL) {
+                at = k;
+            }
+        }
+        if (at < count) {
+            craft__uv_fatal(n, rc, "the state machine stopped at index %llu: %.*s",
+                            (unsigned long long)cmds[at].index,
+                            (int)(cmds[at].result_size < 400 ? cmds[at].result_size : 400),
+                            (const char *)cmds[at].result);
+        } else {
+            craft__uv_fatal(n, rc, "the state machine's apply failed at index %llu: %s",
+                            (unsigned long long)cmds[0].index, craft_strerror(rc));
+        }
         for (size_t k = 0; k < count; k++) {
             craft_free(NULL, cmds[k].result);
         }
-        craft__uv_fatal(n, rc, "the state machine's apply failed at index %llu: %s",
-                        (unsigned long long)cmds[0].index, craft_strerror(rc));
         return;
     }
     for (size_t k = 0; k < count; k++) {
@@ -172,18 +187,64 @@ void craft__uv_apply_pump(struct craft_uv_node *n)
     craft__uv_requests_check_applied(n);
 }
 
+/* A snapshot failed: nothing is lost (the log holds every entry), so the node keeps serving
+ * and tries again after a backoff, 1 s doubling to 60 s. Until then the core's request stays
+ * unanswered, so that it asks for no other: answered at once, it would ask again at the very
+ * next entry, and a state machine whose snapshot always fails was called (and logged its
+ * failure) once per entry. One log line and one event per attempt. */
+#define SNAPSHOT_RETRY_MIN_MS 1000u
+#define SNAPSHOT_RETRY_MAX_MS 60000u
+
+static void snapshot_failed(struct craft_uv_node *n, struct craft__job *j)
+{
+    n->snap_failures++;
+    uint64_t wait = SNAPSHOT_RETRY_MIN_MS;
+    for (unsigned k = 1; k < n->snap_failures && wait < SNAPSHOT_RETRY_MAX_MS; k++) {
+        wait *= 2;
+    }
+    if (wait > SNAPSHOT_RETRY_MAX_MS) {
+        wait = SNAPSHOT_RETRY_MAX_MS;
+    }
+    n->snap_retry_at = uv_now(n->loop) + wait;
+    n->snap_parked = true;
+    snprintf(n->snap_error, sizeof n->snap_error, "%s", j->err);
+    craft__uv_log(n, CRAFT_UV_WARN,
+                  "event=snapshot_failed index=%llu attempt=%u retry_in_ms=%llu reason=\"%s\" "
+                  "(the node keeps serving; the log keeps every entry until a snapshot succeeds)",
+                  (unsigned long long)j->meta.index, n->snap_failures, (unsigned long long)wait,
+                  j->err);
+    struct craft_uv_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = CRAFT_UV_EVENT_SNAPSHOT_FAILED;
+    ev.index = j->meta.index;
+    ev.error = j->rc;
+    ev.message = j->err;
+    craft__uv_event(n, &ev);
+}
+
+/* On every tick: once the backoff is over, the parked request is answered as failed, and the
+ * core asks for a snapshot of its state then. */
+void craft__uv_snapshot_retry(struct craft_uv_node *n)
+{
+    if (n->snap_parked && uv_now(n->loop) >= n->snap_retry_at) {
+        n->snap_parked = false;
+        craft_index upto = 0;
+        (void)craft_snapshot_taken(n->core, 0, 0, &upto);
+    }
+}
+
 void craft__uv_snapshot_done(struct craft_uv_node *n, struct craft__job *j)
 {
     n->fsm_busy = false;
     craft_index upto = 0;
     if (j->rc != 0) {
-        craft__uv_log(n, CRAFT_UV_WARN, "event=snapshot_failed index=%llu reason=\"%s\"",
-                      (unsigned long long)j->meta.index, j->err);
+        snapshot_failed(n, j);
+        return; /* applying resumes in the craft__uv_drive() that follows every job */
     }
-    int rc = craft_snapshot_taken(n->core, j->rc == 0 ? j->meta.index : 0, j->size, &upto);
-    if (j->rc != 0) {
-        /* asked again once the log grows further */
-    } else if (rc != 0) {
+    n->snap_failures = 0;
+    n->snap_error[0] = '\0';
+    int rc = craft_snapshot_taken(n->core, j->meta.index, j->size, &upto);
+    if (rc != 0) {
         craft__uv_log(n, CRAFT_UV_WARN, "event=snapshot_rejected index=%llu rc=%s",
                       (unsigned long long)j->meta.index, craft_err_name(rc));
     } else {

@@ -321,7 +321,9 @@ static int connect_to(struct craft_client *c, const char *addr, uint64_t deadlin
     struct craft_wire_message m;
     if (rc == 0) {
         rc = recv_msg(c, &m, deadline);
-        if (rc == 0 && (m.type != CRAFT_WIRE_HANDSHAKE || m.u.handshake.cluster_id != c->cluster_id)) {
+        /* A client without a cluster id (0) accepts the server's, whatever it is. */
+        if (rc == 0 && (m.type != CRAFT_WIRE_HANDSHAKE ||
+                        (c->cluster_id != 0 && m.u.handshake.cluster_id != c->cluster_id))) {
             rc = CRAFT_ENOCONN;
         }
         /* With verify_id, the server must be the one its certificate names. */

@@ -510,9 +510,11 @@ static void handshake_received(struct craft__conn *c, const struct craft_wire_me
         bad_frame(c, "%s before the handshake", craft_wire_type_name(m->type));
         return;
     }
-    if (h->cluster_id != t->o.cluster_id) {
-        refuse(c, "cluster id %#" PRIx64 " (server %" PRIu64 "), ours is %#" PRIx64, h->cluster_id,
-               h->from, t->o.cluster_id);
+    /* 0 is no cluster id (a client, a node in join mode): accepted. */
+    if (h->cluster_id != 0 && t->o.cluster_id != 0 && h->cluster_id != t->o.cluster_id) {
+        refuse(c, "cluster id %#" PRIx64 " (server %" PRIu64 "), ours is %#" PRIx64 ": a node of "
+               "another cluster (bootstrapped with other peers, or given another cluster_id)",
+               h->cluster_id, h->from, t->o.cluster_id);
         return;
     }
     if (h->to != 0 && h->to != t->o.id) {

@@ -163,10 +163,11 @@ static void do_take_snapshot(struct craft_uv_node *n, struct craft__job *j)
     rc = n->cfg.fsm.snapshot != NULL ? n->cfg.fsm.snapshot(n->cfg.fsm.data, snap_write, &sw)
                                      : CRAFT_EINVAL;
     if (rc != 0) {
+        char why[320];
         s->snapshot_abort(s->impl, sw.w);
         j->rc = rc;
         snprintf(j->err, sizeof j->err, "the state machine's snapshot failed: %s",
-                 craft_strerror(rc));
+                 craft__uv_take_fsm_error(rc, why, sizeof why));
         return;
     }
     rc = s->snapshot_commit(s->impl, sw.w);
@@ -226,8 +227,9 @@ static void work_cb(uv_work_t *w)
     case JOB_RESTORE:
         j->rc = craft__uv_restore_fsm(n);
         if (j->rc != 0) {
+            char why[320];
             snprintf(j->err, sizeof j->err, "restoring the state machine: %s",
-                     craft_strerror(j->rc));
+                     craft__uv_take_fsm_error(j->rc, why, sizeof why));
         }
         break;
     case JOB_COMPACT:

@@ -146,6 +146,9 @@ static void note_role(struct craft_uv_node *n, craft_term term, craft_id leader,
     if (!changed) {
         return;
     }
+    if (leader != 0 && leader != n->id) {
+        n->removed = false; /* a leader replicates to us: we are a member (again) */
+    }
     craft__uv_log(n, CRAFT_UV_INFO, "event=role role=%s term=%llu leader=%llu",
                   craft_role_name(role), (unsigned long long)term, (unsigned long long)leader);
     struct craft_uv_event ev;
@@ -293,6 +296,31 @@ void craft__uv_drive(struct craft_uv_node *n)
     craft__uv_maybe_publish_status(n);
 }
 
+/* A server that was removed from the configuration never receives the entry that removes it
+ * (a leader replicates to the servers of the new configuration only), so it goes on asking for
+ * votes, knowing nothing. A node whose committed configuration lacks the sender tells it so: a
+ * response with request id 0 (never a real request's) and CRAFT_ENOTFOUND. The removed server
+ * then reports itself removed (craft__uv_on_response). */
+static void tell_if_removed(struct craft_uv_node *n, struct craft__conn *conn, craft_id from)
+{
+    craft_index conf_index = 0;
+    const struct craft_configuration *conf = craft_node_configuration(n->core, &conf_index);
+    if (conf->n == 0 || conf_index == 0 || conf_index > craft_node_commit(n->core) ||
+        craft_configuration_get(conf, from) != NULL) {
+        return;
+    }
+    struct craft_wire_message rm;
+    memset(&rm, 0, sizeof rm);
+    rm.type = CRAFT_WIRE_RESPONSE;
+    rm.u.response.from = n->id;
+    rm.u.response.to = from;
+    rm.u.response.term = n->term;
+    rm.u.response.id = 0;
+    rm.u.response.error = CRAFT_ENOTFOUND;
+    rm.u.response.index = conf_index;
+    craft__transport_reply(n->transport, conn, &rm);
+}
+
 /* A message from the transport. */
 void craft__uv_recv(void *data, struct craft__conn *conn, craft_id from,
                     const struct craft_wire_message *m)
@@ -308,6 +336,9 @@ void craft__uv_recv(void *data, struct craft__conn *conn, craft_id from,
         return;
     }
     if (m->type >= 1 && m->type <= CRAFT_MSG_TYPE_MAX) {
+        if (from != 0 && m->u.raft.from == from) {
+            tell_if_removed(n, conn, from);
+        }
         if (from == 0 || m->u.raft.from != from) {
             craft__uv_log(n, CRAFT_UV_WARN,
                           "event=bad_message reason=sender_mismatch conn_id=%llu msg_from=%llu",

@@ -17,10 +17,23 @@
 int craft__uv_restore_fsm(struct craft_uv_node *n); /* disk.c */
 
 static __thread char last_error[512];
+static __thread char fsm_error[320];
 
 const char *craft_uv_last_error(void)
 {
     return last_error;
+}
+
+void craft_uv_fsm_error(const char *reason)
+{
+    snprintf(fsm_error, sizeof fsm_error, "%s", reason != NULL ? reason : "");
+}
+
+const char *craft__uv_take_fsm_error(int rc, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s", fsm_error[0] != '\0' ? fsm_error : craft_strerror(rc));
+    fsm_error[0] = '\0';
+    return buf;
 }
 
 static void set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -84,13 +97,18 @@ void craft__uv_fatal(struct craft_uv_node *n, int rc, const char *fmt, ...)
     if (n->dead) {
         return;
     }
-    char msg[512];
+    char msg[480];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     n->dead = true;
-    n->dead_rc = rc == CRAFT_ENOMEM ? rc : CRAFT_EIO;
+    /* Requests fail with the storage's own error when the store failed (StorageError in
+     * Python), and as closed when the state machine stopped the node: its disk is fine. */
+    n->dead_rc = rc == CRAFT_ENOMEM || rc == CRAFT_EIO || rc == CRAFT_ECORRUPT ? rc
+                                                                               : CRAFT_ESHUTDOWN;
+    snprintf(n->dead_msg, sizeof n->dead_msg, "the node stopped: %s", msg);
+    craft__uv_publish_status(n); /* stopped before anyone hears of it */
     craft__uv_log(n, CRAFT_UV_ERROR, "event=fatal rc=%s reason=\"%s\" (the node has stopped)",
                   craft_err_name(rc), msg);
     struct craft_uv_event ev;
@@ -201,6 +219,19 @@ static int boot_core(struct craft_uv_node *n)
     cc.snapshot_entries = n->cfg.snapshot_entries;
     cc.snapshot_bytes = n->cfg.snapshot_bytes;
     cc.snapshot_trailing = n->cfg.snapshot_trailing;
+    /* No message may exceed the frame a follower accepts (it would close the connection, and
+     * the leader would send the same message again, forever): AppendEntries carry at most
+     * max_batch_entries entries, each with its own fields, so their payload bytes get what is
+     * left of the frame; a single entry above that is refused at submit (craft_uv_max_command).
+     * A snapshot chunk leaves half the frame to its metadata (the configuration). */
+    size_t budget = n->cfg.max_frame - CRAFT__UV_FRAME_RESERVE -
+                    (size_t)cc.max_batch_entries * CRAFT__UV_ENTRY_RESERVE;
+    if (cc.max_batch_bytes > budget) {
+        cc.max_batch_bytes = budget;
+    }
+    if (cc.snapshot_chunk_bytes > n->cfg.max_frame / 2) {
+        cc.snapshot_chunk_bytes = n->cfg.max_frame / 2;
+    }
     if (n->cfg.fsm.snapshot == NULL) {
         cc.snapshot_entries = 0; /* nothing to take a snapshot with: never ask */
         cc.snapshot_bytes = 0;
@@ -213,8 +244,9 @@ static int boot_core(struct craft_uv_node *n)
     } else if (b.snapshot != NULL) {
         rc = craft__uv_restore_fsm(n);
         if (rc != 0) {
+            char why[320];
             set_error("restoring the state machine from the snapshot at %llu: %s",
-                      (unsigned long long)meta.index, craft_strerror(rc));
+                      (unsigned long long)meta.index, craft__uv_take_fsm_error(rc, why, sizeof why));
         }
         n->applied = meta.index;
         n->snapshot_index = meta.index;
@@ -222,6 +254,30 @@ static int boot_core(struct craft_uv_node *n)
     craft_free(n->alloc, entries);
     craft_configuration_close(&meta.conf, n->alloc);
     return rc;
+}
+
+void craft__uv_removed(struct craft_uv_node *n, craft_id by, craft_index index)
+{
+    if (n->removed || n->dead) {
+        return;
+    }
+    if (craft_node_role(n->core) == CRAFT_LEADER) {
+        return; /* a leader of its own configuration: a stale notice */
+    }
+    n->removed = true;
+    craft__uv_log(n, CRAFT_UV_WARN,
+                  "event=removed by=%llu conf_index=%llu reason=\"this node is no longer a member "
+                  "of the cluster: its configuration (index %llu) lacks it. Stop it; to bring it "
+                  "back, move its data directory aside and add it again from the leader "
+                  "(add_server)\"",
+                  (unsigned long long)by, (unsigned long long)index, (unsigned long long)index);
+    struct craft_uv_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = CRAFT_UV_EVENT_REMOVED;
+    ev.leader = by;
+    ev.index = index;
+    craft__uv_event(n, &ev);
+    craft__uv_publish_status(n);
 }
 
 /* Frees everything but the node itself and its lock (see handle_closed). */
@@ -272,13 +328,29 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
 {
     last_error[0] = '\0';
     ignore_sigpipe();
-    if (loop == NULL || c == NULL || out == NULL || c->id == 0 || c->address == NULL ||
-        strlen(c->address) >= CRAFT_ADDRESS_MAX || c->heartbeat_ms == 0 ||
-        c->election_timeout_ms < 2 * c->heartbeat_ms ||
-        (c->store == NULL && c->data_dir == NULL)) {
-        set_error("invalid configuration (id, address, data_dir, heartbeat_ms < "
-                  "election_timeout_ms / 2 are required)");
+    const char *bad = NULL;
+    if (loop == NULL || c == NULL || out == NULL) {
+        bad = "craft_uv_node_new needs a loop, a configuration and an out pointer";
+    } else if (c->id == 0) {
+        bad = "id must be above 0";
+    } else if (c->address == NULL || strlen(c->address) >= CRAFT_ADDRESS_MAX) {
+        bad = "address must be \"host:port\", shorter than 64 bytes";
+    } else if (c->heartbeat_ms == 0) {
+        bad = "heartbeat_ms must be above 0";
+    } else if (c->election_timeout_ms < 2 * c->heartbeat_ms) {
+        bad = "election_timeout_ms must be at least twice heartbeat_ms";
+    } else if (c->store == NULL && c->data_dir == NULL) {
+        bad = "give data_dir, or a store";
+    }
+    if (bad != NULL) {
+        set_error("%s", bad);
         craft_store_close(c != NULL ? c->store : NULL);
+        return CRAFT_EINVAL;
+    }
+    if (c->max_frame != 0 && c->max_frame < CRAFT_UV_MAX_FRAME_MIN) {
+        set_error("max_frame must be at least %u bytes (64 KiB), not %u", CRAFT_UV_MAX_FRAME_MIN,
+                  (unsigned)c->max_frame);
+        craft_store_close(c->store);
         return CRAFT_EINVAL;
     }
     struct craft_uv_node *n = craft_calloc(c->alloc, 1, sizeof *n);
@@ -295,6 +367,9 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
     n->loop_thread = uv_thread_self();
     strcpy(n->address, c->address);
     n->cfg.address = n->address;
+    if (n->cfg.max_frame == 0) {
+        n->cfg.max_frame = CRAFT_WIRE_MAX_FRAME_DEFAULT;
+    }
     uv_mutex_init(&n->lock);
     int rc = 0;
     if (c->data_dir != NULL) {
@@ -330,6 +405,14 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
         }
     }
     if (rc == 0) {
+        char why[400] = "";
+        rc = craft__uv_cluster_id(c, c->store == NULL ? n->data_dir : NULL, &n->cluster_id, why,
+                                  sizeof why);
+        if (rc != 0) {
+            set_error("%s", why);
+        }
+    }
+    if (rc == 0) {
         rc = boot_core(n);
     }
     struct craft__tls_ctx *tls = NULL;
@@ -347,7 +430,7 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
         struct craft__transport_options to;
         craft__transport_options_init(&to);
         to.id = n->id;
-        to.cluster_id = c->cluster_id;
+        to.cluster_id = n->cluster_id;
         to.listen_address = n->address;
         to.max_frame = c->max_frame;
         to.max_pending = c->limits.max_pending;
@@ -363,7 +446,12 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
                                                 craft__uv_on_conn_closed, transport_log,
                                                 transport_term};
         rc = craft__transport_open(loop, &to, &cb, &n->transport);
-        if (rc != 0) {
+        if (rc == CRAFT_EADDRINUSE) {
+            set_error("the address %s is already in use (another node or program listens "
+                      "there): stop it, or give this node another address, then start it "
+                      "again; nothing was changed",
+                      n->address);
+        } else if (rc != 0) {
             set_error("listening on %s: %s", n->address, craft_strerror(rc));
         }
     }
@@ -427,10 +515,20 @@ int craft_uv_node_start(struct craft_uv_node *n)
         return CRAFT_EINVAL;
     }
     n->started = true;
+    craft__uv_check_peers(n);
     sync_peers(n);
     craft__uv_clock_start(n);
     craft__uv_drive(n);
     return 0;
+}
+
+size_t craft_uv_max_command(uint32_t max_frame)
+{
+    if (max_frame == 0) {
+        max_frame = CRAFT_WIRE_MAX_FRAME_DEFAULT;
+    }
+    size_t reserve = CRAFT__UV_FRAME_RESERVE + CRAFT__UV_ENTRY_RESERVE;
+    return max_frame > reserve ? max_frame - reserve : 0;
 }
 
 const char *craft_uv_node_address(const struct craft_uv_node *n)
@@ -500,6 +598,20 @@ void craft__uv_publish_status(struct craft_uv_node *n)
         s.refused_handshakes = ts.refused_handshakes;
     }
     s.stopped = n->dead;
+    s.removed = n->removed;
+    s.cluster_id = n->cluster_id;
+    if (n->dead || n->removed) {
+        /* A stopped node leads nothing, whatever its core last said; a removed one follows no
+         * one (nobody leads it any more). */
+        s.role = n->dead ? 0 : s.role;
+        s.leader = 0;
+        s.leader_address[0] = '\0';
+    }
+    if (n->dead) {
+        snprintf(s.stop_reason, sizeof s.stop_reason, "%s", n->dead_msg);
+    }
+    s.snapshot_failures = n->snap_failures;
+    snprintf(s.snapshot_error, sizeof s.snapshot_error, "%s", n->snap_error);
     n->status_dirty = false;
     uv_mutex_lock(&n->lock);
     n->status = s;

@@ -17,6 +17,14 @@
 #include "storage/driver_contract.h"
 #include "uv/transport.h"
 
+/* What a message needs besides its entries' payloads, for fitting messages into max_frame
+ * (docs/wire.md): the fields of any message, at most 128 bytes as msgpack (an AppendEntries
+ * takes 71: the array header, version and type, from, to, term, prev index and term, commit,
+ * ctx, the entries' array header); and each entry's own fields, at most 16 (array header, term,
+ * type, the bin header of its data). */
+#define CRAFT__UV_FRAME_RESERVE 128u
+#define CRAFT__UV_ENTRY_RESERVE 16u
+
 /* ---- disk jobs ---------------------------------------------------------------------------- */
 enum { JOB_WRITE = 1, JOB_READ_CHUNK, JOB_TAKE_SNAPSHOT, JOB_RESTORE, JOB_COMPACT };
 
@@ -25,7 +33,7 @@ struct craft__job {
     struct craft__job *next;
     bool started;
     int rc;
-    char err[160];
+    char err[400];
     /* JOB_WRITE: everything of one or more updates, carried out in the driver contract's
      * order (storage/driver_contract.h: hard state, snapshot chunk, entries; a chunk is never
      * merged with a later update's); then craft_persisted(seq). */
@@ -137,6 +145,12 @@ struct craft_uv_node {
     bool fsm_busy;
     craft_index applied;
     craft_index snapshot_index; /* of the latest snapshot taken or installed */
+    /* Snapshots that failed in a row, the last reason, and when to try again: until then the
+     * core's request stays unanswered (parked), so it asks for no other (apply.c). */
+    unsigned snap_failures;
+    char snap_error[400];
+    uint64_t snap_retry_at; /* uv_now() ms */
+    bool snap_parked;
 
     /* Requests. */
     struct craft__list proposals; /* by index: local and remote proposals, config changes */
@@ -155,8 +169,11 @@ struct craft_uv_node {
     bool started;
     bool stopping;
     bool closing; /* the transport and handles are being closed */
+    bool removed; /* a member said this node is not in its committed configuration */
+    uint64_t cluster_id; /* in every handshake (identity.c); 0: none, any cluster */
     bool dead; /* a fatal error: nothing more is processed */
     int dead_rc;
+    char dead_msg[512]; /* why, given to every request the node fails from then on */
     void (*stop_cb)(void *data);
     void *stop_data;
 
@@ -167,6 +184,9 @@ struct craft_uv_node {
 /* node.c */
 /* Sets what craft_uv_last_error() says on this thread. */
 void craft__uv_set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The reason a state machine callback gave with craft_uv_fsm_error (or rc's text), copied into
+ * buf; clears it. On the thread the callback ran on. */
+const char *craft__uv_take_fsm_error(int rc, char *buf, size_t cap);
 void craft__uv_log(struct craft_uv_node *n, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void craft__uv_fatal(struct craft_uv_node *n, int rc, const char *fmt, ...)
@@ -175,6 +195,15 @@ void craft__uv_event(struct craft_uv_node *n, const struct craft_uv_event *e);
 void craft__uv_publish_status(struct craft_uv_node *n);
 void craft__uv_maybe_publish_status(struct craft_uv_node *n);
 void craft__uv_maybe_finish_stop(struct craft_uv_node *n);
+/* identity.c: the cluster id (given, kept in the data directory, or derived from the bootstrap
+ * configuration; 0: none), and the warning about a peers map that differs from the stored
+ * configuration (at start). */
+uint64_t craft__uv_cluster_id_of(const struct craft_configuration *conf);
+int craft__uv_cluster_id(const struct craft_uv_config *c, const char *data_dir, uint64_t *out,
+                         char *err, size_t cap);
+void craft__uv_check_peers(struct craft_uv_node *n);
+/* Server `by` says this node is not in its committed configuration (of index `index`). */
+void craft__uv_removed(struct craft_uv_node *n, craft_id by, craft_index index);
 
 /* clock.c: ticks from the monotonic clock; craft__uv_clock_feed() before every input. */
 void craft__uv_clock_start(struct craft_uv_node *n);
@@ -197,6 +226,7 @@ int craft__uv_queue_item(struct craft_uv_node *n, int kind, const struct craft_s
 void craft__uv_apply_pump(struct craft_uv_node *n); /* only from craft__uv_drive() */
 void craft__uv_items_free(struct craft_uv_node *n);
 void craft__uv_snapshot_done(struct craft_uv_node *n, struct craft__job *j);
+void craft__uv_snapshot_retry(struct craft_uv_node *n); /* every tick */
 void craft__uv_restore_done(struct craft_uv_node *n, struct craft__job *j);
 
 /* requests.c */

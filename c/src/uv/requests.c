@@ -91,6 +91,10 @@ static const char *leader_address(struct craft_uv_node *n, craft_id leader)
 static void complete(struct craft_uv_node *n, struct craft__waiter *w, int status,
                      craft_index index, const void *data, size_t size)
 {
+    if (n->dead && status == n->dead_rc && data == NULL) {
+        data = n->dead_msg; /* why the node stopped */
+        size = strlen(n->dead_msg);
+    }
     craft_id leader = n->leader != n->id ? n->leader : 0;
     if (w->req != NULL) {
         struct craft_uv_result r;
@@ -243,6 +247,12 @@ static void process(struct craft_uv_node *n, struct craft__waiter *w)
     bool leader = craft_node_role(n->core) == CRAFT_LEADER;
     switch (w->op) {
     case CRAFT_UV_PROPOSE:
+        if (w->size > craft_uv_max_command(n->cfg.max_frame)) {
+            /* Forwarded by a peer whose max_frame is larger than ours: it would not fit in a
+             * frame our followers accept. */
+            complete(n, w, CRAFT_ETOOBIG, 0, NULL, 0);
+            return;
+        }
         if (!leader) {
             if (!forward(n, w, CRAFT_WIRE_PROPOSE)) {
                 park_or_refuse(n, w);
@@ -336,6 +346,9 @@ int craft_uv_submit(struct craft_uv_node *n, struct craft_uv_request *req)
                                      strlen(req->address) >= CRAFT_ADDRESS_MAX ||
                                      req->server == 0))) {
         return CRAFT_EINVAL;
+    }
+    if (req->op == CRAFT_UV_PROPOSE && req->size > craft_uv_max_command(n->cfg.max_frame)) {
+        return CRAFT_ETOOBIG; /* at once: it could never be replicated */
     }
     struct craft__waiter *w = craft_calloc(n->alloc, 1, sizeof *w);
     if (w == NULL) {
@@ -479,6 +492,10 @@ void craft__uv_on_request(struct craft_uv_node *n, struct craft__conn *conn,
 /* The leader answered a request we forwarded. */
 void craft__uv_on_response(struct craft_uv_node *n, const struct craft_wire_response *rs)
 {
+    if (rs->id == 0 && rs->error == CRAFT_ENOTFOUND) {
+        craft__uv_removed(n, rs->from, rs->index);
+        return;
+    }
     struct craft__waiter *w = n->forwarded.head;
     while (w != NULL && w->read_id != rs->id) {
         w = w->next;
@@ -499,7 +516,11 @@ void craft__uv_on_response(struct craft_uv_node *n, const struct craft_wire_resp
             req->cb(req, &r);
             return;
         }
-        complete(n, w, rs->error, 0, NULL, 0);
+        /* The leader is closing or stopped: for this node it is a leader that went away, and
+         * the outcome is unknown (it may have appended the command): a caller retries through
+         * another leader (a session does so on its own). Its reason stays in the message. */
+        int status = rs->error == CRAFT_ESHUTDOWN ? CRAFT_ENOCONN : rs->error;
+        complete(n, w, status, 0, rs->payload, rs->size);
         return;
     }
     /* Answer once this node has applied as far as the leader did. */

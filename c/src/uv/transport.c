@@ -376,7 +376,7 @@ int craft__transport_open(uv_loop_t *loop, const struct craft__transport_options
          * caller's runs (close_cb is NULL). */
         t->closing = true;
         uv_close((uv_handle_t *)&t->listener, on_own_handle_closed);
-        return CRAFT_EIO;
+        return rc == UV_EADDRINUSE ? CRAFT_EADDRINUSE : CRAFT_EIO;
     }
     craft__transport_format_address((const struct sockaddr *)&bound, t->address, sizeof t->address);
     t->bound = bound;
