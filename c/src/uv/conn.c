@@ -17,6 +17,8 @@ static const char *side(const struct craft__conn *c)
     return c->outgoing ? "to" : "from";
 }
 
+static void spares_free(struct craft__conn *c);
+
 /* --- Life and death ------------------------------------------------------------------------ */
 
 static void on_handle_closed(uv_handle_t *h)
@@ -42,6 +44,7 @@ static void on_handle_closed(uv_handle_t *h)
     craft__tls_free(c->tls);
     craft_wire_decoder_close(&c->dec);
     craft_wire_buf_close(&c->pending);
+    spares_free(c);
     craft_free(t->alloc, c);
     craft__transport_handle_closed(t);
 }
@@ -194,16 +197,49 @@ static void on_timer(uv_timer_t *h)
 
 /* --- Writing ------------------------------------------------------------------------------- */
 
-struct write_req {
+/* Kept per connection for reuse: at most SPARE_WRITES of them, with buffers up to
+ * SPARE_BYTES (a burst's large buffer is not kept for ever). */
+#define SPARE_WRITES 4
+#define SPARE_BYTES (1u << 20)
+
+struct craft__write_req {
     uv_write_t req;
     struct craft__conn *conn;
+    struct craft__write_req *next_spare;
     struct craft_wire_buf buf; /* the bytes on the wire (TLS: ciphertext) */
     size_t counted;            /* of them, what c->queued counts (the plaintext frames) */
 };
 
+/* A write request is finished with: kept for the next flush, or freed. */
+static void write_req_done(struct craft__conn *c, struct craft__write_req *w)
+{
+    if (c->state != CRAFT__CONN_CLOSING && c->n_spare < SPARE_WRITES &&
+        w->buf.cap <= SPARE_BYTES) {
+        craft_wire_buf_reset(&w->buf);
+        w->counted = 0;
+        w->next_spare = c->spare;
+        c->spare = w;
+        c->n_spare++;
+        return;
+    }
+    craft_wire_buf_close(&w->buf);
+    craft_free(c->t->alloc, w);
+}
+
+static void spares_free(struct craft__conn *c)
+{
+    while (c->spare != NULL) {
+        struct craft__write_req *w = c->spare;
+        c->spare = w->next_spare;
+        craft_wire_buf_close(&w->buf);
+        craft_free(c->t->alloc, w);
+    }
+    c->n_spare = 0;
+}
+
 static void on_write(uv_write_t *req, int status)
 {
-    struct write_req *w = req->data;
+    struct craft__write_req *w = req->data;
     struct craft__conn *c = w->conn;
     struct craft__transport *t = c->t;
 
@@ -215,12 +251,11 @@ static void on_write(uv_write_t *req, int status)
                              c->name, uv_strerror(status));
         craft__conn_close(c, true);
     }
-    craft_wire_buf_close(&w->buf);
-    craft_free(t->alloc, w);
+    write_req_done(c, w);
 }
 
 /* Hands w (its buffer filled) to uv_write; on failure the connection closes. */
-static void write_out(struct craft__conn *c, struct write_req *w)
+static void write_out(struct craft__conn *c, struct craft__write_req *w)
 {
     struct craft__transport *t = c->t;
     uv_buf_t b = uv_buf_init((char *)w->buf.base, (unsigned)w->buf.len);
@@ -228,17 +263,22 @@ static void write_out(struct craft__conn *c, struct write_req *w)
 
     if (rc != 0) {
         c->queued -= w->counted;
-        craft_wire_buf_close(&w->buf);
-        craft_free(t->alloc, w);
+        write_req_done(c, w);
         craft__transport_log(t, CRAFT__LOG_INFO, "transport: write %s %s failed: %s", side(c),
                              c->name, uv_strerror(rc));
         craft__conn_close(c, true);
     }
 }
 
-static struct write_req *write_req_new(struct craft__conn *c)
+static struct craft__write_req *write_req_new(struct craft__conn *c)
 {
-    struct write_req *w = craft_malloc(c->t->alloc, sizeof *w);
+    if (c->spare != NULL) {
+        struct craft__write_req *w = c->spare;
+        c->spare = w->next_spare;
+        c->n_spare--;
+        return w; /* buffer empty, its capacity kept */
+    }
+    struct craft__write_req *w = craft_malloc(c->t->alloc, sizeof *w);
 
     if (w == NULL) {
         craft__transport_log(c->t, CRAFT__LOG_ERROR, "transport: out of memory writing %s %s",
@@ -257,7 +297,7 @@ static struct write_req *write_req_new(struct craft__conn *c)
  * waits, handshake messages included. */
 static void flush_tls(struct craft__conn *c)
 {
-    struct write_req *w;
+    struct craft__write_req *w;
     size_t counted = 0;
 
     if (c->pending.len > 0 && craft__tls_established(c->tls)) {
@@ -293,7 +333,7 @@ static void flush_tls(struct craft__conn *c)
 
 void craft__conn_flush(struct craft__conn *c)
 {
-    struct write_req *w;
+    struct craft__write_req *w;
 
     if (c->state == CRAFT__CONN_CLOSING || c->state == CRAFT__CONN_CONNECTING) {
         return;
@@ -309,11 +349,12 @@ void craft__conn_flush(struct craft__conn *c)
     if (w == NULL) {
         return;
     }
-    /* The write takes the pending buffer as it is (no copy); the connection starts a new one. */
-    craft_wire_buf_close(&w->buf);
+    /* The write takes the pending buffer as it is (no copy); the connection goes on with the
+     * request's own (empty) buffer, whose capacity a spare request kept. */
+    struct craft_wire_buf empty = w->buf;
     w->buf = c->pending;
     w->counted = w->buf.len;
-    craft_wire_buf_init(&c->pending, c->t->alloc);
+    c->pending = empty;
     write_out(c, w);
 }
 

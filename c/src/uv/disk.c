@@ -23,10 +23,9 @@ void craft__uv_job_free(struct craft_uv_node *n, struct craft__job *j)
     if (j == NULL) {
         return;
     }
-    for (size_t k = 0; k < j->n_entries; k++) {
-        craft_free(n->alloc, (void *)j->entries[k].data);
-    }
     craft_free(n->alloc, j->entries);
+    craft_free(n->alloc, j->offsets);
+    craft_free(n->alloc, j->payload);
     craft_free(n->alloc, (void *)j->chunk.data);
     craft_configuration_close(&j->chunk.meta.conf, n->alloc);
     craft_free(n->alloc, (void *)j->msg.u.install_snapshot.data);
@@ -35,6 +34,15 @@ void craft__uv_job_free(struct craft_uv_node *n, struct craft__job *j)
     }
     craft_configuration_close(&j->meta.conf, n->alloc);
     craft_free(n->alloc, j);
+}
+
+/* A job about to run takes no more updates: its payload buffer stops moving, so the entries
+ * can point into it. */
+static void job_seal(struct craft__job *j)
+{
+    for (size_t k = 0; k < j->n_entries; k++) {
+        j->entries[k].data = j->entries[k].size > 0 ? j->payload + j->offsets[k] : NULL;
+    }
 }
 
 void craft__uv_job_push(struct craft_uv_node *n, struct craft__job *j)
@@ -48,11 +56,37 @@ void craft__uv_job_push(struct craft_uv_node *n, struct craft__job *j)
     n->jobs_tail = j;
 }
 
+/* A finished job: a plain write job is kept, with the capacity of its arrays and payload
+ * buffer, for the next one (one at a time runs, so one spare is enough: in steady state the
+ * disk queue then allocates nothing per write). */
+static void job_done(struct craft_uv_node *n, struct craft__job *j)
+{
+    if (j->kind != JOB_WRITE || j->has_chunk || n->spare_job != NULL || n->dead) {
+        craft__uv_job_free(n, j);
+        return;
+    }
+    j->next = NULL;
+    j->started = false;
+    j->rc = 0;
+    j->err[0] = '\0';
+    j->seq = 0;
+    j->has_hs = false;
+    j->n_entries = 0;
+    j->payload_len = 0;
+    n->spare_job = j;
+}
+
 /* The write job that new updates may still be merged into, or a new one. */
 struct craft__job *craft__uv_job_tail_write(struct craft_uv_node *n)
 {
     struct craft__job *t = n->jobs_tail;
     if (t != NULL && t->kind == JOB_WRITE && !t->started && !t->has_chunk) {
+        return t;
+    }
+    if (n->spare_job != NULL) {
+        t = n->spare_job;
+        n->spare_job = NULL;
+        craft__uv_job_push(n, t);
         return t;
     }
     t = craft_calloc(n->alloc, 1, sizeof *t);
@@ -289,7 +323,7 @@ static void after_work_cb(uv_work_t *w, int status)
             break;
         }
     }
-    craft__uv_job_free(n, j);
+    job_done(n, j);
     if (!n->dead) {
         craft__uv_drive(n);
     }
@@ -312,6 +346,7 @@ void craft__uv_disk_kick(struct craft_uv_node *n)
             continue;
         }
         j->started = true;
+        job_seal(j);
         n->job_running = true;
         n->work.data = n;
         int rc = uv_queue_work(n->loop, &n->work, work_cb, after_work_cb);

@@ -19,6 +19,9 @@
 
 #include "uv/node.h"
 
+/* Copies entries into the job that waits: the update points into the core, valid only until the
+ * next call into it, while the job runs later on another thread. One growing buffer holds every
+ * payload of the job, so a job costs a few allocations, not one per entry. */
 static int copy_entries_into(struct craft_uv_node *n, struct craft__job *j,
                              const struct craft_entry *es, size_t count)
 {
@@ -26,11 +29,9 @@ static int copy_entries_into(struct craft_uv_node *n, struct craft__job *j,
         return 0;
     }
     /* A later update may rewrite the tail of what is waiting (a follower's truncation). */
-    if (j->n_entries > 0 && es[0].index <= j->entries[j->n_entries - 1].index) {
-        while (j->n_entries > 0 && j->entries[j->n_entries - 1].index >= es[0].index) {
-            j->n_entries--;
-            craft_free(n->alloc, (void *)j->entries[j->n_entries].data);
-        }
+    while (j->n_entries > 0 && j->entries[j->n_entries - 1].index >= es[0].index) {
+        j->n_entries--;
+        j->payload_len = j->offsets[j->n_entries];
     }
     if (j->n_entries + count > j->cap_entries) {
         size_t cap = j->cap_entries ? j->cap_entries : 64;
@@ -42,19 +43,38 @@ static int copy_entries_into(struct craft_uv_node *n, struct craft__job *j,
             return CRAFT_ENOMEM;
         }
         j->entries = p;
+        size_t *o = craft_realloc(n->alloc, j->offsets, cap * sizeof *o);
+        if (o == NULL) {
+            return CRAFT_ENOMEM;
+        }
+        j->offsets = o;
         j->cap_entries = cap;
+    }
+    size_t bytes = 0;
+    for (size_t k = 0; k < count; k++) {
+        bytes += es[k].size;
+    }
+    if (j->payload_len + bytes > j->payload_cap) {
+        size_t cap = j->payload_cap ? j->payload_cap : 4096;
+        while (cap < j->payload_len + bytes) {
+            cap *= 2;
+        }
+        unsigned char *p = craft_realloc(n->alloc, j->payload, cap);
+        if (p == NULL) {
+            return CRAFT_ENOMEM;
+        }
+        j->payload = p;
+        j->payload_cap = cap;
     }
     for (size_t k = 0; k < count; k++) {
         struct craft_entry *e = &j->entries[j->n_entries];
         *e = es[k];
-        void *p = craft_malloc(n->alloc, es[k].size ? es[k].size : 1);
-        if (p == NULL) {
-            return CRAFT_ENOMEM;
-        }
+        e->data = NULL; /* set when the job starts (disk.c, job_seal) */
+        j->offsets[j->n_entries] = j->payload_len;
         if (es[k].size > 0) {
-            memcpy(p, es[k].data, es[k].size);
+            memcpy(j->payload + j->payload_len, es[k].data, es[k].size);
+            j->payload_len += es[k].size;
         }
-        e->data = p;
         j->n_entries++;
     }
     return 0;

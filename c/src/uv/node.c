@@ -289,6 +289,8 @@ static void node_release(struct craft_uv_node *n)
         n->jobs = j->next;
         craft__uv_job_free(n, j);
     }
+    craft__uv_job_free(n, n->spare_job);
+    n->spare_job = NULL;
     if (n->store != NULL) {
         craft__snap_rx_abort(n->store, &n->rx);
         craft_store_close(n->store);

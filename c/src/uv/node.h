@@ -40,8 +40,14 @@ struct craft__job {
     uint64_t seq;
     bool has_hs;
     struct craft_hard_state hs;
+    /* The entries, their payloads packed in one buffer: while the job waits, updates merged
+     * into it append to the buffer (which may move), so each entry records its payload's
+     * offset and the pointers are set when the job starts (disk.c, job_seal). */
     struct craft_entry *entries;
+    size_t *offsets;
     size_t n_entries, cap_entries;
+    unsigned char *payload;
+    size_t payload_len, payload_cap;
     bool has_chunk;
     bool discard_log;
     struct craft_install_snapshot chunk; /* data and conf owned */
@@ -84,6 +90,7 @@ struct craft__waiter {
     size_t result_size;
     int status;
     void *payload; /* the command, when queued before the loop saw it */
+    bool payload_inline; /* payload lives in the waiter's own allocation (requests.c) */
     size_t size;
 };
 
@@ -130,6 +137,7 @@ struct craft_uv_node {
 
     /* Disk. */
     struct craft__job *jobs, *jobs_tail; /* FIFO; the head runs when started */
+    struct craft__job *spare_job; /* a finished write job kept for the next (disk.c) */
     uv_work_t work;
     bool job_running;
     struct craft__snap_rx rx; /* snapshot being received (disk thread only) */

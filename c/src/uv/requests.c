@@ -68,9 +68,45 @@ static void list_remove(struct craft__list *l, struct craft__waiter *w)
     l->n--;
 }
 
+/* Commands up to this size travel in their waiter's own allocation: a proposal on the hot
+ * path costs one allocation here, not two. Larger ones get their own, freed as soon as the
+ * core has its copy. */
+#define INLINE_PAYLOAD 4096
+
+/* A waiter holding a copy of the command (size bytes at payload); NULL when out of memory. */
+static struct craft__waiter *waiter_new(struct craft_uv_node *n, const void *payload, size_t size)
+{
+    bool inline_ = size > 0 && size <= INLINE_PAYLOAD;
+    struct craft__waiter *w = craft_calloc(n->alloc, 1, sizeof *w + (inline_ ? size : 0));
+    if (w == NULL) {
+        return NULL;
+    }
+    if (size > 0) {
+        w->payload = inline_ ? (void *)(w + 1) : craft_malloc(n->alloc, size);
+        if (w->payload == NULL) {
+            craft_free(n->alloc, w);
+            return NULL;
+        }
+        w->payload_inline = inline_;
+        memcpy(w->payload, payload, size);
+        w->size = size;
+    }
+    return w;
+}
+
+/* The command is no longer needed (the core copied it, or the answer came). */
+static void payload_release(struct craft_uv_node *n, struct craft__waiter *w)
+{
+    if (!w->payload_inline) {
+        craft_free(n->alloc, w->payload);
+    }
+    w->payload = NULL;
+    w->payload_inline = false;
+}
+
 static void waiter_free(struct craft_uv_node *n, struct craft__waiter *w)
 {
-    craft_free(n->alloc, w->payload);
+    payload_release(n, w);
     craft_free(n->alloc, w->result);
     craft_free(n->alloc, w);
 }
@@ -260,8 +296,7 @@ static void process(struct craft_uv_node *n, struct craft__waiter *w)
             return;
         }
         rc = craft_propose(n->core, w->payload, w->size, &w->index, &w->term);
-        craft_free(n->alloc, w->payload); /* the core copied it */
-        w->payload = NULL;
+        payload_release(n, w); /* the core copied it */
         if (rc != 0) {
             complete(n, w, rc, 0, NULL, 0);
             return;
@@ -350,7 +385,7 @@ int craft_uv_submit(struct craft_uv_node *n, struct craft_uv_request *req)
     if (req->op == CRAFT_UV_PROPOSE && req->size > craft_uv_max_command(n->cfg.max_frame)) {
         return CRAFT_ETOOBIG; /* at once: it could never be replicated */
     }
-    struct craft__waiter *w = craft_calloc(n->alloc, 1, sizeof *w);
+    struct craft__waiter *w = waiter_new(n, req->payload, req->size);
     if (w == NULL) {
         return CRAFT_ENOMEM;
     }
@@ -360,15 +395,6 @@ int craft_uv_submit(struct craft_uv_node *n, struct craft_uv_request *req)
     w->status = req->auto_promote; /* ADD: carried until used */
     if (req->op == CRAFT_UV_ADD) {
         strcpy(w->address, req->address);
-    }
-    if (req->size > 0) {
-        w->payload = craft_malloc(n->alloc, req->size);
-        if (w->payload == NULL) {
-            craft_free(n->alloc, w);
-            return CRAFT_ENOMEM;
-        }
-        memcpy(w->payload, req->payload, req->size);
-        w->size = req->size;
     }
     req->internal[0] = NULL;
     req->internal[1] = w;
@@ -469,7 +495,7 @@ void craft__uv_async_cb(uv_async_t *h)
 void craft__uv_on_request(struct craft_uv_node *n, struct craft__conn *conn,
                           const struct craft_wire_request *rq)
 {
-    struct craft__waiter *w = craft_calloc(n->alloc, 1, sizeof *w);
+    struct craft__waiter *w = waiter_new(n, rq->payload, rq->size);
     if (w == NULL) {
         return; /* the caller times out */
     }
@@ -477,15 +503,6 @@ void craft__uv_on_request(struct craft_uv_node *n, struct craft__conn *conn,
     w->remote_id = rq->id;
     w->op = rq->kind == CRAFT_WIRE_PROPOSE ? CRAFT_UV_PROPOSE : CRAFT_UV_READ;
     w->deadline = deadline(n, 0);
-    if (rq->size > 0) {
-        w->payload = craft_malloc(n->alloc, rq->size);
-        if (w->payload == NULL) {
-            craft_free(n->alloc, w);
-            return;
-        }
-        memcpy(w->payload, rq->payload, rq->size);
-        w->size = rq->size;
-    }
     process(n, w); /* never forwarded again: w->req is NULL */
 }
 
@@ -526,8 +543,7 @@ void craft__uv_on_response(struct craft_uv_node *n, const struct craft_wire_resp
     /* Answer once this node has applied as far as the leader did. */
     w->status = rs->error;
     w->index = rs->index;
-    craft_free(n->alloc, w->payload);
-    w->payload = NULL;
+    payload_release(n, w);
     if (rs->size > 0) {
         w->result = craft_malloc(n->alloc, rs->size);
         if (w->result == NULL) {

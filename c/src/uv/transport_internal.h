@@ -69,6 +69,8 @@ struct craft__peer {
     struct craft__peer *next;
 };
 
+struct craft__write_req;
+
 struct craft__conn {
     uv_tcp_t tcp;
     uv_timer_t timer; /* connect timeout, then handshake timeout */
@@ -100,6 +102,10 @@ struct craft__conn {
      * uv_write whose callback has not run yet (what back-pressure judges). */
     struct craft_wire_buf pending;
     size_t queued;
+    /* Write requests whose write completed, kept with their buffers for the next flushes, so a
+     * connection in steady state allocates nothing per message (conn.c). */
+    struct craft__write_req *spare;
+    unsigned n_spare;
     struct craft__conn *prev, *next; /* t->conns */
     struct craft__conn *next_dirty;
 };
