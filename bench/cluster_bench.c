@@ -234,6 +234,9 @@ static int node_main(int argc, char **argv)
     c.fsync = a.sync;
     c.snapshot_entries = 16384;
     c.snapshot_trailing = 1024;
+    if (getenv("CRAFT_BENCH_LOOP_WRITES") != NULL) { /* 0: every write on the worker */
+        c.write_on_loop = strcmp(getenv("CRAFT_BENCH_LOOP_WRITES"), "0") != 0;
+    }
     if (getenv("CRAFT_BENCH_SNAPSHOT_ENTRIES") != NULL) { /* diagnostics: snapshot cost */
         c.snapshot_entries = strtoull(getenv("CRAFT_BENCH_SNAPSHOT_ENTRIES"), NULL, 10);
     }

@@ -383,6 +383,14 @@ TEST(submit_from_another_thread)
     uf_close(&f);
 }
 
+static bool snapshot_attempted(struct uf *f, void *arg)
+{
+    (void)arg;
+    struct craft_uv_status st;
+    craft_uv_status(f->node[1].n, &st);
+    return uf_fail_snapshots == 0 && (st.snapshot_failures >= 1 || f->node[1].snapshots >= 1);
+}
+
 /* A snapshot that fails is not fatal: the node goes on, says so in its status, and a later
  * snapshot, after the backoff (1 s), succeeds. The data directories are created with their
  * missing parents. */
@@ -401,6 +409,9 @@ TEST(failed_snapshot_is_retried_and_not_fatal)
         CHECK(uf_wait_done(&f, (unsigned)k + 1, 5000));
     }
     CHECK_EQ(f.ok, 60);
+    /* The snapshot runs on the worker, in parallel with the proposals: wait for its outcome
+     * (the status copy is refreshed as the loop turns). */
+    CHECK(uf_run_until(&f, snapshot_attempted, NULL, 5000));
     CHECK_EQ(uf_fail_snapshots, 0);
     struct craft_uv_status st;
     craft_uv_status(f.node[1].n, &st);

@@ -61,6 +61,25 @@ static int cut_last_segment(const char *dir)
     return rc;
 }
 
+/* The leader counts the victim's acknowledgement of everything it has: what the victim then
+ * loses is what it had promised to keep. */
+struct acked {
+    int leader, victim;
+};
+
+static bool leader_counts_all(struct uf *f, void *arg)
+{
+    const struct acked *a = arg;
+    struct craft_uv_status s;
+    craft_uv_status(f->node[a->leader].n, &s);
+    for (unsigned k = 0; k < s.n_peers && k < CRAFT_UV_STATUS_PEERS; k++) {
+        if (s.peers[k].id == (craft_id)a->victim) {
+            return s.peers[k].match >= s.last_index;
+        }
+    }
+    return false;
+}
+
 static bool caught_up(struct uf *f, void *arg)
 {
     int who = *(int *)arg;
@@ -90,6 +109,8 @@ static void loss_case(enum loss kind)
         CHECK(uf_wait_done(&f, done, 10000));
         struct uf_applied_arg a = {v, uf_applied(&f, l)};
         CHECK(uf_run_until(&f, uf_applied_reached, &a, 5000));
+        struct acked ack = {l, v};
+        CHECK(uf_run_until(&f, leader_counts_all, &ack, 5000));
         if (kind == OLDER_COPY && round == 0) {
             uf_stop(&f, v);
             CHECK_OK(sh("rm -rf '%s' && cp -a '%s' '%s'", copy, f.node[v].dir, copy));

@@ -95,6 +95,9 @@ static void *caller(void *p)
 static void race_stopped(void *data)
 {
     struct race *x = data;
+    /* No call may start from now on (a thread between two calls would otherwise start one on
+     * a freed node once this returns), then the ones in progress finish. */
+    atomic_store(&x->stop_flag, true);
     for (int k = 0; k < 2000000 && atomic_load(&x->inflight) > 0; k++) {
         sched_yield();
     }

@@ -158,6 +158,9 @@ static inline void uf_init(struct uf *f, int n)
     f->n = n;
     craft_configuration_init(&f->conf);
     craft_uv_config_init(&f->base, 0);
+    if (getenv("CRAFT_TEST_NO_LOOP_WRITES") != NULL) {
+        f->base.write_on_loop = false;
+    }
     f->base.heartbeat_ms = 20;
     f->base.election_timeout_ms = 200;
     f->base.cluster_id = 7;

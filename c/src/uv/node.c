@@ -65,6 +65,7 @@ void craft_uv_config_init(struct craft_uv_config *c, craft_id id)
     c->snapshot_bytes = 64 * 1024 * 1024;
     c->snapshot_trailing = 1024;
     c->fsync = true;
+    c->write_on_loop = true;
     c->forward = true;
     c->max_frame = CRAFT_WIRE_MAX_FRAME_DEFAULT;
     c->default_timeout_ms = 10000;
@@ -470,7 +471,9 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
     n->prepare.data = n;
     uv_prepare_start(&n->prepare, prepare_cb);
     uv_unref((uv_handle_t *)&n->prepare); /* it must not keep the loop alive */
-    n->open_handles = 3;
+    uv_idle_init(loop, &n->write_idle);
+    n->write_idle.data = n;
+    n->open_handles = 4;
     craft__uv_log(n, CRAFT_UV_INFO, "event=open address=%s term=%llu last_index=%llu",
                   craft__transport_address(n->transport),
                   (unsigned long long)craft_node_term(n->core),
@@ -680,6 +683,7 @@ static void transport_closed(void *data)
     uv_close((uv_handle_t *)&n->tick, handle_closed);
     uv_close((uv_handle_t *)&n->async, handle_closed);
     uv_close((uv_handle_t *)&n->prepare, handle_closed);
+    uv_close((uv_handle_t *)&n->write_idle, handle_closed);
 }
 
 /* Once the disk is idle: close the transport, then the handles, then free. */

@@ -119,6 +119,7 @@ struct craft_uv_node {
     unsigned election_ticks;
     uv_async_t async;
     uv_prepare_t prepare;   /* refreshes the status copy before the loop blocks */
+    uv_idle_t write_idle;   /* runs a write on the loop in the next turn (disk.c) */
     bool status_dirty;
     uv_mutex_t lock;        /* the submit queue and the status copy */
     uv_thread_t loop_thread;
@@ -187,6 +188,9 @@ struct craft_uv_node {
 
     struct craft_uv_status status; /* the copy for craft_uv_status (under lock) */
     uint64_t entries_appended, entries_applied, fsyncs, elections, snapshots, forwarded_count;
+    /* Writes done on the loop (disk.c), and until when the loop leaves them to the worker
+     * after a slow one (uv_now ms). */
+    uint64_t loop_writes, loop_writes_off_until;
 };
 
 /* node.c */
@@ -227,6 +231,7 @@ void craft__uv_job_push(struct craft_uv_node *n, struct craft__job *j);
 struct craft__job *craft__uv_job_tail_write(struct craft_uv_node *n);
 void craft__uv_job_free(struct craft_uv_node *n, struct craft__job *j);
 void craft__uv_disk_kick(struct craft_uv_node *n);
+void craft__uv_loop_write_cb(uv_idle_t *h);
 
 /* apply.c */
 int craft__uv_queue_entry(struct craft_uv_node *n, const struct craft_entry *e);

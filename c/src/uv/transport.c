@@ -202,6 +202,11 @@ static void flush_all(struct craft__transport *t)
     }
 }
 
+void craft__transport_flush(struct craft__transport *t)
+{
+    flush_all(t);
+}
+
 static void on_prepare(uv_prepare_t *h)
 {
     flush_all(h->data);

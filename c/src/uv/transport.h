@@ -164,6 +164,9 @@ size_t craft__transport_queued_bytes(const struct craft__transport *t, craft_id 
 craft_id craft__conn_remote_id(const struct craft__conn *conn);
 const char *craft__conn_remote_address(const struct craft__conn *conn);
 void craft__transport_stats(const struct craft__transport *t, struct craft__transport_stats *out);
+/* Hands every connection's pending frames to the kernel now, rather than at the end of the
+ * loop iteration (before the loop blocks in a write of its own: disk.c). */
+void craft__transport_flush(struct craft__transport *t);
 /* Closes every connection and the listener; cb runs once all handles are closed (the
  * transport is freed just before; cb may be NULL). Pending writes are discarded. Safe with
  * connections mid-connect, mid-handshake or mid-write, and from inside a callback. */
