@@ -169,6 +169,47 @@ int craft_promote(struct craft_node *n, craft_id id, craft_index *index)
     return propose_conf(n, &c, index);
 }
 
+/* Demotion, the inverse of promotion: a voter becomes a learner (it keeps its log and keeps
+ * receiving entries, but no longer votes or counts toward commits). Taking one voter out of the
+ * voting set is the same one-server change as removing it (thesis 4.2): every majority of the
+ * old voters overlaps every majority of the new ones, so the same rules apply (one change at a
+ * time, after the leader committed an entry of its term). A demoted leader goes on leading
+ * until the change commits, without counting itself, then steps down (thesis 4.2.2, as for a
+ * leader that removes itself). The learner is not promoted again automatically: its
+ * auto-promote flag is cleared, and only craft_promote makes it a voter again. */
+int craft_demote(struct craft_node *n, craft_id id, craft_index *index)
+{
+    if (n == NULL) {
+        return CRAFT_EINVAL;
+    }
+    int rc = change_allowed(n);
+    if (rc != 0) {
+        return rc;
+    }
+    const struct craft_server *s = craft_configuration_get(&n->conf, id);
+    if (s == NULL) {
+        return CRAFT_ENOTFOUND;
+    }
+    if (s->role != CRAFT_VOTER) {
+        return CRAFT_EINVAL; /* already a learner */
+    }
+    if (craft_configuration_voters(&n->conf) == 1) {
+        return CRAFT_EINVAL; /* a cluster without voters could never elect a leader again */
+    }
+    struct craft_configuration c;
+    rc = craft_configuration_copy(&c, &n->conf, n->alloc);
+    if (rc != 0) {
+        return rc;
+    }
+    for (unsigned i = 0; i < c.n; i++) {
+        if (c.servers[i].id == id) {
+            c.servers[i].role = CRAFT_LEARNER;
+            c.servers[i].flags &= (uint8_t)~CRAFT_SERVER_AUTO_PROMOTE;
+        }
+    }
+    return propose_conf(n, &c, index);
+}
+
 int craft_remove_server(struct craft_node *n, craft_id id, craft_index *index)
 {
     if (n == NULL) {

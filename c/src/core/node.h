@@ -138,6 +138,7 @@ struct craft_node {
     craft_term snap_term;
     uint64_t snap_size;
     bool snap_asked;
+    bool snap_forced; /* craft_snapshot_request: ask at the next update, whatever the size */
     /* Receiving a snapshot from the leader: which one, and how many bytes were stored. */
     craft_index recv_index;
     craft_term recv_term;
