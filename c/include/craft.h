@@ -524,6 +524,10 @@ CRAFT_API craft_index craft_node_last_index(const struct craft_node *n);
 CRAFT_API const struct craft_entry *craft_node_entry(const struct craft_node *n, craft_index i);
 /* The term of the entry at index (also for the snapshot's last index); 0 if unknown. */
 CRAFT_API craft_term craft_node_term_at(const struct craft_node *n, craft_index i);
+/* The latest snapshot (taken or installed): its index (0: none), term and size in bytes (term
+ * and size may be NULL). */
+CRAFT_API craft_index craft_node_snapshot(const struct craft_node *n, craft_term *term,
+                                          uint64_t *size);
 /* The configuration in effect (the last one in the log, thesis 4.1), and its index. */
 CRAFT_API const struct craft_configuration *craft_node_configuration(const struct craft_node *n,
                                                                       craft_index *index);

@@ -299,6 +299,43 @@ TEST(leader_demotes_itself_and_steps_down)
     fx_close(&f);
 }
 
+/* Found by the simulator (soak seed 5002 with demotions): leader L of {L, F} demotes itself
+ * while F cannot hear it, and loses its leadership before the change commits. F still has
+ * {L, F} and needs L's vote, which L refuses (its log is longer); L, a learner of its own
+ * latest configuration, must still campaign (as a leader that removed itself, thesis 4.2.2),
+ * win with F's vote, commit the change and step down. */
+TEST(demoted_leader_that_lost_leadership_still_campaigns)
+{
+    struct fx f;
+    fx_init(&f, 2);
+    fx_elect(&f, 1);
+    fx_rounds(&f, 2);
+    f.down[2] = true;
+    CHECK_OK(craft_demote(f.node[1], 1, NULL));
+    fx_drain(&f, 1);
+    fx_deliver_all(&f);
+    for (int r = 0; r < 40 && craft_node_role(f.node[1]) == CRAFT_LEADER; r++) {
+        fx_rounds(&f, 1); /* check-quorum: F is silent */
+    }
+    CHECK(craft_node_role(f.node[1]) != CRAFT_LEADER);
+    f.down[2] = false;
+    craft_index conf_index = 0;
+    craft_node_configuration(f.node[1], &conf_index);
+    for (int r = 0; r < 200 && craft_node_commit(f.node[2]) < conf_index; r++) {
+        fx_rounds(&f, 1);
+    }
+    CHECK(craft_node_commit(f.node[2]) >= conf_index);
+    const struct craft_server *s =
+        craft_configuration_get(craft_node_configuration(f.node[2], NULL), 1);
+    CHECK(s != NULL && s->role == CRAFT_LEARNER);
+    for (int r = 0; r < 200 && craft_node_role(f.node[2]) != CRAFT_LEADER; r++) {
+        fx_rounds(&f, 1);
+    }
+    CHECK_EQ(craft_node_role(f.node[2]), CRAFT_LEADER);
+    CHECK(craft_node_role(f.node[1]) != CRAFT_LEADER);
+    fx_close(&f);
+}
+
 /* Thesis 3.10: transfer to an up-to-date follower: it wins the next term at once; proposals
  * are refused while the transfer is under way. */
 TEST(leadership_transfer)

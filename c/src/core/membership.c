@@ -4,11 +4,41 @@
  * under the log. */
 #include "core/node.h"
 
+/* Whether this server, a learner of the configuration of index `index`, was a voter of the
+ * configuration before it (the last one below index in the log, else the snapshot's). */
+static int demoted_self(struct craft_node *n, craft_index index, bool *out)
+{
+    *out = false;
+    if (index <= 1 || index <= n->snap_conf_index) {
+        return 0; /* none before it that we know of: a learner from the start */
+    }
+    struct craft_configuration prev;
+    craft_index prev_index;
+    int rc = craft__conf_at(n, index - 1, &prev, &prev_index);
+    if (rc != 0) {
+        return rc == CRAFT_EMALFORMED || rc == CRAFT_EVERSION ? CRAFT_ECORRUPT : rc;
+    }
+    const struct craft_server *s = craft_configuration_get(&prev, n->id);
+    *out = s != NULL && s->role == CRAFT_VOTER;
+    craft_configuration_close(&prev, n->alloc);
+    return 0;
+}
+
 static int adopt(struct craft_node *n, struct craft_configuration *c, craft_index index)
 {
+    const struct craft_server *self = craft_configuration_get(c, n->id);
+    bool demoted = false;
+    if (self != NULL && self->role == CRAFT_LEARNER) {
+        int rc = demoted_self(n, index, &demoted);
+        if (rc != 0) {
+            craft_configuration_close(c, n->alloc);
+            return rc;
+        }
+    }
     craft_configuration_close(&n->conf, n->alloc);
     n->conf = *c;
     n->conf_index = index;
+    n->conf_demoted_self = demoted;
     return craft__progress_rebuild(n);
 }
 

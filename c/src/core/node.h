@@ -109,6 +109,9 @@ struct craft_node {
      * snapshot's is kept to fall back on when a truncation removes the log's last one. */
     struct craft_configuration conf;
     craft_index conf_index;
+    /* This server is a learner of conf but was a voter of the configuration before it: conf
+     * demoted it (craft__may_campaign). */
+    bool conf_demoted_self;
     struct craft_configuration snap_conf;
     craft_index snap_conf_index;
 
