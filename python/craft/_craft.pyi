@@ -31,6 +31,15 @@ EVENT_FOLLOWER_LOG_LOST: int
 EVENT_SNAPSHOT_FAILED: int
 EVENT_REMOVED: int
 EVENT_PEERS_DIFFER: int
+EVENT_FOLLOWER_LAGGING: int
+EVENT_FOLLOWER_CAUGHT_UP: int
+OP_DEMOTE: int
+OP_SNAPSHOT: int
+CLIENT_ADD: int
+CLIENT_REMOVE: int
+CLIENT_PROMOTE: int
+CLIENT_DEMOTE: int
+CLIENT_TRANSFER: int
 LOG_DEBUG: int
 LOG_INFO: int
 LOG_WARN: int
@@ -147,3 +156,18 @@ class Node:
     def set_faults(self, to: int, drop: float = ..., delay_min_ms: int = ...,
                    delay_max_ms: int = ..., block: bool = ...) -> None: ...
     def set_security(self, settings: Optional[Dict[str, Any]]) -> None: ...
+
+class Client:
+    server: str
+    error: str
+    outcome_unknown: bool
+    def __init__(self, servers: Sequence[str], cluster_id: int = ..., timeout: float = ...,
+                 security: Optional[Dict[str, Any]] = ...) -> None: ...
+    def propose(self, command: _Buffer) -> Tuple[int, int, bytes]: ...
+    def read(self) -> int: ...
+    def status(self) -> bytes: ...
+    def metrics(self) -> str: ...
+    def change(self, kind: int, server: int, address: Optional[str] = ...,
+               auto_promote: bool = ...) -> int: ...
+    def snapshot(self) -> int: ...
+    def close(self) -> None: ...

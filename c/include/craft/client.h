@@ -63,6 +63,11 @@ CRAFT_API int craft_client_change(struct craft_client *c, int kind, craft_id ser
                                   const char *address, bool auto_promote, craft_index *index);
 /* Has the server the client reaches take a snapshot now; *index is what it covers. */
 CRAFT_API int craft_client_snapshot(struct craft_client *c, craft_index *index);
+/* After a failed request: true if it was sent and no answer came back (CRAFT_ETIMEDOUT or
+ * CRAFT_ENOCONN), or the server answered that it gave up waiting for it (CRAFT_ETIMEDOUT): it
+ * may or may not have taken effect. False when it was never sent (no server reached, no
+ * leader found) or was refused: then it did not. */
+CRAFT_API bool craft_client_outcome_unknown(const struct craft_client *c);
 /* The server the client is talking to ("" if none). */
 CRAFT_API const char *craft_client_server(const struct craft_client *c);
 /* Why the last connection attempt failed ("" after a success): a TLS handshake refused, an

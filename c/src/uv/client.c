@@ -37,6 +37,7 @@ struct craft_client {
     struct craft__tls *tls;         /* this connection's */
     struct craft_wire_buf cipher;   /* ciphertext to send */
     char error[256];                /* why the last connection failed */
+    bool unknown; /* the last request was sent and no answer came back */
 };
 
 static uint64_t now_ms(void)
@@ -301,7 +302,13 @@ static int connect_to(struct craft_client *c, const char *addr, uint64_t deadlin
     int err = 0;
     socklen_t len = sizeof err;
     if (rc == 0 && (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)) {
+        /* Not even TCP: say so, rather than blame the handshake below. */
+        snprintf(c->error, sizeof c->error, "connecting to %s: %s", addr,
+                 err != 0 ? strerror(err) : "the connection failed");
         rc = CRAFT_ENOCONN;
+    }
+    if (rc == CRAFT_ETIMEDOUT && c->error[0] == '\0' && previous[0] == '\0') {
+        snprintf(c->error, sizeof c->error, "connecting to %s: no answer in time", addr);
     }
     snprintf(c->current, sizeof c->current, "%s", addr);
     if (rc == 0 && c->tls_ctx != NULL) {
@@ -429,6 +436,11 @@ const char *craft_client_error(const struct craft_client *c)
     return c->error;
 }
 
+bool craft_client_outcome_unknown(const struct craft_client *c)
+{
+    return c->unknown;
+}
+
 static void remember(struct craft_client *c, const char *addr)
 {
     for (unsigned i = 0; i < c->n_servers; i++) {
@@ -447,6 +459,7 @@ static int request(struct craft_client *c, uint8_t kind, const void *cmd, size_t
     uint64_t deadline = now_ms() + c->timeout_ms;
     char hint[CRAFT_ADDRESS_MAX] = "";
     int last = CRAFT_ENOTLEADER;
+    c->unknown = false;
     while (now_ms() < deadline) {
         int rc = 0;
         if (c->fd < 0) {
@@ -484,9 +497,13 @@ static int request(struct craft_client *c, uint8_t kind, const void *cmd, size_t
         if (rc != 0) {
             disconnect(c);
             /* Sent and no answer: it may have been applied. Never resend it blindly. */
+            c->unknown = sent;
             return sent ? (rc == CRAFT_ETIMEDOUT ? rc : CRAFT_ENOCONN) : rc;
         }
         const struct craft_wire_response *rs = &m.u.response;
+        /* The server gave up waiting for it (a proposal or change appended, not yet applied;
+         * a transfer under way): it may still take effect. */
+        c->unknown = rs->error == CRAFT_ETIMEDOUT;
         if (rs->error == CRAFT_ENOTLEADER) {
             last = CRAFT_ENOTLEADER;
             if (rs->leader_address[0] != '\0') {
