@@ -128,7 +128,7 @@ class Service:
     """What the connection handlers share: the node and one client session (thread-safe),
     opened when first needed and replaced when the cluster has forgotten it."""
 
-    def __init__(self, node: craft.Node, timeout: float, test_hooks: bool) -> None:
+    def __init__(self, node: "craft.Node[KV]", timeout: float, test_hooks: bool) -> None:
         self.node = node
         self.timeout = timeout
         self.test_hooks = test_hooks

@@ -16,7 +16,7 @@ give a Client one address to ask that server. Every call blocks (the GIL release
 answer or the timeout; one call at a time per client (thread-safe, calls are serialized).
 """
 
-from typing import Any, List, Optional, Sequence, Type, Union
+from typing import Any, List, Optional, Sequence, Type, Union, cast
 
 from . import _craft, codec
 from . import security as _security
@@ -113,8 +113,7 @@ class Client:
         value: Any = codec.loads(raw)
         if not isinstance(value, dict) or "id" not in value:
             raise Error("the server answered a status that is not a status map", -7)
-        status: Status = value
-        return status
+        return cast(Status, value)
 
     def metrics(self) -> str:
         """The metrics of the server this client reaches, as Prometheus text."""
