@@ -106,20 +106,28 @@ static void peers(struct map *top, const struct craft_uv_status *s)
     }
 }
 
+/* The ids of the servers of one role, in increasing order. */
 static void ids(struct map *top, const char *k, const struct craft_uv_status *s, uint8_t role)
 {
     key(top, k);
+    craft_id sorted[CRAFT_UV_STATUS_PEERS];
     uint32_t count = 0;
     for (unsigned i = 0; i < s->n_peers && i < CRAFT_UV_STATUS_PEERS; i++) {
-        count += s->peers[i].role == role;
+        if (s->peers[i].role != role) {
+            continue;
+        }
+        uint32_t at = count++;
+        while (at > 0 && sorted[at - 1] > s->peers[i].id) {
+            sorted[at] = sorted[at - 1];
+            at--;
+        }
+        sorted[at] = s->peers[i].id;
     }
     if (top->rc == 0) {
         top->rc = craft_wire_pack_array(top->b, count);
     }
-    for (unsigned i = 0; i < s->n_peers && i < CRAFT_UV_STATUS_PEERS && top->rc == 0; i++) {
-        if (s->peers[i].role == role) {
-            top->rc = craft_wire_pack_uint(top->b, s->peers[i].id);
-        }
+    for (uint32_t i = 0; i < count && top->rc == 0; i++) {
+        top->rc = craft_wire_pack_uint(top->b, sorted[i]);
     }
 }
 
