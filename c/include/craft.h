@@ -398,6 +398,12 @@ CRAFT_API int craft_propose_batch(struct craft_node *n, const struct craft_buf *
  * will ask again later. */
 CRAFT_API int craft_snapshot_taken(struct craft_node *n, craft_index index, uint64_t size,
                                    craft_index *compact_upto);
+/* Asks for a snapshot now, whatever the thresholds (an operator's "take one now"): the next
+ * update's snapshot_wanted covers everything applied by then. *index (may be NULL) is the
+ * index the snapshot will cover at least: the applied index, or the index of the snapshot
+ * already asked for and not yet taken; 0 when the latest snapshot already covers everything
+ * applied (nothing to do). Any role. */
+CRAFT_API int craft_snapshot_request(struct craft_node *n, craft_index *index);
 
 /* Membership (thesis chapter 4): one server at a time, leader only. Each returns the index of
  * the configuration entry it appended (NULL allowed). CRAFT_ENOTLEADER on a follower;
@@ -409,6 +415,10 @@ CRAFT_API int craft_add_server(struct craft_node *n, craft_id id, const char *ad
                                bool auto_promote, craft_index *index);
 CRAFT_API int craft_promote(struct craft_node *n, craft_id id, craft_index *index);
 CRAFT_API int craft_remove_server(struct craft_node *n, craft_id id, craft_index *index);
+/* Makes voter id a learner (the inverse of craft_promote): same rules as the others;
+ * CRAFT_EINVAL for a learner or the last voter. A leader that demotes itself steps down once
+ * the change is committed. A demoted server is never promoted again automatically. */
+CRAFT_API int craft_demote(struct craft_node *n, craft_id id, craft_index *index);
 
 /* Leadership transfer (thesis 3.10): the leader stops accepting proposals, brings target up to
  * date and tells it to start an election at once. target 0 picks the most up-to-date voter.
@@ -514,6 +524,10 @@ CRAFT_API craft_index craft_node_last_index(const struct craft_node *n);
 CRAFT_API const struct craft_entry *craft_node_entry(const struct craft_node *n, craft_index i);
 /* The term of the entry at index (also for the snapshot's last index); 0 if unknown. */
 CRAFT_API craft_term craft_node_term_at(const struct craft_node *n, craft_index i);
+/* The latest snapshot (taken or installed): its index (0: none), term and size in bytes (term
+ * and size may be NULL). */
+CRAFT_API craft_index craft_node_snapshot(const struct craft_node *n, craft_term *term,
+                                          uint64_t *size);
 /* The configuration in effect (the last one in the log, thesis 4.1), and its index. */
 CRAFT_API const struct craft_configuration *craft_node_configuration(const struct craft_node *n,
                                                                       craft_index *index);

@@ -198,6 +198,144 @@ TEST(auto_promotion)
     fx_close(&f);
 }
 
+/* Demotion (thesis 4.2, the inverse of promotion): a voter becomes a learner through one
+ * configuration entry; it keeps receiving entries but no longer votes nor counts toward a
+ * commit, and is not promoted back automatically. */
+TEST(demote_voter_to_learner)
+{
+    struct fx f;
+    fx_init(&f, 3);
+    fx_elect(&f, 1);
+    fx_rounds(&f, 2);
+    craft_index idx = 0;
+    CHECK_OK(craft_demote(f.node[1], 3, &idx));
+    CHECK_EQ(idx, craft_node_last_index(f.node[1]));
+    fx_drain(&f, 1);
+    fx_rounds(&f, 3);
+    CHECK(craft_node_commit(f.node[1]) >= idx);
+    for (craft_id i = 1; i <= 3; i++) {
+        const struct craft_configuration *c = craft_node_configuration(f.node[i], NULL);
+        const struct craft_server *s = craft_configuration_get(c, 3);
+        CHECK(s != NULL && s->role == CRAFT_LEARNER);
+        CHECK(!(s->flags & CRAFT_SERVER_AUTO_PROMOTE));
+        CHECK_EQ(craft_configuration_voters(c), 2);
+    }
+    /* Still replicated to... */
+    CHECK_OK(fx_propose(&f, 1, "after"));
+    fx_deliver_all(&f);
+    CHECK_EQ(craft_node_last_index(f.node[3]), craft_node_last_index(f.node[1]));
+    /* ...but with 2 silent, nothing commits: 3's answers no longer count (a majority of the
+     * two voters needs both). */
+    f.down[2] = true;
+    craft_index before = craft_node_commit(f.node[1]);
+    CHECK_OK(fx_propose(&f, 1, "needs 2"));
+    fx_deliver_all(&f);
+    CHECK_EQ(craft_node_commit(f.node[1]), before);
+    f.down[2] = false;
+    for (int r = 0; r < 30 && craft_node_commit(f.node[1]) == before; r++) {
+        fx_rounds(&f, 1); /* the lost AppendEntries is sent again */
+    }
+    CHECK(craft_node_commit(f.node[1]) > before);
+    /* Promoted back only on request, once caught up. */
+    for (int r = 0; r < 5; r++) {
+        fx_rounds(&f, 1);
+    }
+    const struct craft_server *s =
+        craft_configuration_get(craft_node_configuration(f.node[1], NULL), 3);
+    CHECK(s->role == CRAFT_LEARNER);
+    CHECK_OK(craft_promote(f.node[1], 3, NULL));
+    fx_drain(&f, 1);
+    fx_rounds(&f, 3);
+    CHECK_EQ(craft_configuration_voters(craft_node_configuration(f.node[3], NULL)), 3);
+    fx_close(&f);
+}
+
+/* The same rules as the other changes: leader only, one uncommitted change at a time, a known
+ * voter, never the last voter. */
+TEST(demote_rules)
+{
+    struct fx f;
+    fx_init(&f, 3);
+    fx_elect(&f, 1);
+    fx_rounds(&f, 2);
+    CHECK_EQ(craft_demote(f.node[2], 3, NULL), CRAFT_ENOTLEADER);
+    CHECK_EQ(craft_demote(f.node[1], 9, NULL), CRAFT_ENOTFOUND);
+    CHECK_OK(craft_demote(f.node[1], 3, NULL));
+    /* Uncommitted: a second change waits. */
+    CHECK_EQ(craft_demote(f.node[1], 2, NULL), CRAFT_EBUSY);
+    fx_drain(&f, 1);
+    fx_rounds(&f, 3);
+    CHECK_EQ(craft_demote(f.node[1], 3, NULL), CRAFT_EINVAL); /* already a learner */
+    CHECK_OK(craft_demote(f.node[1], 2, NULL));
+    fx_drain(&f, 1);
+    fx_rounds(&f, 3);
+    CHECK_EQ(craft_configuration_voters(craft_node_configuration(f.node[1], NULL)), 1);
+    CHECK_EQ(craft_demote(f.node[1], 1, NULL), CRAFT_EINVAL); /* the last voter */
+    fx_close(&f);
+}
+
+/* Thesis 4.2.2 applied to demotion: a leader that demotes itself keeps leading until the
+ * change commits (without counting itself), then steps down; a voter takes over, and the old
+ * leader, now a learner, never campaigns. */
+TEST(leader_demotes_itself_and_steps_down)
+{
+    struct fx f;
+    fx_init(&f, 3);
+    fx_elect(&f, 1);
+    fx_rounds(&f, 2);
+    CHECK_OK(craft_demote(f.node[1], 1, NULL));
+    CHECK_EQ(craft_node_role(f.node[1]), CRAFT_LEADER);
+    fx_drain(&f, 1);
+    fx_deliver_all(&f);
+    CHECK_EQ(craft_node_role(f.node[1]), CRAFT_FOLLOWER);
+    for (int r = 0; r < 60; r++) {
+        fx_rounds(&f, 1);
+    }
+    CHECK(craft_node_role(f.node[2]) == CRAFT_LEADER || craft_node_role(f.node[3]) == CRAFT_LEADER);
+    CHECK(craft_node_role(f.node[1]) == CRAFT_FOLLOWER);
+    const struct craft_server *s =
+        craft_configuration_get(craft_node_configuration(f.node[2], NULL), 1);
+    CHECK(s != NULL && s->role == CRAFT_LEARNER);
+    fx_close(&f);
+}
+
+/* Found by the simulator (soak seed 5002 with demotions): leader L of {L, F} demotes itself
+ * while F cannot hear it, and loses its leadership before the change commits. F still has
+ * {L, F} and needs L's vote, which L refuses (its log is longer); L, a learner of its own
+ * latest configuration, must still campaign (as a leader that removed itself, thesis 4.2.2),
+ * win with F's vote, commit the change and step down. */
+TEST(demoted_leader_that_lost_leadership_still_campaigns)
+{
+    struct fx f;
+    fx_init(&f, 2);
+    fx_elect(&f, 1);
+    fx_rounds(&f, 2);
+    f.down[2] = true;
+    CHECK_OK(craft_demote(f.node[1], 1, NULL));
+    fx_drain(&f, 1);
+    fx_deliver_all(&f);
+    for (int r = 0; r < 40 && craft_node_role(f.node[1]) == CRAFT_LEADER; r++) {
+        fx_rounds(&f, 1); /* check-quorum: F is silent */
+    }
+    CHECK(craft_node_role(f.node[1]) != CRAFT_LEADER);
+    f.down[2] = false;
+    craft_index conf_index = 0;
+    craft_node_configuration(f.node[1], &conf_index);
+    for (int r = 0; r < 200 && craft_node_commit(f.node[2]) < conf_index; r++) {
+        fx_rounds(&f, 1);
+    }
+    CHECK(craft_node_commit(f.node[2]) >= conf_index);
+    const struct craft_server *s =
+        craft_configuration_get(craft_node_configuration(f.node[2], NULL), 1);
+    CHECK(s != NULL && s->role == CRAFT_LEARNER);
+    for (int r = 0; r < 200 && craft_node_role(f.node[2]) != CRAFT_LEADER; r++) {
+        fx_rounds(&f, 1);
+    }
+    CHECK_EQ(craft_node_role(f.node[2]), CRAFT_LEADER);
+    CHECK(craft_node_role(f.node[1]) != CRAFT_LEADER);
+    fx_close(&f);
+}
+
 /* Thesis 3.10: transfer to an up-to-date follower: it wins the next term at once; proposals
  * are refused while the transfer is under way. */
 TEST(leadership_transfer)

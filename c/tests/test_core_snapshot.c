@@ -62,6 +62,41 @@ TEST(s7_snapshot_never_backwards)
     fx_tweak = NULL;
 }
 
+/* craft_snapshot_request: a snapshot now, below the thresholds, covering what is applied;
+ * nothing to do when the latest snapshot covers everything; the snapshot being taken is the
+ * answer while one is under way. */
+TEST(s7_snapshot_on_request)
+{
+    fx_tweak = small_snapshots;
+    struct fx f;
+    fx_init(&f, 3);
+    fx_elect(&f, 1);
+    propose_n(&f, 1, 10); /* far below snapshot_entries (50) */
+    CHECK_EQ(f.snapshots_taken[2], 0);
+    craft_index at = 0;
+    CHECK_OK(craft_snapshot_request(f.node[2], &at));
+    CHECK_EQ(at, craft_node_applied(f.node[2]));
+    CHECK(craft_has_update(f.node[2]));
+    fx_drain(&f, 2);
+    CHECK_EQ(f.snapshots_taken[2], 1);
+    CHECK_EQ(f.snap_index[2], at);
+    CHECK_EQ(f.snapshots_taken[1], 0); /* only the node asked */
+    CHECK_OK(craft_snapshot_request(f.node[2], &at));
+    CHECK_EQ(at, 0); /* nothing applied since */
+    CHECK(!craft_has_update(f.node[2]));
+    /* While the driver takes one, a request answers with its index and asks for no other. */
+    f.no_snapshots[3] = true;
+    CHECK_OK(craft_snapshot_request(f.node[3], &at));
+    fx_drain(&f, 3);
+    craft_index taking = at;
+    propose_n(&f, 1, 3);
+    CHECK_OK(craft_snapshot_request(f.node[3], &at));
+    CHECK_EQ(at, taking);
+    CHECK_EQ(craft_snapshot_request(NULL, &at), CRAFT_EINVAL);
+    fx_close(&f);
+    fx_tweak = NULL;
+}
+
 /* Section 7 / Figure 13: a follower too far behind gets the snapshot in chunks, installs it,
  * and then catches up from the log; its state machine ends identical to the leader's. */
 TEST(s7_lagging_follower_gets_snapshot_in_chunks)

@@ -295,8 +295,8 @@ TEST(encoder_refuses_invalid_messages)
     memset(&m, 0, sizeof m);
     m.type = CRAFT_WIRE_REQUEST;
     expect_einval(&m, "request kind 0");
-    m.u.request.kind = 3;
-    expect_einval(&m, "request kind 3");
+    m.u.request.kind = CRAFT_WIRE_REQUEST_KIND_MAX + 1;
+    expect_einval(&m, "request kind 11");
     memset(&m, 0, sizeof m);
     m.type = CRAFT_WIRE_RESPONSE;
     m.u.response.error = 1;

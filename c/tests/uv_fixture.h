@@ -32,6 +32,8 @@ struct uf_node {
     int64_t *history; /* value after applying index i, or INT64_MIN if not seen */
     unsigned installs, snapshots;
     unsigned logs_lost; /* leader: followers reported with a log gone backwards */
+    unsigned lagging, caught_up; /* leader: follower lag events */
+    craft_id lagging_id;
     bool stopped_flag;
     /* Optional: the store to open the node with (taken by the node); NULL: the durable store
      * in dir. */
@@ -126,6 +128,13 @@ static void uf_event(void *data, const struct craft_uv_event *e)
     struct uf_node *u = data;
     if (e->type == CRAFT_UV_EVENT_FOLLOWER_LOG_LOST) {
         u->logs_lost++;
+    }
+    if (e->type == CRAFT_UV_EVENT_FOLLOWER_LAGGING) {
+        u->lagging++;
+        u->lagging_id = e->leader;
+    }
+    if (e->type == CRAFT_UV_EVENT_FOLLOWER_CAUGHT_UP) {
+        u->caught_up++;
     }
     if (e->type == CRAFT_UV_EVENT_SNAPSHOT) {
         if (e->installed) {

@@ -437,7 +437,8 @@ WU_UNUSED static const char *wu_insane(const struct craft_wire_message *m, const
     case CRAFT_WIRE_HANDSHAKE:
         return wu_addr_ok(m->u.handshake.address) ? NULL : "handshake address";
     case CRAFT_WIRE_REQUEST:
-        if (m->u.request.kind != CRAFT_WIRE_PROPOSE && m->u.request.kind != CRAFT_WIRE_READ) {
+        if (m->u.request.kind < CRAFT_WIRE_PROPOSE ||
+            m->u.request.kind > CRAFT_WIRE_REQUEST_KIND_MAX) {
             return "request kind";
         }
         return wu_inside(m->u.request.payload, m->u.request.size, lo, hi) ? NULL

@@ -47,7 +47,9 @@ Options of serve for other layouts: --peers 1=HOST:PORT,2=... (any number of ser
 --join with --address (a new empty server, added by "add" on the leader), --client-unix PATH
 (clients on a Unix socket instead of TCP), --snapshot-entries, --timeout, --segment-size (bytes
 of one WAL segment: 1 MiB here, an example's size; craft's default, 64 MiB, suits a server that
-writes a lot).
+writes a lot), --metrics-address HOST:PORT (GET /metrics for Prometheus, docs/metrics.md).
+docs/operations.md runs a cluster of these servers the way an operator would, with the `craft`
+command line.
 
 Checked with mypy --strict (python/tests/test_stubs.py).
 """
@@ -128,7 +130,7 @@ class Service:
     """What the connection handlers share: the node and one client session (thread-safe),
     opened when first needed and replaced when the cluster has forgotten it."""
 
-    def __init__(self, node: craft.Node, timeout: float, test_hooks: bool) -> None:
+    def __init__(self, node: "craft.Node[KV]", timeout: float, test_hooks: bool) -> None:
         self.node = node
         self.timeout = timeout
         self.test_hooks = test_hooks
@@ -255,7 +257,7 @@ def serve(node_id: int, data_root: str, raft_base: int = 7000,
           address: Optional[str] = None, join: bool = False, client_unix: Optional[str] = None,
           timeout: float = 30.0, wait_leader: float = 30.0, test_hooks: bool = False,
           snapshot_entries: int = 16384, segment_size: int = SEGMENT_SIZE,
-          security: Any = "default") -> int:
+          security: Any = "default", metrics_address: Optional[str] = None) -> int:
     if peers is None and not join:
         peers = {i: f"127.0.0.1:{raft_base + i}" for i in RAFT_PORTS}
     if address is None:
@@ -268,7 +270,8 @@ def serve(node_id: int, data_root: str, raft_base: int = 7000,
         security = craft.Secret(file=default_secret(data_root, node_id))
     node = craft.Node(node_id, address, data_dir, KV(), peers=None if join else peers,
                       join=join, timeout=timeout, snapshot_entries=snapshot_entries,
-                      segment_size=segment_size, security=security)
+                      segment_size=segment_size, security=security,
+                      metrics_address=metrics_address)
     node.on("leader", lambda leader, term: print(f"[{node_id}] leader is now {leader} "
                                                  f"(term {term})", flush=True))
     try:
@@ -338,6 +341,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="bytes of one WAL segment, preallocated (default 1 MiB; craft's own "
                         "default is 64 MiB)")
     s.add_argument("--test-hooks", action="store_true", help="accept the 'faults' command")
+    s.add_argument("--metrics-address", metavar="HOST:PORT",
+                   help="serve GET /metrics (Prometheus text, docs/metrics.md) there")
     s.add_argument("--secret-file", help="the cluster secret (default: DATA/kv-cluster.secret, "
                                          "generated if missing)")
     s.add_argument("--tls-cert", help="mutual TLS instead: this server's certificate (PEM), "
@@ -371,7 +376,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                      join=a.join, client_unix=a.client_unix, timeout=a.timeout,
                      wait_leader=a.wait_leader, test_hooks=a.test_hooks,
                      snapshot_entries=a.snapshot_entries, segment_size=a.segment_size,
-                     security=security)
+                     security=security, metrics_address=a.metrics_address)
     ok, answer = client(a.port, " ".join([a.cmd, *a.args]))
     print(answer)
     return 0 if ok else 1

@@ -25,7 +25,9 @@ import os
 import pickle
 import threading
 import time
-from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import (Any, AsyncIterator, Awaitable, Callable, Dict, Generic, Iterable, List,
+                    Literal, Mapping, NamedTuple, NoReturn, Optional, Set, Tuple, TypeVar, Union,
+                    cast)
 
 from . import _craft
 from ._errors import (AddressInUse, AlreadyMember, ApplyError, Busy, Closed, ConfigError,
@@ -37,6 +39,9 @@ from ._fsm import Adapter as _Adapter, Diverged, decode_error, encode_error
 from .security import TLS, Secret, generate_secret
 from . import security as _security
 from .store import MemoryLogStore
+from ._types import (EVENT_NAMES, Counters, EventName, NodeStatus, PeerRole, PeerStatus,
+                     ReplicationState, Role, Status)
+from .client import Client, OutcomeUnknown
 
 __version__ = _craft.VERSION
 
@@ -48,8 +53,16 @@ __all__ = [
     "StorageError", "ApplyError",
     "Dropped", "NoConnection", "Busy", "SessionError", "Violation", "Diverged", "LogCompacted",
     "LogUnavailable", "TooLarge", "SEGMENT_SIZE_MIN", "SEGMENT_SIZE_MAX", "MAX_FRAME_MIN",
-    "max_command_size", "__version__",
+    "max_command_size", "__version__", "Client", "OutcomeUnknown", "Event", "EventName",
+    "NodeStatus", "Status", "PeerStatus", "Counters", "Role", "PeerRole", "ReplicationState",
+    "LogLevel",
 ]
+
+#: The state machine type of a Node (Node[MyMachine].read(fn) passes fn a MyMachine).
+F = TypeVar("F", bound="StateMachine")
+T = TypeVar("T")
+LogLevel = Literal["debug", "info", "warn", "warning", "error"]
+ReadMode = Literal["linearizable", "lease", "stale"]
 
 Bytes = Union[bytes, bytearray, memoryview]
 
@@ -90,7 +103,7 @@ _encode_error, _decode_error = encode_error, decode_error
 
 # ---- nodes ------------------------------------------------------------------------------------
 
-_live_nodes: "set[Node]" = set()
+_live_nodes: "set[Node[Any]]" = set()
 _live_lock = threading.Lock()
 _started_any = False  # a node was started in this process (libuv's thread pool runs)
 
@@ -148,11 +161,90 @@ def _check_command(command: Bytes) -> None:
 
 
 _ROLE_NAMES = {1: "follower", 2: "pre-candidate", 3: "candidate", 4: "leader"}
-_EVENTS = ("role", "leader", "membership", "snapshot", "snapshot_failed", "stopped",
-           "follower_log_lost", "diverged", "removed", "peers_differ")
+_EVENTS = EVENT_NAMES
 
 
-class Node:
+class Event(NamedTuple):
+    """One event, as Node.events() yields it: its name and the arguments a callback of
+    Node.on(name, ...) receives."""
+    name: EventName
+    args: Tuple[Any, ...]
+
+
+class _EventStream:
+    """The async iterator of Node.events(): subscribed when made, so that no event between
+    the call and the first `async for` step is lost. Events are queued without bound; the
+    iteration ends once the node is closed (or stopped by a fatal error, after the "stopped"
+    event)."""
+
+    def __init__(self, node: "Node[Any]", names: Set[str]) -> None:
+        self._node = node
+        self._names = names
+        self._loop = asyncio.get_running_loop()
+        self._queue: "asyncio.Queue[Optional[Event]]" = asyncio.Queue()
+        self._done = False
+        node._subscribers.append(self)
+
+    def _push(self, ev: Optional[Event]) -> None:  # any thread
+        if ev is not None and self._names and ev.name not in self._names:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, ev)
+        except RuntimeError:
+            pass  # the event loop is closed: nobody is listening any more
+
+    def __aiter__(self) -> "_EventStream":
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._done:
+            raise StopAsyncIteration
+        ev = await self._queue.get()
+        if ev is None:
+            self.close()
+            raise StopAsyncIteration
+        return ev
+
+    def close(self) -> None:
+        """Stops the subscription (the iteration ends)."""
+        self._done = True
+        try:
+            self._node._subscribers.remove(self)
+        except ValueError:
+            pass
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+def _in_thread(loop: "asyncio.AbstractEventLoop", fn: Callable[[], T]) -> "asyncio.Future[T]":
+    """Runs a call that blocks on a thread of its own, not one of the default executor's, and
+    gives its outcome to a future of loop."""
+    fut: "asyncio.Future[T]" = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if fut.done():
+            return
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+    def body() -> None:
+        try:
+            result = fn()
+            outcome: Tuple[bool, Any] = (True, result)
+        except BaseException as e:  # handed to the awaiting task
+            outcome = (False, e)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:
+            pass
+    threading.Thread(target=body, name="craft-async-call", daemon=True).start()
+    return fut
+
+
+class Node(Generic[F]):
     """A Raft node on 127.0.0.1 or any address, running on a background thread.
 
     id: this server's id (> 0). address: "host:port" to listen on (port 0 picks one; see
@@ -164,33 +256,57 @@ class Node:
     sessions: True (the default) runs craft's client-session table in front of fsm so that
     Node.session() gives exactly-once retries; every node of a cluster must use the same value.
     timeout: the default timeout of requests, in seconds.
-    Options: heartbeat_ms (50), election_timeout_ms (500), pre_vote, check_quorum (True),
-    snapshot_entries (16384), snapshot_trailing (1024), fsync (True), forward (True: followers
-    forward proposals and reads to the leader), max_frame (64 MiB; commands longer than
-    max_command_size(max_frame) are refused), cluster_id (0: derived from peers when the cluster
-    is created and kept in data_dir), seed, log_level ("debug", "info", "warn", "error": lines
-    go to the "craft" logger), session_options (dict: max_sessions, expire_after,
-    max_cached_results), digest_interval (0: off; state digests every that many commands),
-    segment_size (bytes of one WAL segment of the durable store, preallocated when the segment
-    is created, so what the node takes on disk from the start: 64 MiB by default;
-    SEGMENT_SIZE_MIN to SEGMENT_SIZE_MAX, 4 KiB to 1 GiB). Every option is checked here: a
-    ConfigError names the option, t
+    Options (keyword arguments, each checked here: a ConfigError names the option, the value
+    and the accepted range; mypy catches a misspelt one): heartbeat_ms (50), election_timeout_ms
+    (500), pre_vote, check_quorum (True), snapshot_entries (16384), snapshot_trailing (1024),
+    fsync (True), forward (True: followers forward proposals and reads to the leader),
+    max_frame (64 MiB; commands longer than max_command_size(max_frame) are refused), cluster_id
+    (0: derived from peers when the cluster is created and kept in data_dir), seed, log_level
+    ("debug", "info", "warn", "error": lines go to the "craft" logger), session_options (dict:
+    max_sessions, expire_after, max_cached_results), digest_interval (0: off; state digests
+    every that many commands), segment_size (bytes of one WAL segment of the durable store,
+    preallocated when the segment is created, so what the node takes on disk from the start:
+    64 MiB by default; SEGMENT_SIZE_MIN to SEGMENT_SIZE_MAX, 4 KiB to 1 GiB), metrics_address
+    ("host:port": serve GET /metrics there, docs/metrics.md; unauthenticated, so bind it where
+    only the monitoring system reaches), lag_threshold (1000: a follower further behind the
+    leader raises the "follower_lagging" event; 0: never).
     security: who may connect (docs/security.md): craft.TLS(cert=, key=, ca=) for mutual TLS,
     craft.Secret(file=) for a cluster secret, None for plaintext (the log says so); every node
     of a cluster uses the same mode. limits: resources per source, a dict of max_pending,
     max_clients, max_clients_per_ip, client_idle_timeout_ms, max_client_requests, read_budget
-    (missing or 0: the defaults of docs/runtime.md). Every option is checked here: a
-    ConfigError names the option, the value and the accepted range.
+    (missing or 0: the defaults of docs/runtime.md).
+
+    Node is generic in its state machine's type: Node(..., fsm=Counter()) is a Node[Counter],
+    and read(fn) hands fn a Counter (for mypy as at run time).
     """
 
     def __init__(self, id: int, address: str,
                  data_dir: "Optional[Union[str, os.PathLike[str]]]" = None,
-                 fsm: Optional[StateMachine] = None, *, peers: Optional[Dict[int, str]] = None,
+                 fsm: Optional[F] = None, *, peers: Optional[Mapping[int, str]] = None,
                  join: bool = False, log_store: Any = None, sessions: bool = True,
-                 timeout: float = 10.0, session_options: Optional[Dict[str, Any]] = None,
-                 log_level: str = "info", digest_interval: int = 0,
+                 timeout: float = 10.0, session_options: Optional[Dict[str, int]] = None,
+                 log_level: LogLevel = "info", digest_interval: int = 0,
                  security: "_security.Security" = None,
-                 limits: Optional[Dict[str, int]] = None, **options: Any) -> None:
+                 limits: Optional[Dict[str, int]] = None,
+                 heartbeat_ms: Optional[int] = None,
+                 election_timeout_ms: Optional[int] = None,
+                 pre_vote: Optional[bool] = None, check_quorum: Optional[bool] = None,
+                 snapshot_entries: Optional[int] = None,
+                 snapshot_trailing: Optional[int] = None, fsync: Optional[bool] = None,
+                 forward: Optional[bool] = None, max_frame: Optional[int] = None,
+                 cluster_id: Optional[int] = None, seed: Optional[int] = None,
+                 segment_size: Optional[int] = None, metrics_address: Optional[str] = None,
+                 lag_threshold: Optional[int] = None, **unknown: NoReturn) -> None:
+        # An option nobody knows is a type error for mypy (NoReturn) and a ConfigError that
+        # names the closest known one here.
+        given = {"heartbeat_ms": heartbeat_ms, "election_timeout_ms": election_timeout_ms,
+                 "pre_vote": pre_vote, "check_quorum": check_quorum,
+                 "snapshot_entries": snapshot_entries, "snapshot_trailing": snapshot_trailing,
+                 "fsync": fsync, "forward": forward, "max_frame": max_frame,
+                 "cluster_id": cluster_id, "seed": seed, "segment_size": segment_size,
+                 "metrics_address": metrics_address, "lag_threshold": lag_threshold}
+        options: Dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        options.update(unknown)
         _config.check_fsm(fsm)
         if data_dir is None and log_store is None:
             raise ConfigError("give data_dir= (the durable store) or log_store=")
@@ -207,13 +323,14 @@ class Node:
         levels = _config.LEVELS
         self.max_command = max_command_size(options.get("max_frame"))
         self.timeout = float(timeout)
-        self.fsm = fsm
+        self.fsm: F = cast(F, fsm)
         self._adapter = _Adapter(fsm, id, sessions, dict(session_options or {}),
                                  digest_interval)
         self._adapter.is_leader = self._adapter_is_leader
         self._adapter.propose = self._adapter_propose
         self._adapter.on_diverged = self._on_diverged
         self._handlers: Dict[str, List[Callable[..., Any]]] = {e: [] for e in _EVENTS}
+        self._subscribers: List[_EventStream] = []
         self._last_leader: Optional[int] = None
         self._sessions_on = sessions
         try:
@@ -229,7 +346,7 @@ class Node:
 
     # ---- life cycle ------------------------------------------------------------------------
 
-    def start(self) -> "Node":
+    def start(self) -> "Node[F]":
         """Opens the store, restores the state machine from the latest snapshot, binds the
         address and starts the loop thread. Raises ConfigError, StorageError (e.g. the data
         directory is locked by another process) or Error."""
@@ -260,10 +377,31 @@ class Node:
         self._c.close()
         with _live_lock:
             _live_nodes.discard(self)
+        for sub in list(self._subscribers):
+            sub._push(None)  # the iterations of events() end
 
     stop = close
 
-    def __enter__(self) -> "Node":
+    async def start_async(self) -> "Node[F]":
+        """start() for asyncio: opening the store and restoring the state machine run on a
+        thread of their own (not one of the default executor's) while the event loop goes
+        on."""
+        return await _in_thread(asyncio.get_running_loop(), self.start)
+
+    async def close_async(self) -> None:
+        """close() for asyncio, on a thread of its own: the event loop goes on while the node
+        flushes and stops."""
+        await _in_thread(asyncio.get_running_loop(), self.close)
+
+    async def __aenter__(self) -> "Node[F]":
+        if not self._started:
+            await self.start_async()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close_async()
+
+    def __enter__(self) -> "Node[F]":
         if not self._started:
             self.start()
         return self
@@ -311,6 +449,8 @@ class Node:
             except Exception:
                 import logging
                 logging.getLogger("craft").exception("craft: a 'diverged' callback raised")
+        for sub in list(self._subscribers):
+            sub._push(Event("diverged", (index, leader, ours)))
 
     def _usable(self) -> None:
         if self._forked:
@@ -394,24 +534,32 @@ class Node:
         _check_command(command)
         return self._apply_raw(command, timeout)[1]
 
-    def apply_async(self, command: Bytes, timeout: Optional[float] = None) -> "asyncio.Future[bytes]":
-        """apply() for asyncio: returns a future of the result, completed on the event loop
-        that called this (which must be running)."""
+    def _request_future(self, op: int, payload: bytes, timeout: Optional[float],
+                        convert: Callable[[int, bytes], T], server: int = 0,
+                        address: Optional[str] = None, auto_promote: bool = False,
+                        error: Optional[Callable[[Error], Error]] = None) -> "asyncio.Future[T]":
+        """Submits a request whose answer completes a future of the running event loop. The
+        answer comes through the runtime's completion (on the node's loop thread), handed to
+        the event loop with call_soon_threadsafe: no thread waits for it, the default
+        executor's included. A future cancelled meanwhile just drops the answer."""
         self._usable()
-        _check_command(command)
         loop = asyncio.get_running_loop()
-        fut: "asyncio.Future[bytes]" = loop.create_future()
+        fut: "asyncio.Future[T]" = loop.create_future()
 
-        def settle(status: int, index: int, data: bytes, leader_id: int, leader_address: str) -> None:
+        def settle(status: int, index: int, data: bytes, leader_id: int,
+                   leader_address: str) -> None:
             if fut.done():
-                return
+                return  # cancelled: the request went on without a listener
             if status == 0:
-                fut.set_result(data)
+                try:
+                    fut.set_result(convert(index, data))
+                except Exception as e:
+                    fut.set_exception(e)
             elif status == -22:
                 fut.set_exception(self._apply_error(index, data))
             else:
-                fut.set_exception(self._translate(_craft_error(status, data, leader_id,
-                                                               leader_address)))
+                err = self._translate(_craft_error(status, data, leader_id, leader_address))
+                fut.set_exception(error(err) if error is not None else err)
 
         def done(*args: Any) -> None:  # on the node's loop thread
             try:
@@ -419,11 +567,34 @@ class Node:
             except RuntimeError:
                 pass  # the event loop is closed: nobody is waiting any more
 
-        self._c.submit_async(_craft.OP_PROPOSE, bytes(command), done, self._timeout(timeout))
+        self._c.submit_async(op, payload, done, self._timeout(timeout), server, address,
+                             auto_promote)
         return fut
 
-    def read(self, fn: Callable[[Any], Any], timeout: Optional[float] = None,
-             mode: str = "linearizable") -> Any:
+    async def _request_async(self, op: int, payload: bytes, timeout: Optional[float],
+                             convert: Callable[[int, bytes], T], server: int = 0,
+                             address: Optional[str] = None, auto_promote: bool = False,
+                             error: Optional[Callable[[Error], Error]] = None) -> T:
+        return await self._request_future(op, payload, timeout, convert, server, address,
+                                          auto_promote, error)
+
+    def _apply_raw_async(self, command: bytes,
+                         timeout: Optional[float]) -> "asyncio.Future[Tuple[int, bytes]]":
+        return self._request_future(_craft.OP_PROPOSE, command, timeout,
+                                    lambda index, data: (index, data))
+
+    def apply_async(self, command: Bytes,
+                    timeout: Optional[float] = None) -> "asyncio.Future[bytes]":
+        """apply() for asyncio: returns a future of the result, completed on the event loop
+        that called this (which must be running); await it. Cancelling it does not withdraw the
+        command: it may still be committed and applied (as after a Timeout). Retry through a
+        session (Session.apply_async) to have it applied exactly once."""
+        _check_command(command)
+        return self._request_future(_craft.OP_PROPOSE, bytes(command), timeout,
+                                    lambda index, data: data)
+
+    def read(self, fn: Callable[[F], T], timeout: Optional[float] = None,
+             mode: ReadMode = "linearizable") -> T:
         """Runs fn(fsm) after a read barrier and returns its value.
 
         "linearizable": fn sees every write committed before the call (ReadIndex; on a
@@ -432,11 +603,7 @@ class Node:
         "stale": fn runs at once on this node's current state, which may lag. fn runs on the
         node's loop thread (barrier modes) or the caller's (stale), never at the same time as
         apply; it must not call blocking Node methods."""
-        self._usable()
-        d = self._adapter.diverged
-        if d is not None:
-            raise Diverged(f"node {self.id}: its state machine differs from the leader's (at "
-                           f"index {d['index']}): it stopped applying and serves no reads")
+        self._readable()
         if mode == "stale":
             with self._adapter.lock:
                 return fn(self.fsm)
@@ -444,9 +611,35 @@ class Node:
             raise ValueError('mode must be "linearizable", "lease" or "stale"')
         self._check_thread()
         try:
-            return self._c.read(fn, self.fsm, mode == "lease", self._timeout(timeout))
+            return cast(T, self._c.read(fn, self.fsm, mode == "lease", self._timeout(timeout)))
         except Error as e:
             raise self._translate(e) from None
+
+    def _readable(self) -> None:
+        self._usable()
+        d = self._adapter.diverged
+        if d is not None:
+            raise Diverged(f"node {self.id}: its state machine differs from the leader's (at "
+                           f"index {d['index']}): it stopped applying and serves no reads")
+
+    async def read_async(self, fn: Callable[[F], T], timeout: Optional[float] = None,
+                         mode: ReadMode = "linearizable") -> T:
+        """read() for asyncio: awaits the read barrier without blocking the event loop or
+        taking a thread, then runs fn(fsm) on the event loop's thread, holding the state
+        machine's lock (never at the same time as apply: keep fn short). Cancelling the
+        awaiting task abandons the read (nothing else happens)."""
+        self._readable()
+        if mode == "stale":
+            with self._adapter.lock:
+                return fn(self.fsm)
+        if mode not in ("linearizable", "lease"):
+            raise ValueError('mode must be "linearizable", "lease" or "stale"')
+        op = _craft.OP_READ_LEASE if mode == "lease" else _craft.OP_READ
+        await self._request_async(op, b"", timeout, lambda index, data: index)
+        # The state machine has applied at least up to the read index (the runtime answers
+        # once it has): what fn sees now includes every write committed before the call.
+        with self._adapter.lock:
+            return fn(self.fsm)
 
     def session(self, timeout: Optional[float] = None) -> "Session":
         """Opens a client session: its apply() retries safely and applies a command exactly
@@ -456,13 +649,26 @@ class Node:
             raise ConfigError("this node runs without sessions (sessions=False)")
         return Session(self, timeout)
 
-    def _change(self, op: int, server: int, address: Optional[str] = None,
-                auto_promote: bool = False, timeout: Optional[float] = None) -> int:
-        self._check_thread()
+    async def session_async(self, timeout: Optional[float] = None) -> "Session":
+        """session() for asyncio: the session's registration is awaited, not waited for."""
+        self._usable()
+        if not self._sessions_on:
+            raise ConfigError("this node runs without sessions (sessions=False)")
+        s = Session(self, timeout, _register=False)
+        await s._register_async()
+        return s
+
+    @staticmethod
+    def _check_change(op: int, server: int, address: Optional[str]) -> None:
         if not isinstance(server, int) or isinstance(server, bool) or server < 0:
             raise TypeError(f"a server id is an int > 0, not {server!r}")
         if op == _craft.OP_ADD:
             _config.check_address("address", address, port_zero=False)
+
+    def _change(self, op: int, server: int, address: Optional[str] = None,
+                auto_promote: bool = False, timeout: Optional[float] = None) -> int:
+        self._check_thread()
+        self._check_change(op, server, address)
         try:
             return int(self._c.change(op, server, address, auto_promote, self._timeout(timeout)))
         except Error as e:
@@ -481,9 +687,16 @@ class Node:
             return AlreadyMember(f"server {server} is already a member{where}: to give it another "
                                  f"address, remove_server({server}) and add it again once its "
                                  f"data directory is moved aside; members: {listing}")
-        if e.code == -10 and op in (_craft.OP_PROMOTE, _craft.OP_REMOVE):
+        if e.code == -10 and op in (_craft.OP_PROMOTE, _craft.OP_REMOVE, _craft.OP_DEMOTE):
             return NotMember(f"server {server} is not a member of the configuration; members: "
                              f"{listing}")
+        if e.code == -2 and op == _craft.OP_DEMOTE:
+            p = members.get(server)
+            why = "already a learner" if p is not None and p["role"] == "learner" else \
+                "the last voter: a cluster without voters could never elect a leader again"
+            return ConfigError(f"server {server} is {why}; members: {listing}")
+        if e.code == -2 and op == _craft.OP_SNAPSHOT:
+            return ConfigError(f"node {self.id}'s state machine takes no snapshots")
         if e.code == -2 and op == _craft.OP_PROMOTE:
             return ConfigError(f"server {server} is already a voter: promote() makes a learner "
                                f"a voter")
@@ -508,6 +721,49 @@ class Node:
     def remove_server(self, id: int, timeout: Optional[float] = None) -> int:
         """Removes a server from the configuration."""
         return self._change(_craft.OP_REMOVE, id, None, False, timeout)
+
+    def demote(self, id: int, timeout: Optional[float] = None) -> int:
+        """Makes a voter a learner (it keeps its log and goes on receiving entries, but no
+        longer votes nor counts toward commits; a demoted leader steps down once the change is
+        committed). Returns the configuration entry's index."""
+        return self._change(_craft.OP_DEMOTE, id, None, False, timeout)
+
+    def snapshot(self, timeout: Optional[float] = None) -> int:
+        """Takes a snapshot of this node's state machine now, whatever snapshot_entries says,
+        and returns the index it covers once it is stored (at once when the latest snapshot
+        covers everything applied already). The log before it is then compacted."""
+        return self._change(_craft.OP_SNAPSHOT, 0, None, False, timeout)
+
+    # ---- membership, transfer and snapshots for asyncio: awaited, never a thread -----------
+
+    async def _change_async(self, op: int, server: int, address: Optional[str] = None,
+                            auto_promote: bool = False, timeout: Optional[float] = None) -> int:
+        self._check_change(op, server, address)
+        return await self._request_async(op, b"", timeout, lambda index, data: index, server,
+                                          address, auto_promote,
+                                          lambda e: self._change_error(op, server, e))
+
+    async def add_server_async(self, id: int, address: str, auto_promote: bool = True,
+                               timeout: Optional[float] = None) -> int:
+        """add_server() for asyncio. Cancelling the awaiting task does not withdraw the change:
+        it may still be applied (look at status())."""
+        return await self._change_async(_craft.OP_ADD, id, address, auto_promote, timeout)
+
+    async def promote_async(self, id: int, timeout: Optional[float] = None) -> int:
+        return await self._change_async(_craft.OP_PROMOTE, id, None, False, timeout)
+
+    async def demote_async(self, id: int, timeout: Optional[float] = None) -> int:
+        return await self._change_async(_craft.OP_DEMOTE, id, None, False, timeout)
+
+    async def remove_server_async(self, id: int, timeout: Optional[float] = None) -> int:
+        return await self._change_async(_craft.OP_REMOVE, id, None, False, timeout)
+
+    async def transfer_leadership_async(self, id: int = 0,
+                                        timeout: Optional[float] = None) -> None:
+        await self._change_async(_craft.OP_TRANSFER, id, None, False, timeout)
+
+    async def snapshot_async(self, timeout: Optional[float] = None) -> int:
+        return await self._change_async(_craft.OP_SNAPSHOT, 0, None, False, timeout)
 
     def transfer_leadership(self, id: int = 0, timeout: Optional[float] = None) -> None:
         """Hands leadership to server id (0: the most up-to-date voter); returns once this node
@@ -538,15 +794,32 @@ class Node:
         closes every connection."""
         self._c.set_security(_security._to_c(security))
 
-    def status(self) -> Dict[str, Any]:
-        """A plain dict: id, role, term, leader, leader_address, commit, applied, first_index,
-        last_index, snapshot_index, peers (id, role, address, match, connected), counters,
-        stopped (a fatal error stopped the node), address."""
+    def status(self) -> NodeStatus:
+        """This node's state, a dict typed by craft.NodeStatus (docs/python.md, "Status"): id,
+        role, term, leader, commit, applied, log and snapshot indexes, the configuration in
+        effect (voters, learners, conf_index, conf_committed), has_quorum, per peer its
+        connection and last contact and, on the leader, match, next, lag, inflight and
+        replication state; stopped and stop_reason, removed, uptime, snapshot size, log write
+        latency p50/p99 over the last minute, queue depths, counters. The same keys as the
+        status `craft status` asks over the network, plus digest and diverged."""
         self._usable()
-        s = dict(self._c.status())
+        s: Any = codec.loads(self._c.status_packed())
         s["digest"] = self._adapter.last_digest
         s["diverged"] = self._adapter.diverged
-        return s
+        return cast(NodeStatus, s)
+
+    def metrics(self, openmetrics: bool = False) -> str:
+        """The node's metrics as Prometheus text (format 0.0.4), or OpenMetrics 1.0 with
+        openmetrics=True: counters, gauges and histograms, each documented in
+        docs/metrics.md. With metrics_address= the node also serves them at GET /metrics."""
+        self._usable()
+        return self._c.metrics(bool(openmetrics))
+
+    @property
+    def metrics_address(self) -> Optional[str]:
+        """Where GET /metrics is served (the port bound, with port 0), None without."""
+        where = self.status()["metrics_address"]
+        return where or None
 
     @property
     def leader(self) -> Optional[Tuple[int, str]]:
@@ -563,6 +836,20 @@ class Node:
         self._usable()
         return bool(self._c.status()["role"] == "leader")
 
+    async def wait_for_leader_async(self, timeout: Optional[float] = None) -> Tuple[int, str]:
+        """wait_for_leader() for asyncio: polls this node's status every 20 ms with
+        asyncio.sleep (no thread is held). Raises Timeout (NoQuorum when a majority cannot be
+        reached)."""
+        deadline = time.monotonic() + self._timeout(timeout)
+        while True:
+            leader = self.leader
+            if leader is not None:
+                return leader
+            if time.monotonic() >= deadline:
+                raise self._no_quorum() or Timeout("no leader known yet: are a majority of "
+                                                   "the peers running and reachable?")
+            await asyncio.sleep(0.02)
+
     def wait_for_leader(self, timeout: Optional[float] = None) -> Tuple[int, str]:
         """Waits until this node knows a leader; returns (id, address). Raises Timeout."""
         deadline = time.monotonic() + self._timeout(timeout)
@@ -575,16 +862,22 @@ class Node:
                                                    "the peers running and reachable?")
             time.sleep(0.02)
 
-    def on(self, event: str, callback: Callable[..., Any]) -> None:
+    def on(self, event: EventName, callback: Callable[..., Any]) -> None:
         """Registers callback for an event. Callbacks run on the node's loop thread: keep them
-        short and do not call blocking Node methods from them.
+        short and do not call blocking Node methods from them. (events() gives the same to
+        asyncio code.)
 
         "role": callback(role, term, leader_id) on every role, term or leader change;
         "leader": callback(leader_id or None, term) when the known leader changes;
         "membership": callback(index) when a configuration entry was applied;
-        "snapshot": callback(index, installed) when a snapshot was taken or installed;
+        "snapshot": callback(index, installed) when a snapshot was taken or installed, and
+        "snapshot_taken": callback(index) / "snapshot_installed": callback(index) for each;
         "snapshot_failed": callback(index, message) when the state machine's snapshot() raised
         (the node keeps serving and tries again after a backoff: 1 s, doubling to 60 s);
+        "follower_lagging": callback(follower_id, lag, match) on the leader when a follower
+        falls more than lag_threshold entries behind (once per episode), and
+        "follower_caught_up": callback(follower_id, lag, match) when it is back within half
+        of it (or left the configuration: match 0);
         "stopped": callback(error_code, message) when a fatal error stopped the node;
         "follower_log_lost": callback(follower_id, acknowledged, last_index) on the leader
         when a follower's data directory lost entries it had acknowledged (docs/core.md);
@@ -601,6 +894,22 @@ class Node:
             raise TypeError("callback must be callable")
         self._handlers[event].append(callback)
 
+    def events(self, *names: EventName) -> AsyncIterator[Event]:
+        """The node's events for asyncio, as Event(name, args) with the arguments on() gives
+        callbacks, in order; only those named, if names are given:
+
+            async for ev in node.events("leader", "stopped"):
+                print(ev.name, ev.args)
+
+        Call it from a running event loop. The subscription starts at the call (nothing
+        between the call and the first step is lost); events are queued without bound until
+        read; the iteration ends when the node is closed. Leave it early with break (or
+        aclose())."""
+        for n in names:
+            if n not in self._handlers:
+                raise ValueError(f"unknown event {n!r}; events: {', '.join(_EVENTS)}")
+        return _EventStream(self, set(names))
+
     def _on_event(self, kind: int, role: int, term: int, leader: int, index: int,
                   installed: bool, error: int, message: str, match: int = 0) -> None:
         self._adapter.loop_ident = threading.get_ident()
@@ -614,6 +923,12 @@ class Node:
             calls.append(("membership", (index,)))
         elif kind == _craft.EVENT_SNAPSHOT:
             calls.append(("snapshot", (index, bool(installed))))
+            calls.append(("snapshot_installed" if installed else "snapshot_taken", (index,)))
+        elif kind == _craft.EVENT_FOLLOWER_LAGGING:
+            calls.append(("follower_lagging", (leader, max(index - match, 0), match)))
+        elif kind == _craft.EVENT_FOLLOWER_CAUGHT_UP:
+            calls.append(("follower_caught_up", (leader, max(index - match, 0) if match else 0,
+                                                 match)))
         elif kind == _craft.EVENT_STOPPED:
             calls.append(("stopped", (error, message)))
         elif kind == _craft.EVENT_FOLLOWER_LOG_LOST:
@@ -631,6 +946,8 @@ class Node:
                 except Exception:
                     import logging
                     logging.getLogger("craft").exception("craft: a %r callback raised", name)
+            for sub in list(self._subscribers):
+                sub._push(Event(cast(EventName, name), args))
 
 
 def _craft_error(status: int, data: bytes, leader_id: int, leader_address: str) -> Error:
@@ -646,22 +963,36 @@ _RETRYABLE = (Timeout, Dropped, NoConnection, NotLeader, Busy)
 
 class Session:
     """A client session (Raft thesis 6.3): commands sent through it are applied exactly once,
-    however often they are retried. Opened with Node.session(); thread-safe.
+    however often they are retried. Opened with Node.session() (Node.session_async() from
+    asyncio); thread-safe.
 
     apply(command) numbers the command and retries it through the node (the same bytes, so
     a copy committed twice is answered from the first application's result) until a result
-    arrives or the timeout passes. A SessionError means the session expired or forgot the
-    command: the outcome of that command is unknown; open a new session."""
+    arrives or the timeout passes. A command whose call ended without a result (Timeout,
+    NoConnection, or an apply_async whose task was cancelled) may still be applied: the next
+    call with the same bytes through this session is taken as its retry, keeps its number, and
+    so is applied at most once in all (and answers with the first application's result). A
+    SessionError means the session expired or forgot the command: the outcome of that command
+    is unknown; open a new session."""
 
-    def __init__(self, node: Node, timeout: Optional[float] = None) -> None:
+    def __init__(self, node: Node[Any], timeout: Optional[float] = None,
+                 _register: bool = True) -> None:
         self.node = node
         self.timeout = node.timeout if timeout is None else float(timeout)
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._done: "set[int]" = set()
         self._ack = 0
-        self.client_id, _ = self._retry(_craft.session_register(), self.timeout)
+        # Commands whose call ended without an answer, by their bytes: their numbers, kept for
+        # their retries (the oldest first).
+        self._unfinished: Dict[bytes, List[int]] = {}
         self.closed = False
+        self.client_id = 0
+        if _register:
+            self.client_id, _ = self._retry(_craft.session_register(), self.timeout)
+
+    async def _register_async(self) -> None:
+        self.client_id, _ = await self._retry_async(_craft.session_register(), self.timeout)
 
     def _retry(self, envelope: bytes, timeout: float) -> Tuple[int, bytes]:
         deadline = time.monotonic() + timeout
@@ -679,19 +1010,75 @@ class Session:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
-    def apply(self, command: Bytes, timeout: Optional[float] = None) -> bytes:
-        """Applies command exactly once and returns the state machine's result."""
-        _check_command(command)
+    async def _retry_async(self, envelope: bytes, timeout: float) -> Tuple[int, bytes]:
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Timeout("the session could not get an answer in time; retrying the same "
+                              "command later through this session is still safe")
+            try:
+                return await self.node._apply_raw_async(envelope, left)
+            except _RETRYABLE:
+                if deadline - time.monotonic() <= delay:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    def _begin(self, command: bytes) -> Tuple[int, int]:
+        """The number of a command (that of an unfinished call with the same bytes, if any: this
+        call is its retry) and the acknowledgement to send with it."""
         if self.closed:
             raise Closed("the session is closed: open a new one with Node.session()")
         with self._lock:
-            seq = next(self._seq)
-            ack = self._ack
-        envelope = _craft.session_command(self.client_id, seq, ack, bytes(command))
+            waiting = self._unfinished.get(command)
+            if waiting:
+                seq = waiting.pop(0)
+                if not waiting:
+                    del self._unfinished[command]
+            else:
+                seq = next(self._seq)
+            return seq, self._ack
+
+    def _abandoned(self, command: bytes, seq: int) -> None:
+        with self._lock:
+            self._unfinished.setdefault(command, []).append(seq)
+
+    def apply(self, command: Bytes, timeout: Optional[float] = None) -> bytes:
+        """Applies command exactly once and returns the state machine's result."""
+        _check_command(command)
+        data = bytes(command)
+        seq, ack = self._begin(data)
+        envelope = _craft.session_command(self.client_id, seq, ack, data)
         try:
             _, result = self._retry(envelope, self.timeout if timeout is None else float(timeout))
         except (ApplyError, SessionError):
             self._completed(seq)
+            raise
+        except BaseException:
+            self._abandoned(data, seq)  # it may have been applied: a retry keeps its number
+            raise
+        self._completed(seq)
+        return result
+
+    async def apply_async(self, command: Bytes, timeout: Optional[float] = None) -> bytes:
+        """apply() for asyncio: retries are awaited (asyncio.sleep between them), never a
+        thread. Cancelling the awaiting task leaves the command unfinished: it may still be
+        applied, and calling apply_async (or apply) again with the same bytes retries it, so
+        that it is applied once in all."""
+        _check_command(command)
+        data = bytes(command)
+        seq, ack = self._begin(data)
+        envelope = _craft.session_command(self.client_id, seq, ack, data)
+        try:
+            _, result = await self._retry_async(envelope,
+                                                self.timeout if timeout is None else float(timeout))
+        except (ApplyError, SessionError):
+            self._completed(seq)
+            raise
+        except BaseException:  # a Timeout, a lost connection, a cancellation
+            self._abandoned(data, seq)
             raise
         self._completed(seq)
         return result
@@ -714,8 +1101,25 @@ class Session:
         except SessionError:
             pass  # a retried unregistration finds the session gone: it worked
 
+    async def close_async(self, timeout: Optional[float] = None) -> None:
+        """close() for asyncio."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self._retry_async(_craft.session_unregister(self.client_id),
+                                    self.timeout if timeout is None else float(timeout))
+        except SessionError:
+            pass
+
     def __enter__(self) -> "Session":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    async def __aenter__(self) -> "Session":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close_async()

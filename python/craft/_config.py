@@ -29,7 +29,10 @@ INTS = {
     "cluster_id": (0, U64, "(0: derived from the bootstrap configuration)"),
     "seed": (0, U64, "(0: from the id and the clock)"),
     "segment_size": (SEGMENT_SIZE_MIN, SEGMENT_SIZE_MAX, "bytes (4 KiB to 1 GiB)"),
+    "lag_threshold": (0, U64, "entries a follower may fall behind before the "
+                              "\"follower_lagging\" event (0: never)"),
 }
+STRS = ("metrics_address",)
 BOOLS = ("pre_vote", "check_quorum", "fsync", "forward")
 SESSION_OPTIONS = {
     "max_sessions": (1, 0xFFFFFFFF),
@@ -130,11 +133,14 @@ def check(id: Any, address: Any, peers: Optional[Mapping[Any, Any]], join: bool,
     if log_level not in LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(sorted(LEVELS))}, not "
                           f"{log_level!r}")
-    unknown = set(options) - set(INTS) - set(BOOLS)
+    unknown = set(options) - set(INTS) - set(BOOLS) - set(STRS)
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))}; known: "
-                          f"{', '.join(sorted(set(INTS) | set(BOOLS)))}")
+                          f"{', '.join(sorted(set(INTS) | set(BOOLS) | set(STRS)))}")
     for k, v in options.items():
+        if k in STRS:
+            check_address(k, v, port_zero=True)
+            continue
         if k in BOOLS:
             if not isinstance(v, bool):
                 raise ConfigError(f"{k} must be True or False, not {v!r}")

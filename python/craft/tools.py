@@ -1,7 +1,11 @@
 """craft's command-line tools, installed by pip as console scripts.
 
-    craft-dump DIR    what a node's data directory holds: the hard state, every WAL segment with
-                      its entry range and terms, every snapshot, with every CRC checked. Reads
+    craft ...         the command line of a cluster (craft/__main__.py): status, membership,
+                      snapshots and metrics of live nodes, and `craft dump` below.
+    craft-dump [--entries] DIR
+                      what a node's data directory holds: the hard state, every WAL segment with
+                      its entry range and terms, every snapshot, with every CRC checked; with
+                      --entries every entry (`craft dump --decode msgpack` decodes them). Reads
                       only and takes no lock. Exit status 0 (all checks), 1 (corrupt), 2 (usage
                       or I/O error). docs/storage.md describes the formats.
 

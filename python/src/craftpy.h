@@ -39,6 +39,7 @@ PyObject *craftpy_max_command(PyObject *module, PyObject *args);
 int craftpy_sim_init(PyObject *m);
 int craftpy_node_init(PyObject *m);
 int craftpy_sessions_init(PyObject *m);
+int craftpy_client_init(PyObject *m); /* client.c: craft._craft.Client */
 
 /* pystore.c: a store over a Python object (referenced until the store is closed). */
 int craftpy_store_new(PyObject *obj, struct craft_store **out);

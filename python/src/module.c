@@ -398,7 +398,8 @@ static PyMethodDef module_methods[] = {
 static int module_exec(PyObject *m)
 {
     if (PyModule_AddStringConstant(m, "VERSION", CRAFT_VERSION_STRING) != 0 ||
-        craftpy_sessions_init(m) != 0 || craftpy_sim_init(m) != 0 || craftpy_node_init(m) != 0) {
+        craftpy_sessions_init(m) != 0 || craftpy_sim_init(m) != 0 || craftpy_node_init(m) != 0 ||
+        craftpy_client_init(m) != 0) {
         return -1;
     }
 #define ADD_INT(name, value)                                                                 \

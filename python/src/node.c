@@ -38,6 +38,7 @@ typedef struct {
 
     struct craft_uv_config cfg;
     char *address, *data_dir;
+    char *metrics_address; /* GET /metrics (issue 15); NULL: none */
     struct craft_configuration bootstrap;
     bool has_bootstrap;
     PyObject *fsm;    /* adapter: apply_batch(list), snapshot(), restore(reader) */
@@ -813,10 +814,11 @@ static int Node_init(NodeObject *self, PyObject *args, PyObject *kw)
                              "cluster_id", "heartbeat_ms", "election_timeout_ms", "pre_vote",
                              "check_quorum", "snapshot_entries", "snapshot_trailing", "fsync",
                              "forward", "max_frame", "default_timeout_ms", "log_level", "seed",
-                             "segment_size", "security", "limits", NULL};
+                             "segment_size", "security", "limits", "metrics_address",
+                             "lag_threshold", NULL};
     unsigned long long id, cluster_id = 0, snapshot_entries = 16384, snapshot_trailing = 1024,
-                           seed = 0, segment_size = 0;
-    const char *address, *data_dir = NULL;
+                           seed = 0, segment_size = 0, lag_threshold = 1000;
+    const char *address, *data_dir = NULL, *metrics_address = NULL;
     PyObject *fsm, *events = Py_None, *peers = Py_None, *store = Py_None;
     PyObject *security = Py_None, *limits = Py_None;
     unsigned heartbeat_ms = 50, election_ms = 500, max_frame = 0, default_timeout_ms = 10000;
@@ -825,12 +827,13 @@ static int Node_init(NodeObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_RuntimeError, "Node.__init__ called twice");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "Ksz|O$OOOKIIppKKppIIiKKOO", kwlist, &id,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Ksz|O$OOOKIIppKKppIIiKKOOzK", kwlist, &id,
                                      &address, &data_dir, &fsm, &events, &peers, &store,
                                      &cluster_id, &heartbeat_ms, &election_ms, &pre_vote,
                                      &check_quorum, &snapshot_entries, &snapshot_trailing, &fsync,
                                      &forward, &max_frame, &default_timeout_ms, &log_level, &seed,
-                                     &segment_size, &security, &limits)) {
+                                     &segment_size, &security, &limits, &metrics_address,
+                                     &lag_threshold)) {
         return -1;
     }
     struct craft_uv_limits lim;
@@ -861,6 +864,9 @@ static int Node_init(NodeObject *self, PyObject *args, PyObject *kw)
     self->cfg.seed = seed;
     self->cfg.limits = lim;
     self->cfg.security = self->security.s;
+    self->metrics_address = metrics_address != NULL ? dup_str(metrics_address) : NULL;
+    self->cfg.metrics_address = self->metrics_address;
+    self->cfg.lag_threshold = lag_threshold;
     self->cfg.fsm = (struct craft_uv_fsm){self, fsm_apply, fsm_snapshot, fsm_restore};
     self->cfg.log = on_log;
     self->cfg.log_data = self;
@@ -1147,7 +1153,7 @@ static PyObject *Node_change(NodeObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "iK|zpd", &op, &server, &address, &auto_promote, &timeout)) {
         return NULL;
     }
-    if (op < CRAFT_UV_ADD || op > CRAFT_UV_TRANSFER) {
+    if (op < CRAFT_UV_ADD || op > CRAFT_UV_SNAPSHOT) {
         PyErr_SetString(PyExc_ValueError, "bad op");
         return NULL;
     }
@@ -1286,6 +1292,48 @@ static PyObject *Node_status(NodeObject *self, PyObject *noargs)
     return d;
 }
 
+/* status_packed() -> the status as the msgpack map of docs/wire.md (what a status request
+ * over the network answers), and metrics(openmetrics=False) -> the metrics text. */
+static PyObject *Node_status_packed(NodeObject *self, PyObject *noargs)
+{
+    if (check_running(self) != 0) {
+        return NULL;
+    }
+    struct craft_uv_status s;
+    void *buf = NULL;
+    size_t size = 0;
+    int rc = craft_uv_status(self->node, &s);
+    if (rc == 0) {
+        rc = craft_uv_status_pack(&s, &buf, &size);
+    }
+    if (rc != 0) {
+        return craftpy_raise(rc, "status", 0, NULL);
+    }
+    PyObject *r = PyBytes_FromStringAndSize(buf, (Py_ssize_t)size);
+    craft_free(NULL, buf);
+    return r;
+}
+
+static PyObject *Node_metrics(NodeObject *self, PyObject *args)
+{
+    int openmetrics = 0;
+    if (!PyArg_ParseTuple(args, "|p", &openmetrics) || check_running(self) != 0) {
+        return NULL;
+    }
+    char *text = NULL;
+    size_t size = 0;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS;
+    rc = craft_uv_metrics(self->node, openmetrics != 0, &text, &size);
+    Py_END_ALLOW_THREADS;
+    if (rc != 0) {
+        return craftpy_raise(rc, "metrics", 0, NULL);
+    }
+    PyObject *r = PyUnicode_DecodeUTF8(text, (Py_ssize_t)size, "replace");
+    craft_free(NULL, text);
+    return r;
+}
+
 /* after_fork_child(): in a forked child of a process that started a node. libuv's thread pool
  * (the disk and snapshot work) was started by the parent: its threads do not exist in the child,
  * but libuv's destructor joins them at exit, which crashed every such child as it exited.
@@ -1399,6 +1447,7 @@ static void Node_dealloc(NodeObject *self)
     }
     free(self->address);
     free(self->data_dir);
+    free(self->metrics_address);
     craftpy_security_free(&self->security);
     uv_mutex_destroy(&self->lock);
     uv_cond_destroy(&self->cond);
@@ -1416,6 +1465,10 @@ static PyMethodDef Node_methods[] = {
     {"change", (PyCFunction)Node_change, METH_VARARGS,
      "change(op, server, address=None, auto_promote=False, timeout=0) -> index"},
     {"status", (PyCFunction)Node_status, METH_NOARGS, "status() -> dict"},
+    {"status_packed", (PyCFunction)Node_status_packed, METH_NOARGS,
+     "status_packed() -> the status as a msgpack map (docs/wire.md)"},
+    {"metrics", (PyCFunction)Node_metrics, METH_VARARGS,
+     "metrics(openmetrics=False) -> Prometheus or OpenMetrics text"},
     {"_forked", (PyCFunction)Node_forked, METH_NOARGS,
      "_forked(): this process is a fork of the node's: refuse every call from now on"},
     {"set_faults", (PyCFunction)Node_set_faults, METH_VARARGS,

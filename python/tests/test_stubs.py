@@ -71,3 +71,64 @@ def test_mypy_strict_accepts_the_example(tmp_path):
                         "--cache-dir", str(tmp_path), example], capture_output=True, text=True,
                        env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+TYPED_USE = '''
+import asyncio
+import craft
+
+class Counter(craft.StateMachine):
+    def __init__(self) -> None:
+        self.n = 0
+    def apply(self, command: bytes, index: int) -> bytes:
+        self.n += 1
+        return b""
+
+def use(node: "craft.Node[Counter]") -> None:
+    n: int = node.read(lambda fsm: fsm.n)
+    s = node.status()
+    role: craft.Role = s["role"]
+    lag: int = s["peers"][0]["lag"]
+    node.on("follower_lagging", lambda follower, lag, match: None)
+
+async def use_async(node: "craft.Node[Counter]") -> None:
+    n: int = await node.read_async(lambda fsm: fsm.n)
+    async for ev in node.events("leader"):
+        name: craft.EventName = ev.name
+    await node.add_server_async(4, "127.0.0.1:7004")
+
+node = craft.Node(1, "127.0.0.1:0", "/tmp/x", Counter(), peers={1: "127.0.0.1:0"},
+                  heartbeat_ms=50, metrics_address="127.0.0.1:0")
+use(node)
+'''
+
+# Each a mistake mypy --strict must catch: an option, an event, a status key, a read function
+# of the wrong state machine.
+TYPED_MISTAKES = [  # (the correct text, the mistake put in its place)
+    ("heartbeat_ms=50", "heartbeats_ms=50"),
+    ('node.on("follower_lagging"', 'node.on("follower_lag"'),
+    ('s["peers"][0]["lag"]', 's["peers"][0]["lagg"]'),
+    ("node.read(lambda fsm: fsm.n)", "node.read(lambda fsm: fsm.count)"),
+    ('node.events("leader")', 'node.events("leaders")'),
+]
+
+
+@pytest.mark.skipif(shutil.which("mypy") is None and
+                    subprocess.run([sys.executable, "-m", "mypy", "--version"],
+                                   capture_output=True).returncode != 0,
+                    reason="mypy is not installed")
+def test_mypy_strict_catches_a_misspelt_option_event_or_key(tmp_path):
+    env = dict(os.environ, MYPYPATH=os.path.join(ROOT, "python"))
+
+    def check(code):
+        path = tmp_path / "use.py"
+        path.write_text(code)
+        return subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                               "--cache-dir", str(tmp_path / "cache"), str(path)],
+                              capture_output=True, text=True, env=env, timeout=300)
+    r = check(TYPED_USE)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for right, wrong in TYPED_MISTAKES:
+        assert right in TYPED_USE, right
+        r = check(TYPED_USE.replace(right, wrong, 1))
+        assert r.returncode != 0, f"mypy accepted {wrong!r}"

@@ -42,6 +42,32 @@ CRAFT_API int craft_client_propose(struct craft_client *c, const void *cmd, size
                                    void **result, size_t *size, craft_index *index);
 /* A linearizable read barrier: *index is the read index the leader confirmed. */
 CRAFT_API int craft_client_read(struct craft_client *c, craft_index *index);
+/* Operators' requests (docs/wire.md, "Administrative requests"). On failure,
+ * craft_client_error() says why when the server said (a change refused, a stopped node).
+ *
+ * The status of a server: *payload (craft_malloc(NULL, ...)) is a msgpack map whose keys are
+ * listed in docs/wire.md. Answered by whichever server the client reaches: open the client on
+ * one address to ask that server. */
+CRAFT_API int craft_client_status(struct craft_client *c, void **payload, size_t *size);
+/* A server's metrics as Prometheus text (docs/metrics.md), NUL-terminated. */
+CRAFT_API int craft_client_metrics(struct craft_client *c, char **text, size_t *size);
+/* A membership change or a leadership transfer, kind CRAFT_WIRE_ADD (server at address, a
+ * learner; auto_promote), _REMOVE, _PROMOTE, _DEMOTE or _TRANSFER (server 0: the most
+ * up-to-date voter): sent to the leader (hints followed), answered once the change is applied
+ * there (*index: its configuration entry) or the leader stepped down (transfer). Errors as the
+ * core's (CRAFT_EEXISTS, CRAFT_ENOTFOUND, CRAFT_ESTATE: a learner not caught up, CRAFT_EINVAL,
+ * CRAFT_EBUSY: another change kept the leader busy until the deadline), CRAFT_ENOTLEADER (no
+ * leader found in time: nothing was done), CRAFT_ETIMEDOUT / CRAFT_ENOCONN (sent, outcome
+ * unknown: look at the status). */
+CRAFT_API int craft_client_change(struct craft_client *c, int kind, craft_id server,
+                                  const char *address, bool auto_promote, craft_index *index);
+/* Has the server the client reaches take a snapshot now; *index is what it covers. */
+CRAFT_API int craft_client_snapshot(struct craft_client *c, craft_index *index);
+/* After a failed request: true if it was sent and no answer came back (CRAFT_ETIMEDOUT or
+ * CRAFT_ENOCONN), or the server answered that it gave up waiting for it (CRAFT_ETIMEDOUT): it
+ * may or may not have taken effect. False when it was never sent (no server reached, no
+ * leader found) or was refused: then it did not. */
+CRAFT_API bool craft_client_outcome_unknown(const struct craft_client *c);
 /* The server the client is talking to ("" if none). */
 CRAFT_API const char *craft_client_server(const struct craft_client *c);
 /* Why the last connection attempt failed ("" after a success): a TLS handshake refused, an

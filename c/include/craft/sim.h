@@ -235,6 +235,8 @@ CRAFT_API int craft_sim_add_server(struct craft_sim *s, craft_id id, bool auto_p
                                    craft_index *index);
 CRAFT_API int craft_sim_promote(struct craft_sim *s, craft_id id, craft_index *index);
 CRAFT_API int craft_sim_remove_server(struct craft_sim *s, craft_id id, craft_index *index);
+/* A voter becomes a learner (craft_demote). */
+CRAFT_API int craft_sim_demote(struct craft_sim *s, craft_id id, craft_index *index);
 /* Leadership transfer (thesis 3.10) from the current leader to target (0: the core picks the
  * most up-to-date voter). Returns what craft_transfer_leadership returns. */
 CRAFT_API int craft_sim_transfer(struct craft_sim *s, craft_id target);

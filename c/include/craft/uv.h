@@ -103,7 +103,14 @@ enum craft_uv_event_type {
     CRAFT_UV_EVENT_REMOVED = 7,
     /* At start: the bootstrap configuration given (peers) differs from the stored one, which
      * the node keeps; message names each difference (index: the stored one's). */
-    CRAFT_UV_EVENT_PEERS_DIFFER = 8
+    CRAFT_UV_EVENT_PEERS_DIFFER = 8,
+    /* Leader: follower `leader` fell more than lag_threshold entries behind (index: the
+     * leader's last index, match: the follower's; the lag is index - match). Once per
+     * episode: CRAFT_UV_EVENT_FOLLOWER_CAUGHT_UP follows when its lag is back within half the
+     * threshold, or when the follower leaves the configuration (match 0). A leader that steps
+     * down forgets its episodes (the next leader reports its own). */
+    CRAFT_UV_EVENT_FOLLOWER_LAGGING = 9,
+    CRAFT_UV_EVENT_FOLLOWER_CAUGHT_UP = 10
 };
 
 struct craft_uv_event {
@@ -178,6 +185,14 @@ struct craft_uv_config {
      * plaintext, which the log names as such. */
     struct craft_security security;
     unsigned default_timeout_ms;  /* requests without their own timeout; default 10000 */
+    /* Serve GET /metrics (Prometheus / OpenMetrics text, docs/metrics.md) on this "host:port"
+     * from the node's loop; NULL: no HTTP listener (craft_uv_metrics still works). Unlike the
+     * Raft port, it is not authenticated: bind it to an address only the monitoring system
+     * reaches (127.0.0.1, a management network). */
+    const char *metrics_address;
+    /* A follower more than this many entries behind the leader raises
+     * CRAFT_UV_EVENT_FOLLOWER_LAGGING on the leader; default 1000; 0 disables the event. */
+    uint64_t lag_threshold;
     struct craft_uv_fsm fsm;
     /* Optional store (e.g. a binding's); the node takes ownership. NULL: the durable store in
      * data_dir. */
@@ -244,7 +259,13 @@ enum craft_uv_op {
     CRAFT_UV_ADD = 4,      /* add server id at address as a learner (auto_promote optional) */
     CRAFT_UV_PROMOTE = 5,  /* learner id becomes a voter */
     CRAFT_UV_REMOVE = 6,   /* remove server id */
-    CRAFT_UV_TRANSFER = 7  /* hand leadership to id (0: the most up-to-date voter) */
+    CRAFT_UV_TRANSFER = 7, /* hand leadership to id (0: the most up-to-date voter) */
+    CRAFT_UV_DEMOTE = 8,   /* voter id becomes a learner */
+    /* Take a snapshot of this node's state machine now, whatever the thresholds (answered
+     * once it is stored; index: what it covers). CRAFT_EINVAL when the state machine has no
+     * snapshot callback; when the latest snapshot covers everything applied already, answered
+     * at once with its index. Never forwarded. */
+    CRAFT_UV_SNAPSHOT = 9
 };
 
 struct craft_uv_result {
@@ -280,12 +301,28 @@ CRAFT_API int craft_uv_submit(struct craft_uv_node *n, struct craft_uv_request *
  * ---------------------------------------------------------------------------------------- */
 #define CRAFT_UV_STATUS_PEERS 32
 
+enum craft_uv_peer_state {
+    CRAFT_UV_PEER_UNKNOWN = 0, /* not the leader: it does not track its peers */
+    CRAFT_UV_PEER_PROBE = 1,   /* finding where the follower's log matches (one message at a time) */
+    CRAFT_UV_PEER_REPLICATE = 2, /* pipelining entries */
+    CRAFT_UV_PEER_SNAPSHOT = 3,  /* sending it a snapshot */
+    CRAFT_UV_PEER_SELF = 4       /* this node */
+};
+
 struct craft_uv_peer_status {
     craft_id id;
     uint8_t role; /* CRAFT_VOTER / CRAFT_LEARNER */
     char address[CRAFT_ADDRESS_MAX];
     craft_index match; /* leader only */
     bool connected;
+    /* Leader only (0 elsewhere): the next index to send, how far behind the leader's last
+     * index its match is, AppendEntries in flight, the replication state. */
+    craft_index next;
+    uint64_t lag;
+    unsigned inflight;
+    uint8_t state; /* enum craft_uv_peer_state */
+    /* Milliseconds since a message from it arrived (any role); -1: never. */
+    int64_t last_contact_ms;
 };
 
 struct craft_uv_status {
@@ -308,9 +345,44 @@ struct craft_uv_status {
     char stop_reason[512];   /* why, when stopped */
     uint64_t snapshot_failures; /* snapshots that failed in a row (0 after one succeeds) */
     char snapshot_error[400];   /* why the last one failed */
+    char address[CRAFT_ADDRESS_MAX]; /* the address bound */
+    char metrics_address[CRAFT_ADDRESS_MAX]; /* metrics_address as bound; "" without */
+    /* Leader: a majority of the voters (itself included) was heard from within an election
+     * timeout. Follower: it heard from a leader within an election timeout. Else false. */
+    bool has_quorum;
+    int64_t leader_contact_ms;  /* follower: ms since the leader was last heard from; -1 */
+    craft_index conf_index;     /* the configuration in effect (peers): its entry's index */
+    bool conf_committed;        /* ... and whether that entry is committed */
+    unsigned voters, learners;
+    uint64_t uptime_ms;         /* since craft_uv_node_start */
+    craft_term snapshot_term;   /* the latest snapshot, taken or installed (snapshot_index) */
+    uint64_t snapshot_size;     /* its bytes */
+    /* Write jobs (append and fdatasync together) over the last minute: their count, and the
+     * 50th and 99th percentile of their duration, in microseconds. */
+    uint64_t fsync_count_1m, fsync_p50_us, fsync_p99_us;
+    uint64_t pending_requests;  /* requests waiting in the node's tables (queue depth) */
+    uint64_t pending_jobs;      /* disk jobs queued or running */
+    /* More counters (docs/metrics.md has them all). */
+    uint64_t elections_won, leader_changes, proposals, entries_committed;
+    uint64_t snapshots_installed, snapshots_failed, send_dropped, fault_dropped;
+    uint64_t connects, disconnects;
 };
 
 CRAFT_API int craft_uv_status(struct craft_uv_node *n, struct craft_uv_status *out);
+
+/* The status as a msgpack map with string keys, the payload of a CRAFT_WIRE_STATUS response
+ * (docs/wire.md lists the keys; the Python and Lua status tables use the same names). *out is
+ * allocated with craft_malloc(NULL, ...). */
+CRAFT_API int craft_uv_status_pack(const struct craft_uv_status *s, void **out, size_t *size);
+
+/* ------------------------------------------------------------------------------------------
+ * Metrics (any thread): the node's counters, gauges and histograms as Prometheus text
+ * (format 0.0.4), or OpenMetrics 1.0 with openmetrics (docs/metrics.md lists every metric).
+ * *out is NUL-terminated, allocated with craft_malloc(NULL, ...); *size excludes the NUL.
+ * CRAFT_ESHUTDOWN once the node stops.
+ * ---------------------------------------------------------------------------------------- */
+CRAFT_API int craft_uv_metrics(struct craft_uv_node *n, bool openmetrics, char **out,
+                               size_t *size);
 
 /* ------------------------------------------------------------------------------------------
  * Security (any thread): replaces the node's security settings while it runs, to rotate a

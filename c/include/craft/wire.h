@@ -71,9 +71,32 @@ struct craft_wire_handshake {
 
 enum craft_wire_request_kind {
     CRAFT_WIRE_PROPOSE = 1, /* payload: a command to commit and apply */
-    CRAFT_WIRE_READ = 2     /* a linearizable read barrier; payload: opaque, echoed */
+    CRAFT_WIRE_READ = 2,    /* a linearizable read barrier; payload: opaque, echoed */
+    /* Operators' requests (docs/wire.md, "Administrative requests"), sent by clients such as
+     * the `craft` command line. STATUS, SNAPSHOT and METRICS are answered by the server that
+     * receives them, never forwarded; the membership changes and TRANSFER are the leader's
+     * (a follower answers CRAFT_ENOTLEADER with the leader's address) and are answered once
+     * the change is applied (the transfer: once the leader stepped down). Their payload is a
+     * struct craft_wire_admin (craft_wire_admin_encode); STATUS's and METRICS's is empty. */
+    CRAFT_WIRE_STATUS = 3,   /* result: the server's status, a msgpack map */
+    CRAFT_WIRE_ADD = 4,      /* add server at address as a learner (auto_promote) */
+    CRAFT_WIRE_REMOVE = 5,   /* remove server */
+    CRAFT_WIRE_PROMOTE = 6,  /* learner server becomes a voter */
+    CRAFT_WIRE_DEMOTE = 7,   /* voter server becomes a learner */
+    CRAFT_WIRE_TRANSFER = 8, /* hand leadership to server (0: the most up-to-date voter) */
+    CRAFT_WIRE_SNAPSHOT = 9, /* take a snapshot now; index: what it covers */
+    CRAFT_WIRE_METRICS = 10  /* result: the server's metrics, Prometheus text (docs/metrics.md) */
 };
-#define CRAFT_WIRE_REQUEST_KIND_MAX 2
+#define CRAFT_WIRE_REQUEST_KIND_MAX 10
+
+/* The arguments of an administrative request: a msgpack array of exactly 4,
+ * [server, address, auto_promote, timeout_ms]. */
+struct craft_wire_admin {
+    craft_id server;                 /* ADD, REMOVE, PROMOTE, DEMOTE, TRANSFER; else 0 */
+    char address[CRAFT_ADDRESS_MAX]; /* ADD; else "" */
+    bool auto_promote;               /* ADD */
+    uint32_t timeout_ms;             /* how long the server may take; 0: its default */
+};
 
 /* A client request forwarded to (what the sender believes is) the leader. */
 struct craft_wire_request {
@@ -145,6 +168,35 @@ CRAFT_API int craft_wire_encode(struct craft_wire_buf *b, const struct craft_mes
 /* The same for any message, Raft or runtime. */
 CRAFT_API int craft_wire_encode_message(struct craft_wire_buf *b,
                                         const struct craft_wire_message *m);
+
+/* ------------------------------------------------------------------------------------------
+ * Administrative payloads (struct craft_wire_admin above) and a msgpack writer
+ * ---------------------------------------------------------------------------------------- */
+
+/* Appends the payload to b (CRAFT_EINVAL for an unterminated address). */
+CRAFT_API int craft_wire_admin_encode(struct craft_wire_buf *b, const struct craft_wire_admin *a);
+/* Total, as every decode here: 0, or CRAFT_EMALFORMED with *why (may be NULL) set to a static
+ * reason. */
+CRAFT_API int craft_wire_admin_decode(const void *payload, size_t size,
+                                      struct craft_wire_admin *out, const char **why);
+
+/* A msgpack writer for structured payloads (a status map): each call appends one value to b
+ * and returns 0, CRAFT_ENOMEM or CRAFT_ETOOBIG. Shortest formats, except map16/array16, which
+ * write a 16-bit header whose count craft_wire_pack_patch16 fills in later (when the caller
+ * learns it as it goes). */
+CRAFT_API int craft_wire_pack_uint(struct craft_wire_buf *b, uint64_t v);
+CRAFT_API int craft_wire_pack_int(struct craft_wire_buf *b, int64_t v);
+CRAFT_API int craft_wire_pack_bool(struct craft_wire_buf *b, bool v);
+CRAFT_API int craft_wire_pack_nil(struct craft_wire_buf *b);
+CRAFT_API int craft_wire_pack_double(struct craft_wire_buf *b, double v);
+CRAFT_API int craft_wire_pack_str(struct craft_wire_buf *b, const char *s);
+CRAFT_API int craft_wire_pack_strn(struct craft_wire_buf *b, const char *s, size_t n);
+CRAFT_API int craft_wire_pack_bin(struct craft_wire_buf *b, const void *data, size_t n);
+CRAFT_API int craft_wire_pack_map(struct craft_wire_buf *b, uint32_t n);
+CRAFT_API int craft_wire_pack_array(struct craft_wire_buf *b, uint32_t n);
+CRAFT_API int craft_wire_pack_map16(struct craft_wire_buf *b, size_t *at);
+CRAFT_API int craft_wire_pack_array16(struct craft_wire_buf *b, size_t *at);
+CRAFT_API int craft_wire_pack_patch16(struct craft_wire_buf *b, size_t at, uint32_t n);
 
 /* ------------------------------------------------------------------------------------------
  * Decoding

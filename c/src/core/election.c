@@ -17,15 +17,19 @@ bool craft__is_voter(const struct craft_node *n, craft_id id)
  * that needs it: leader L of {L, F} appends {F} while F cannot hear it, then loses its
  * leadership (check-quorum or a restart). F still has {L, F} and needs L's vote, which L
  * refuses because its log is longer; only L can win, by the votes of {F}, and commit {F}
- * (after which it steps down, membership.c). A learner never campaigns: its configuration
- * names it, and it has never been a voter there. */
+ * (after which it steps down, membership.c). The same holds for a leader that demoted itself
+ * to a learner (craft_demote): found by the simulator, seed 5002 of the soak with demotions,
+ * where {L, F} became {F, learner L}, L crashed before committing it, and F waited forever
+ * for L's vote. Any other learner never campaigns: it has never been a voter. */
 bool craft__may_campaign(const struct craft_node *n)
 {
     if (craft__is_voter(n, n->id)) {
         return true;
     }
-    return craft_configuration_get(&n->conf, n->id) == NULL && n->conf_index > n->commit &&
-           craft_configuration_voters(&n->conf) > 0;
+    if (n->conf_index <= n->commit || craft_configuration_voters(&n->conf) == 0) {
+        return false;
+    }
+    return craft_configuration_get(&n->conf, n->id) == NULL || n->conf_demoted_self;
 }
 
 static int start_round(struct craft_node *n, bool pre, bool transfer);

@@ -4,11 +4,41 @@
  * under the log. */
 #include "core/node.h"
 
+/* Whether this server, a learner of the configuration of index `index`, was a voter of the
+ * configuration before it (the last one below index in the log, else the snapshot's). */
+static int demoted_self(struct craft_node *n, craft_index index, bool *out)
+{
+    *out = false;
+    if (index <= 1 || index <= n->snap_conf_index) {
+        return 0; /* none before it that we know of: a learner from the start */
+    }
+    struct craft_configuration prev;
+    craft_index prev_index;
+    int rc = craft__conf_at(n, index - 1, &prev, &prev_index);
+    if (rc != 0) {
+        return rc == CRAFT_EMALFORMED || rc == CRAFT_EVERSION ? CRAFT_ECORRUPT : rc;
+    }
+    const struct craft_server *s = craft_configuration_get(&prev, n->id);
+    *out = s != NULL && s->role == CRAFT_VOTER;
+    craft_configuration_close(&prev, n->alloc);
+    return 0;
+}
+
 static int adopt(struct craft_node *n, struct craft_configuration *c, craft_index index)
 {
+    const struct craft_server *self = craft_configuration_get(c, n->id);
+    bool demoted = false;
+    if (self != NULL && self->role == CRAFT_LEARNER) {
+        int rc = demoted_self(n, index, &demoted);
+        if (rc != 0) {
+            craft_configuration_close(c, n->alloc);
+            return rc;
+        }
+    }
     craft_configuration_close(&n->conf, n->alloc);
     n->conf = *c;
     n->conf_index = index;
+    n->conf_demoted_self = demoted;
     return craft__progress_rebuild(n);
 }
 
@@ -163,6 +193,47 @@ int craft_promote(struct craft_node *n, craft_id id, craft_index *index)
     for (unsigned i = 0; i < c.n; i++) {
         if (c.servers[i].id == id) {
             c.servers[i].role = CRAFT_VOTER;
+            c.servers[i].flags &= (uint8_t)~CRAFT_SERVER_AUTO_PROMOTE;
+        }
+    }
+    return propose_conf(n, &c, index);
+}
+
+/* Demotion, the inverse of promotion: a voter becomes a learner (it keeps its log and keeps
+ * receiving entries, but no longer votes or counts toward commits). Taking one voter out of the
+ * voting set is the same one-server change as removing it (thesis 4.2): every majority of the
+ * old voters overlaps every majority of the new ones, so the same rules apply (one change at a
+ * time, after the leader committed an entry of its term). A demoted leader goes on leading
+ * until the change commits, without counting itself, then steps down (thesis 4.2.2, as for a
+ * leader that removes itself). The learner is not promoted again automatically: its
+ * auto-promote flag is cleared, and only craft_promote makes it a voter again. */
+int craft_demote(struct craft_node *n, craft_id id, craft_index *index)
+{
+    if (n == NULL) {
+        return CRAFT_EINVAL;
+    }
+    int rc = change_allowed(n);
+    if (rc != 0) {
+        return rc;
+    }
+    const struct craft_server *s = craft_configuration_get(&n->conf, id);
+    if (s == NULL) {
+        return CRAFT_ENOTFOUND;
+    }
+    if (s->role != CRAFT_VOTER) {
+        return CRAFT_EINVAL; /* already a learner */
+    }
+    if (craft_configuration_voters(&n->conf) == 1) {
+        return CRAFT_EINVAL; /* a cluster without voters could never elect a leader again */
+    }
+    struct craft_configuration c;
+    rc = craft_configuration_copy(&c, &n->conf, n->alloc);
+    if (rc != 0) {
+        return rc;
+    }
+    for (unsigned i = 0; i < c.n; i++) {
+        if (c.servers[i].id == id) {
+            c.servers[i].role = CRAFT_LEARNER;
             c.servers[i].flags &= (uint8_t)~CRAFT_SERVER_AUTO_PROMOTE;
         }
     }

@@ -284,6 +284,17 @@ craft_term craft_node_term_at(const struct craft_node *n, craft_index i)
     return craft__log_term(&n->log, i);
 }
 
+craft_index craft_node_snapshot(const struct craft_node *n, craft_term *term, uint64_t *size)
+{
+    if (term != NULL) {
+        *term = n->snap_term;
+    }
+    if (size != NULL) {
+        *size = n->snap_size;
+    }
+    return n->snap_index;
+}
+
 const struct craft_configuration *craft_node_configuration(const struct craft_node *n,
                                                             craft_index *index)
 {

@@ -109,6 +109,9 @@ struct craft_node {
      * snapshot's is kept to fall back on when a truncation removes the log's last one. */
     struct craft_configuration conf;
     craft_index conf_index;
+    /* This server is a learner of conf but was a voter of the configuration before it: conf
+     * demoted it (craft__may_campaign). */
+    bool conf_demoted_self;
     struct craft_configuration snap_conf;
     craft_index snap_conf_index;
 
@@ -138,6 +141,7 @@ struct craft_node {
     craft_term snap_term;
     uint64_t snap_size;
     bool snap_asked;
+    bool snap_forced; /* craft_snapshot_request: ask at the next update, whatever the size */
     /* Receiving a snapshot from the leader: which one, and how many bytes were stored. */
     craft_index recv_index;
     craft_term recv_term;

@@ -39,7 +39,8 @@ int craft__snapshot_check(struct craft_node *n)
     if (n->snap_asked || n->applied <= n->snap_index) {
         return 0;
     }
-    bool big = (n->cfg.snapshot_entries > 0 &&
+    bool big = n->snap_forced ||
+               (n->cfg.snapshot_entries > 0 &&
                 n->applied - n->snap_index >= n->cfg.snapshot_entries) ||
                (n->cfg.snapshot_bytes > 0 && n->log.bytes >= n->cfg.snapshot_bytes);
     if (!big) {
@@ -54,7 +55,26 @@ int craft__snapshot_check(struct craft_node *n)
     n->want.index = n->applied;
     n->want.term = craft__log_term(&n->log, n->applied);
     n->snap_asked = true;
+    n->snap_forced = false;
     n->want_pending = true;
+    return 0;
+}
+
+int craft_snapshot_request(struct craft_node *n, craft_index *index)
+{
+    if (n == NULL) {
+        return CRAFT_EINVAL;
+    }
+    craft_index at = 0;
+    if (n->snap_asked) {
+        at = n->want.index; /* one is being taken: it is the answer */
+    } else if (n->applied > n->snap_index) {
+        n->snap_forced = true; /* craft__snapshot_check asks at the next update */
+        at = n->applied;
+    }
+    if (index != NULL) {
+        *index = at;
+    }
     return 0;
 }
 

@@ -115,7 +115,8 @@ bool craft_has_update(const struct craft_node *n)
         return false;
     }
     if (dirty(n) || n->n_outbox > 0 || n->role_changed || n->dropped_from != 0 ||
-        n->want_pending || n->n_ready > 0 || n->n_regressions > 0) {
+        n->want_pending || n->n_ready > 0 || n->n_regressions > 0 ||
+        (n->snap_forced && !n->snap_asked)) {
         return true;
     }
     for (size_t i = 0; i < n->n_reads; i++) {

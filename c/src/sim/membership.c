@@ -11,9 +11,10 @@
 
 #include "sim_internal.h"
 
-enum change { ADD, ADD_AUTO, PROMOTE, REMOVE };
+enum change { ADD, ADD_AUTO, PROMOTE, REMOVE, DEMOTE };
 
-static const char *const change_names[] = {"add", "add (auto-promote)", "promote", "remove"};
+static const char *const change_names[] = {"add", "add (auto-promote)", "promote", "remove",
+                                            "demote"};
 
 static int change(struct craft_sim *s, enum change what, craft_id id, craft_index *index)
 {
@@ -48,6 +49,9 @@ static int change(struct craft_sim *s, enum change what, craft_id id, craft_inde
         case REMOVE:
             rc = craft_remove_server(core, id, &idx);
             break;
+        case DEMOTE:
+            rc = craft_demote(core, id, &idx);
+            break;
         }
     }
     struct craft_sim_event ev;
@@ -80,6 +84,11 @@ int craft_sim_promote(struct craft_sim *s, craft_id id, craft_index *index)
 int craft_sim_remove_server(struct craft_sim *s, craft_id id, craft_index *index)
 {
     return change(s, REMOVE, id, index);
+}
+
+int craft_sim_demote(struct craft_sim *s, craft_id id, craft_index *index)
+{
+    return change(s, DEMOTE, id, index);
 }
 
 int craft_sim_transfer(struct craft_sim *s, craft_id target)

@@ -869,6 +869,8 @@ static void cmd_membership(struct script *sc, const char *verb)
         rc = craft_sim_promote(sc->sim, id, &index);
     } else if (strcmp(verb, "remove-server") == 0) {
         rc = craft_sim_remove_server(sc->sim, id, &index);
+    } else if (strcmp(verb, "demote") == 0) {
+        rc = craft_sim_demote(sc->sim, id, &index);
     } else {
         rc = craft_sim_transfer(sc->sim, id);
     }
@@ -1085,6 +1087,7 @@ static void run_command(struct script *sc, char *line)
     } else if (strcmp(verb, "read") == 0) {
         cmd_read(sc);
     } else if (strcmp(verb, "add-server") == 0 || strcmp(verb, "promote") == 0 ||
+               strcmp(verb, "demote") == 0 ||
                strcmp(verb, "remove-server") == 0 || strcmp(verb, "transfer") == 0) {
         cmd_membership(sc, verb);
     } else if (strcmp(verb, "disk-save") == 0) {

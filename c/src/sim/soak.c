@@ -237,7 +237,12 @@ static int membership_step(struct soak *k)
         uint64_t removable = learners | (__builtin_popcountll(voters) > 1 ? voters : 0);
         bool self = craft__sim_prng_chance(p, 0.33) && (removable & (1ull << (leader - 1)));
         id = self ? leader : random_in(k, removable);
-        if (id != 0) {
+        /* A voter is demoted to a learner instead, a quarter of the time: the same
+         * one-server change of the voting set (thesis 4.2), the leader included. */
+        bool demote = id != 0 && (voters & (1ull << (id - 1))) && craft__sim_prng_chance(p, 0.25);
+        if (demote) {
+            rc = craft_sim_demote(k->sim, id, NULL);
+        } else if (id != 0) {
             rc = craft_sim_remove_server(k->sim, id, NULL);
         }
         if (rc == 0 && self && craft__sim_prng_chance(p, 0.4)) {

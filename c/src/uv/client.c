@@ -37,6 +37,7 @@ struct craft_client {
     struct craft__tls *tls;         /* this connection's */
     struct craft_wire_buf cipher;   /* ciphertext to send */
     char error[256];                /* why the last connection failed */
+    bool unknown; /* the last request was sent and no answer came back */
 };
 
 static uint64_t now_ms(void)
@@ -301,7 +302,13 @@ static int connect_to(struct craft_client *c, const char *addr, uint64_t deadlin
     int err = 0;
     socklen_t len = sizeof err;
     if (rc == 0 && (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)) {
+        /* Not even TCP: say so, rather than blame the handshake below. */
+        snprintf(c->error, sizeof c->error, "connecting to %s: %s", addr,
+                 err != 0 ? strerror(err) : "the connection failed");
         rc = CRAFT_ENOCONN;
+    }
+    if (rc == CRAFT_ETIMEDOUT && c->error[0] == '\0' && previous[0] == '\0') {
+        snprintf(c->error, sizeof c->error, "connecting to %s: no answer in time", addr);
     }
     snprintf(c->current, sizeof c->current, "%s", addr);
     if (rc == 0 && c->tls_ctx != NULL) {
@@ -429,6 +436,11 @@ const char *craft_client_error(const struct craft_client *c)
     return c->error;
 }
 
+bool craft_client_outcome_unknown(const struct craft_client *c)
+{
+    return c->unknown;
+}
+
 static void remember(struct craft_client *c, const char *addr)
 {
     for (unsigned i = 0; i < c->n_servers; i++) {
@@ -447,6 +459,7 @@ static int request(struct craft_client *c, uint8_t kind, const void *cmd, size_t
     uint64_t deadline = now_ms() + c->timeout_ms;
     char hint[CRAFT_ADDRESS_MAX] = "";
     int last = CRAFT_ENOTLEADER;
+    c->unknown = false;
     while (now_ms() < deadline) {
         int rc = 0;
         if (c->fd < 0) {
@@ -484,9 +497,13 @@ static int request(struct craft_client *c, uint8_t kind, const void *cmd, size_t
         if (rc != 0) {
             disconnect(c);
             /* Sent and no answer: it may have been applied. Never resend it blindly. */
+            c->unknown = sent;
             return sent ? (rc == CRAFT_ETIMEDOUT ? rc : CRAFT_ENOCONN) : rc;
         }
         const struct craft_wire_response *rs = &m.u.response;
+        /* The server gave up waiting for it (a proposal or change appended, not yet applied;
+         * a transfer under way): it may still take effect. */
+        c->unknown = rs->error == CRAFT_ETIMEDOUT;
         if (rs->error == CRAFT_ENOTLEADER) {
             last = CRAFT_ENOTLEADER;
             if (rs->leader_address[0] != '\0') {
@@ -501,6 +518,15 @@ static int request(struct craft_client *c, uint8_t kind, const void *cmd, size_t
         }
         if (index != NULL) {
             *index = rs->index;
+        }
+        if (rs->error != 0 && result == NULL) {
+            /* Why the server refused (a change refused, a stopped node): for
+             * craft_client_error. */
+            size_t k = rs->size < sizeof c->error - 1 ? rs->size : sizeof c->error - 1;
+            if (k > 0) {
+                memcpy(c->error, rs->payload, k);
+            }
+            c->error[k] = '\0';
         }
         if (result != NULL) {
             *result = NULL;
@@ -535,4 +561,91 @@ int craft_client_read(struct craft_client *c, craft_index *index)
         return CRAFT_EINVAL;
     }
     return request(c, CRAFT_WIRE_READ, NULL, 0, NULL, NULL, index);
+}
+
+/* ---- operators' requests (docs/wire.md, "Administrative requests") ---------------------- */
+
+/* What the server may take: a little less than what we wait, so that its answer (a timeout
+ * included) arrives before we give up, and the outcome is known. */
+static uint32_t server_timeout(const struct craft_client *c)
+{
+    unsigned margin = c->timeout_ms / 10 < 1000 ? c->timeout_ms / 10 : 1000;
+    return c->timeout_ms > margin ? c->timeout_ms - margin : 1;
+}
+
+static int admin(struct craft_client *c, uint8_t kind, craft_id server, const char *address,
+                 bool auto_promote, void **result, size_t *size, craft_index *index)
+{
+    struct craft_wire_admin a;
+    memset(&a, 0, sizeof a);
+    a.server = server;
+    if (address != NULL) {
+        if (strlen(address) >= CRAFT_ADDRESS_MAX) {
+            return CRAFT_EINVAL;
+        }
+        strcpy(a.address, address);
+    }
+    a.auto_promote = auto_promote;
+    a.timeout_ms = server_timeout(c);
+    struct craft_wire_buf b;
+    craft_wire_buf_init(&b, NULL);
+    int rc = craft_wire_admin_encode(&b, &a);
+    if (rc == 0) {
+        rc = request(c, kind, b.base, b.len, result, size, index);
+    }
+    craft_wire_buf_close(&b);
+    return rc;
+}
+
+int craft_client_status(struct craft_client *c, void **payload, size_t *size)
+{
+    if (c == NULL || payload == NULL || size == NULL) {
+        return CRAFT_EINVAL;
+    }
+    return request(c, CRAFT_WIRE_STATUS, NULL, 0, payload, size, NULL);
+}
+
+int craft_client_metrics(struct craft_client *c, char **text, size_t *size)
+{
+    void *p = NULL;
+    size_t n = 0;
+    if (c == NULL || text == NULL) {
+        return CRAFT_EINVAL;
+    }
+    int rc = request(c, CRAFT_WIRE_METRICS, NULL, 0, &p, &n, NULL);
+    if (rc != 0) {
+        craft_free(NULL, p);
+        return rc;
+    }
+    char *t = craft_realloc(NULL, p, n + 1);
+    if (t == NULL) {
+        craft_free(NULL, p);
+        return CRAFT_ENOMEM;
+    }
+    t[n] = '\0';
+    *text = t;
+    if (size != NULL) {
+        *size = n;
+    }
+    return 0;
+}
+
+int craft_client_change(struct craft_client *c, int kind, craft_id server, const char *address,
+                        bool auto_promote, craft_index *index)
+{
+    if (c == NULL || kind < CRAFT_WIRE_ADD || kind > CRAFT_WIRE_TRANSFER ||
+        (kind == CRAFT_WIRE_ADD && (server == 0 || address == NULL || address[0] == '\0')) ||
+        (kind != CRAFT_WIRE_TRANSFER && server == 0)) {
+        return CRAFT_EINVAL;
+    }
+    return admin(c, (uint8_t)kind, server, kind == CRAFT_WIRE_ADD ? address : NULL,
+                 auto_promote, NULL, NULL, index);
+}
+
+int craft_client_snapshot(struct craft_client *c, craft_index *index)
+{
+    if (c == NULL) {
+        return CRAFT_EINVAL;
+    }
+    return admin(c, CRAFT_WIRE_SNAPSHOT, 0, NULL, false, NULL, NULL, index);
 }

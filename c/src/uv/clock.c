@@ -91,6 +91,7 @@ static void tick_cb(uv_timer_t *t)
     }
     craft__uv_requests_tick(n);
     craft__uv_snapshot_retry(n);
+    craft__uv_admin_tick(n);
     craft__uv_drive(n);
     craft__uv_publish_status(n);
     if (!n->dead && !n->stopping) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "uv/metrics.h"
 #include "uv/tls.h"
 #include "uv/transport_internal.h"
 
@@ -775,6 +776,8 @@ static size_t process(struct craft__conn *c, const uint8_t *buf, size_t len)
         }
         off += frame_len;
         message_received(c, &m);
+        /* After it: a handshake has then told who the sender is. */
+        craft__traffic_received(t->o.traffic, c->remote, m.type, frame_len, uv_now(t->loop));
     }
     return SIZE_MAX;
 }

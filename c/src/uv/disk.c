@@ -249,9 +249,12 @@ static void work_cb(uv_work_t *w)
     struct craft_uv_node *n = w->data;
     struct craft__job *j = n->jobs;
     switch (j->kind) {
-    case JOB_WRITE:
+    case JOB_WRITE: {
+        uint64_t t0 = uv_hrtime();
         do_write(n, j);
+        j->took_us = (uv_hrtime() - t0) / 1000; /* metrics: fsync latency */
         break;
+    }
     case JOB_READ_CHUNK:
         do_read_chunk(n, j);
         break;
@@ -294,6 +297,7 @@ static void job_finished(struct craft_uv_node *n)
     } else if (!n->dead) {
         switch (j->kind) {
         case JOB_WRITE:
+            craft__uv_metrics_write(n, j);
             n->fsyncs += (j->n_entries > 0) + j->has_hs;
             n->entries_appended += j->n_entries;
             if (j->seq != 0) {

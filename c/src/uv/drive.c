@@ -217,6 +217,7 @@ static int take_one(struct craft_uv_node *n)
         craft__uv_fatal(n, rc, "taking the core's update");
         return rc;
     }
+    craft__uv_metrics_update(n, &u);
     send_messages(n, &u);
     if (u.snapshot_chunk != NULL && u.snapshot_chunk->done) {
         /* Restore the state machine after the chunk's write, before what follows. */

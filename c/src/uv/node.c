@@ -70,6 +70,7 @@ void craft_uv_config_init(struct craft_uv_config *c, craft_id id)
     c->max_frame = CRAFT_WIRE_MAX_FRAME_DEFAULT;
     c->default_timeout_ms = 10000;
     c->log_level = CRAFT_UV_INFO;
+    c->lag_threshold = 1000;
 }
 
 void craft__uv_log(struct craft_uv_node *n, int level, const char *fmt, ...)
@@ -88,6 +89,7 @@ void craft__uv_log(struct craft_uv_node *n, int level, const char *fmt, ...)
 
 void craft__uv_event(struct craft_uv_node *n, const struct craft_uv_event *e)
 {
+    craft__uv_admin_event(n, e);
     if (n->cfg.event != NULL) {
         n->cfg.event(n->cfg.event_data, e);
     }
@@ -386,6 +388,8 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
     }
     n->store = c->store;
     n->cfg.store = NULL;
+    n->cfg.metrics_address = NULL; /* the caller's string: opened below, not kept */
+    craft__uv_metrics_init(n);
     if (rc == 0 && n->store == NULL && make_dirs(n->data_dir) != 0) {
         set_error("creating the data directory %s: %s", n->data_dir, strerror(errno));
         rc = CRAFT_EIO;
@@ -443,6 +447,7 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
         to.max_client_requests = c->limits.max_client_requests;
         to.read_budget = c->limits.read_budget;
         to.tls = tls;
+        to.traffic = &n->metrics.traffic;
         to.seed = n->id ^ uv_hrtime();
         to.alloc = n->alloc;
         struct craft__transport_callbacks cb = {n, craft__uv_recv, craft__uv_on_peer_state,
@@ -459,6 +464,17 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
         }
     }
     craft__tls_ctx_unref(tls); /* the transport holds its own reference */
+    if (rc == 0 && c->metrics_address != NULL) {
+        char why[400] = "";
+        rc = craft__metrics_http_open(n, c->metrics_address, &n->http, why, sizeof why);
+        if (rc != 0) {
+            set_error("metrics_address: %s", why);
+            /* The transport's listener closes asynchronously, like a failed bind: its memory
+             * is released once the loop runs (craft__transport_close). */
+            craft__transport_close(n->transport, NULL, NULL);
+            n->transport = NULL;
+        }
+    }
     if (rc != 0) {
         node_free(n);
         return rc;
@@ -520,6 +536,7 @@ int craft_uv_node_start(struct craft_uv_node *n)
         return CRAFT_EINVAL;
     }
     n->started = true;
+    n->started_ms = uv_now(n->loop);
     craft__uv_check_peers(n);
     sync_peers(n);
     craft__uv_clock_start(n);
@@ -544,6 +561,98 @@ const char *craft_uv_node_address(const struct craft_uv_node *n)
 craft_id craft_uv_node_id(const struct craft_uv_node *n)
 {
     return n->id;
+}
+
+const char *craft__uv_address(const struct craft_uv_node *n)
+{
+    return n->transport != NULL ? craft__transport_address(n->transport) : n->address;
+}
+
+/* ms since peer was last heard from; -1 if never. */
+static int64_t contact_ms(struct craft_uv_node *n, craft_id peer, uint64_t now)
+{
+    uint64_t at = craft__traffic_last_heard(&n->metrics.traffic, peer);
+    return at == 0 ? -1 : now >= at ? (int64_t)(now - at) : 0;
+}
+
+static size_t pending_requests(const struct craft_uv_node *n)
+{
+    return n->proposals.n + n->reads.n + n->apply_wait.n + n->forwarded.n + n->transfers.n +
+           n->parked.n + n->snapshot_waits.n;
+}
+
+/* What the status adds for operators (issue 15): per peer, what the leader knows of its
+ * replication and when it was last heard from; whether this node has a quorum; the
+ * configuration in effect; the latest snapshot; the disk's latency over the last minute. */
+static void status_operations(struct craft_uv_node *n, struct craft_uv_status *s)
+{
+    uint64_t now = uv_now(n->loop);
+    snprintf(s->address, sizeof s->address, "%s", craft__uv_address(n));
+    snprintf(s->metrics_address, sizeof s->metrics_address, "%s",
+             craft__metrics_http_address(n->http));
+    s->uptime_ms = n->started ? now - n->started_ms : 0;
+    s->leader_contact_ms = -1;
+    s->pending_requests = pending_requests(n);
+    for (const struct craft__job *j = n->jobs; j != NULL; j = j->next) {
+        s->pending_jobs++;
+    }
+    if (n->core != NULL) {
+        craft_index conf_index = 0;
+        const struct craft_configuration *conf = craft_node_configuration(n->core, &conf_index);
+        s->conf_index = conf_index;
+        s->conf_committed = conf_index <= s->commit;
+        s->voters = craft_configuration_voters(conf);
+        s->learners = conf->n - s->voters;
+        craft_node_snapshot(n->core, &s->snapshot_term, &s->snapshot_size);
+        struct craft_progress_info pi[CRAFT_UV_STATUS_PEERS];
+        unsigned np = craft_node_progress(n->core, pi, CRAFT_UV_STATUS_PEERS);
+        bool leader = s->role == CRAFT_LEADER;
+        unsigned heard = 0, need = s->voters / 2 + 1;
+        for (unsigned i = 0; i < s->n_peers; i++) {
+            struct craft_uv_peer_status *p = &s->peers[i];
+            p->last_contact_ms = p->id == n->id ? 0 : contact_ms(n, p->id, now);
+            for (unsigned k = 0; leader && k < np && k < CRAFT_UV_STATUS_PEERS; k++) {
+                if (pi[k].id == p->id) {
+                    p->next = pi[k].next;
+                    p->inflight = pi[k].inflight;
+                    p->state = pi[k].mode;
+                    p->lag = s->last_index > pi[k].match ? s->last_index - pi[k].match : 0;
+                }
+            }
+            if (p->id == n->id) {
+                p->state = CRAFT_UV_PEER_SELF;
+                p->lag = 0;
+                p->inflight = 0;
+            }
+            bool recent = p->last_contact_ms >= 0 &&
+                          (uint64_t)p->last_contact_ms <= n->cfg.election_timeout_ms;
+            heard += p->role == CRAFT_VOTER && (p->id == n->id || recent);
+        }
+        if (leader) {
+            s->has_quorum = heard >= need;
+        } else if (s->leader != 0 && s->leader != n->id) {
+            s->leader_contact_ms = contact_ms(n, s->leader, now);
+            s->has_quorum = s->leader_contact_ms >= 0 &&
+                            (uint64_t)s->leader_contact_ms <= n->cfg.election_timeout_ms;
+        }
+    }
+    /* The percentiles sort up to 2048 samples: once a second is plenty. */
+    if (n->percentiles_at_ms == 0 || now >= n->percentiles_at_ms + 1000) {
+        n->percentiles_at_ms = now;
+        craft__window_percentiles(&n->metrics.fsync_window, now, 60000, &s->fsync_p50_us,
+                                  &s->fsync_p99_us, &s->fsync_count_1m);
+    } else {
+        s->fsync_p50_us = n->status.fsync_p50_us; /* our own last copy (loop thread) */
+        s->fsync_p99_us = n->status.fsync_p99_us;
+        s->fsync_count_1m = n->status.fsync_count_1m;
+    }
+    struct craft__metrics *m = &n->metrics;
+    s->elections_won = craft__value(&m->elections_won);
+    s->leader_changes = craft__value(&m->leader_changes);
+    s->proposals = craft__value(&m->proposals);
+    s->entries_committed = craft__value(&m->entries_committed);
+    s->snapshots_installed = craft__value(&m->snapshots_installed);
+    s->snapshots_failed = craft__value(&m->snapshots_failed);
 }
 
 void craft__uv_publish_status(struct craft_uv_node *n)
@@ -601,6 +710,10 @@ void craft__uv_publish_status(struct craft_uv_node *n)
         s.bytes_received = ts.bytes_received;
         s.bad_frames = ts.bad_frames;
         s.refused_handshakes = ts.refused_handshakes;
+        s.send_dropped = ts.send_dropped;
+        s.fault_dropped = ts.fault_dropped;
+        s.connects = ts.connects;
+        s.disconnects = ts.disconnects;
     }
     s.stopped = n->dead;
     s.removed = n->removed;
@@ -617,6 +730,11 @@ void craft__uv_publish_status(struct craft_uv_node *n)
     }
     s.snapshot_failures = n->snap_failures;
     snprintf(s.snapshot_error, sizeof s.snapshot_error, "%s", n->snap_error);
+    status_operations(n, &s);
+    if (n->dead || n->removed) {
+        s.has_quorum = false;
+        s.leader_contact_ms = -1;
+    }
     n->status_dirty = false;
     uv_mutex_lock(&n->lock);
     n->status = s;
@@ -676,14 +794,25 @@ static void handle_closed(uv_handle_t *h)
     }
 }
 
-static void transport_closed(void *data)
+static void close_handles(void *data)
 {
     struct craft_uv_node *n = data;
-    n->transport = NULL;
+    n->http = NULL;
     uv_close((uv_handle_t *)&n->tick, handle_closed);
     uv_close((uv_handle_t *)&n->async, handle_closed);
     uv_close((uv_handle_t *)&n->prepare, handle_closed);
     uv_close((uv_handle_t *)&n->write_idle, handle_closed);
+}
+
+static void transport_closed(void *data)
+{
+    struct craft_uv_node *n = data;
+    n->transport = NULL;
+    if (n->http != NULL) {
+        craft__metrics_http_close(n->http, close_handles, n); /* then the node's handles */
+        return;
+    }
+    close_handles(n);
 }
 
 /* Once the disk is idle: close the transport, then the handles, then free. */

@@ -5,6 +5,10 @@
  *   disk.c      the disk queue: one job at a time on libuv's thread pool, group commit
  *   apply.c     the apply queue: committed entries to the state machine in batches, snapshots
  *   requests.c  proposals, reads, membership and transfer requests, forwarding, timeouts
+ *   admin.c     operators' requests from the network (status, membership, snapshot now,
+ *               metrics), snapshots on request, follower lag events
+ *   status.c    the status as a msgpack map (the status request's answer)
+ *   metrics.c   counters and histograms (metrics.h), and their Prometheus text
  * Everything runs on the loop's thread except the body of a disk job. */
 #ifndef CRAFT_UV_NODE_H
 #define CRAFT_UV_NODE_H
@@ -15,7 +19,10 @@
 #include "craft/uv.h"
 #include "craft/wire.h"
 #include "storage/driver_contract.h"
+#include "uv/metrics.h"
 #include "uv/transport.h"
+
+struct craft__metrics_http;
 
 /* What a message needs besides its entries' payloads, for fitting messages into max_frame
  * (docs/wire.md): the fields of any message, at most 128 bytes as msgpack (an AppendEntries
@@ -58,6 +65,7 @@ struct craft__job {
     uint64_t size;
     /* JOB_COMPACT */
     craft_index upto;
+    uint64_t took_us; /* JOB_WRITE: how long its store calls took (metrics) */
 };
 
 /* ---- the apply queue ---------------------------------------------------------------------- */
@@ -168,6 +176,7 @@ struct craft_uv_node {
     struct craft__list forwarded;  /* sent to the leader, waiting for its response */
     struct craft__list transfers;
     struct craft__list parked;     /* to forward once a leader is known (elections) */
+    struct craft__list snapshot_waits; /* CRAFT_UV_SNAPSHOT: until a snapshot covers index */
     uint64_t next_read_id;
     uint64_t next_forward_id;
 
@@ -191,6 +200,17 @@ struct craft_uv_node {
     /* Writes done on the loop (disk.c), and until when the loop leaves them to the worker
      * after a slow one (uv_now ms). */
     uint64_t loop_writes, loop_writes_off_until;
+
+    /* Operations (admin.c, metrics.c). The user's state machine, called through the timing
+     * wrappers that cfg.fsm holds; when the node started (uv_now ms); the followers reported
+     * lagging (leader); the metrics and their HTTP listener. */
+    struct craft_uv_fsm user_fsm;
+    uint64_t started_ms;
+    craft_id lagging[CRAFT_UV_STATUS_PEERS];
+    unsigned n_lagging;
+    uint64_t percentiles_at_ms; /* when the status's fsync percentiles were last computed */
+    struct craft__metrics_http *http;
+    struct craft__metrics metrics;
 };
 
 /* node.c */
@@ -216,6 +236,8 @@ int craft__uv_cluster_id(const struct craft_uv_config *c, const char *data_dir, 
 void craft__uv_check_peers(struct craft_uv_node *n);
 /* Server `by` says this node is not in its committed configuration (of index `index`). */
 void craft__uv_removed(struct craft_uv_node *n, craft_id by, craft_index index);
+/* The node's listening address (the transport's, or the configured one before it exists). */
+const char *craft__uv_address(const struct craft_uv_node *n);
 
 /* clock.c: ticks from the monotonic clock; craft__uv_clock_feed() before every input. */
 void craft__uv_clock_start(struct craft_uv_node *n);
@@ -257,5 +279,43 @@ void craft__uv_on_request(struct craft_uv_node *n, struct craft__conn *conn,
 void craft__uv_on_response(struct craft_uv_node *n, const struct craft_wire_response *rs);
 void craft__uv_on_conn_closed(void *data, struct craft__conn *conn);
 void craft__uv_on_peer_state(void *data, craft_id id, bool connected);
+/* For admin.c: carry out a waiter built from the network (as craft_uv_submit does), and
+ * answer one (its callback or its connection) and free it. */
+void craft__uv_request_process(struct craft_uv_node *n, struct craft__waiter *w);
+void craft__uv_request_complete(struct craft_uv_node *n, struct craft__waiter *w, int status,
+                                craft_index index, const void *data, size_t size);
+
+/* admin.c */
+/* An operator's request (CRAFT_WIRE_STATUS .. CRAFT_WIRE_METRICS) from a connection. */
+void craft__uv_admin_request(struct craft_uv_node *n, struct craft__conn *conn,
+                             const struct craft_wire_request *rq);
+/* CRAFT_UV_SNAPSHOT, local or from the network: asks the core, waits in snapshot_waits. */
+void craft__uv_admin_snapshot(struct craft_uv_node *n, struct craft__waiter *w);
+/* Every event goes through here first: metrics, snapshot waiters. */
+void craft__uv_admin_event(struct craft_uv_node *n, const struct craft_uv_event *e);
+/* Every tick: lagging followers. */
+void craft__uv_admin_tick(struct craft_uv_node *n);
+
+/* metrics.c */
+void craft__uv_metrics_init(struct craft_uv_node *n); /* wraps cfg.fsm with the timers */
+/* After craft_take_update, before any callback: proposals, commits, commit latency. */
+void craft__uv_metrics_update(struct craft_uv_node *n, const struct craft_update *u);
+/* A write job finished: how long its store calls took. */
+void craft__uv_metrics_write(struct craft_uv_node *n, const struct craft__job *j);
+/* The text, for the status s (a copy of n->status), appended to b (NUL-terminated). */
+int craft__uv_metrics_render(struct craft_uv_node *n, const struct craft_uv_status *s,
+                             bool openmetrics, struct craft_wire_buf *b);
+/* status.c */
+int craft__uv_status_encode(const struct craft_uv_status *s, struct craft_wire_buf *b);
+/* "probe", "replicate", "snapshot", "self", or "" (enum craft_uv_peer_state). */
+const char *craft__uv_peer_state_name(uint8_t state);
+
+/* metrics_http.c: GET /metrics on address, served from the node's loop. */
+int craft__metrics_http_open(struct craft_uv_node *n, const char *address,
+                             struct craft__metrics_http **out, char *err, size_t cap);
+const char *craft__metrics_http_address(const struct craft__metrics_http *h);
+/* Closes the listener and every connection; cb runs once all their handles are closed. */
+void craft__metrics_http_close(struct craft__metrics_http *h, void (*cb)(void *data),
+                               void *data);
 
 #endif

@@ -322,6 +322,7 @@ static void process(struct craft_uv_node *n, struct craft__waiter *w)
         return;
     case CRAFT_UV_ADD:
     case CRAFT_UV_PROMOTE:
+    case CRAFT_UV_DEMOTE:
     case CRAFT_UV_REMOVE:
         if (!leader) {
             complete(n, w, CRAFT_ENOTLEADER, 0, NULL, 0);
@@ -334,12 +335,15 @@ static void process(struct craft_uv_node *n, struct craft__waiter *w)
             }
         } else if (w->op == CRAFT_UV_PROMOTE) {
             rc = craft_promote(n->core, w->target, &w->index);
+        } else if (w->op == CRAFT_UV_DEMOTE) {
+            rc = craft_demote(n->core, w->target, &w->index);
         } else {
             rc = craft_remove_server(n->core, w->target, &w->index);
         }
-        if (rc == CRAFT_EBUSY && w->req != NULL) {
+        if (rc == CRAFT_EBUSY && (w->req != NULL || w->conn != NULL)) {
             /* Transient: the new leader has not committed an entry of its term yet, or another
-             * change is being committed. Try again at the next tick, until the deadline. */
+             * change is being committed. Try again at the next tick, until the deadline (an
+             * operator's change from the network too). */
             list_push(&n->parked, w);
             return;
         }
@@ -362,6 +366,9 @@ static void process(struct craft_uv_node *n, struct craft__waiter *w)
         }
         list_push(&n->transfers, w);
         return;
+    case CRAFT_UV_SNAPSHOT:
+        craft__uv_admin_snapshot(n, w); /* this node's own: never forwarded */
+        return;
     default:
         complete(n, w, CRAFT_EINVAL, 0, NULL, 0);
     }
@@ -376,7 +383,7 @@ static bool on_loop_thread(struct craft_uv_node *n)
 int craft_uv_submit(struct craft_uv_node *n, struct craft_uv_request *req)
 {
     if (n == NULL || req == NULL || req->cb == NULL || req->op < CRAFT_UV_PROPOSE ||
-        req->op > CRAFT_UV_TRANSFER || (req->size > 0 && req->payload == NULL) ||
+        req->op > CRAFT_UV_SNAPSHOT || (req->size > 0 && req->payload == NULL) ||
         (req->op == CRAFT_UV_ADD && (req->address == NULL ||
                                      strlen(req->address) >= CRAFT_ADDRESS_MAX ||
                                      req->server == 0))) {
@@ -495,6 +502,10 @@ void craft__uv_async_cb(uv_async_t *h)
 void craft__uv_on_request(struct craft_uv_node *n, struct craft__conn *conn,
                           const struct craft_wire_request *rq)
 {
+    if (rq->kind != CRAFT_WIRE_PROPOSE && rq->kind != CRAFT_WIRE_READ) {
+        craft__uv_admin_request(n, conn, rq); /* an operator's (admin.c) */
+        return;
+    }
     struct craft__waiter *w = waiter_new(n, rq->payload, rq->size);
     if (w == NULL) {
         return; /* the caller times out */
@@ -648,7 +659,9 @@ void craft__uv_requests_on_role(struct craft_uv_node *n)
 void craft__uv_on_conn_closed(void *data, struct craft__conn *conn)
 {
     struct craft_uv_node *n = data;
-    struct craft__list *lists[] = {&n->proposals, &n->reads, &n->apply_wait};
+    /* Operators' requests from the network wait in transfers, parked and snapshot_waits. */
+    struct craft__list *lists[] = {&n->proposals, &n->reads,  &n->apply_wait,
+                                   &n->transfers, &n->parked, &n->snapshot_waits};
     for (size_t k = 0; k < sizeof lists / sizeof lists[0]; k++) {
         for (struct craft__waiter *w = lists[k]->head; w != NULL; w = w->next) {
             if (w->conn == conn) {
@@ -685,8 +698,8 @@ void craft__uv_requests_tick(struct craft_uv_node *n)
 {
     unpark(n);
     uint64_t now = uv_now(n->loop);
-    struct craft__list *lists[] = {&n->proposals, &n->reads, &n->apply_wait, &n->forwarded,
-                                   &n->transfers, &n->parked};
+    struct craft__list *lists[] = {&n->proposals, &n->reads,  &n->apply_wait,    &n->forwarded,
+                                   &n->transfers, &n->parked, &n->snapshot_waits};
     struct craft__list over = {0};
     for (size_t k = 0; k < sizeof lists / sizeof lists[0]; k++) {
         struct craft__waiter *w = lists[k]->head;
@@ -719,8 +732,8 @@ void craft__uv_requests_tick(struct craft_uv_node *n)
 
 void craft__uv_requests_fail_all(struct craft_uv_node *n, int status)
 {
-    struct craft__list *lists[] = {&n->proposals, &n->reads, &n->apply_wait, &n->forwarded,
-                                   &n->transfers, &n->parked};
+    struct craft__list *lists[] = {&n->proposals, &n->reads,  &n->apply_wait,    &n->forwarded,
+                                   &n->transfers, &n->parked, &n->snapshot_waits};
     for (size_t k = 0; k < sizeof lists / sizeof lists[0]; k++) {
         while (lists[k]->head != NULL) {
             complete_from(n, lists[k], lists[k]->head, status);
@@ -735,4 +748,15 @@ void craft__uv_requests_fail_all(struct craft_uv_node *n, int status)
         complete(n, req->internal[1], status, 0, NULL, 0);
         req = next;
     }
+}
+
+void craft__uv_request_process(struct craft_uv_node *n, struct craft__waiter *w)
+{
+    process(n, w);
+}
+
+void craft__uv_request_complete(struct craft_uv_node *n, struct craft__waiter *w, int status,
+                                craft_index index, const void *data, size_t size)
+{
+    complete(n, w, status, index, data, size);
 }

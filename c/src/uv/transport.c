@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "uv/metrics.h"
 #include "uv/tls.h"
 #include "uv/transport_internal.h"
 
@@ -681,13 +682,16 @@ static int send_on(struct craft__transport *t, struct craft__conn *c,
                 t, c, m, craft__transport_rand_range(&t->prng, f->delay_min_ms, f->delay_max_ms));
             if (rc == 0) {
                 t->stats.msgs_sent++;
+                craft__traffic_sent(t->o.traffic, c->remote, m->type, t->delayed->bytes.len);
             }
             return rc;
         }
     }
+    size_t queued = c->queued;
     rc = craft__conn_enqueue(c, m);
     if (rc == 0) {
         t->stats.msgs_sent++;
+        craft__traffic_sent(t->o.traffic, c->remote, m->type, c->queued - queued);
     } else if (rc == CRAFT_EBUSY) {
         t->stats.send_dropped++;
     }

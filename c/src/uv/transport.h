@@ -52,6 +52,7 @@
 
 struct craft__transport;
 struct craft__conn; /* one TCP connection (opaque to the node) */
+struct craft__traffic; /* uv/metrics.h */
 
 enum craft__log_level {
     CRAFT__LOG_DEBUG = 0,
@@ -108,6 +109,9 @@ struct craft__transport_options {
     uint64_t seed;          /* backoff jitter and fault injection */
     /* TLS settings (uv/tls.h); NULL: plaintext. The transport takes a reference. */
     struct craft__tls_ctx *tls;
+    /* Messages and bytes per peer and type, and when each peer was last heard from, are
+     * counted here (uv/metrics.h); NULL: not counted. */
+    struct craft__traffic *traffic;
     const struct craft_allocator *alloc;
 };
 
