@@ -459,6 +459,9 @@ static int request(struct craft_client *c, uint8_t kind, const void *cmd, size_t
     uint64_t deadline = now_ms() + c->timeout_ms;
     char hint[CRAFT_ADDRESS_MAX] = "";
     int last = CRAFT_ENOTLEADER;
+    /* A server answered "not leader": the cluster is reachable, and a leader it named that
+     * cannot be reached (it just died) means no leader, not an unreachable cluster. */
+    bool answered = false;
     c->unknown = false;
     while (now_ms() < deadline) {
         int rc = 0;
@@ -467,7 +470,7 @@ static int request(struct craft_client *c, uint8_t kind, const void *cmd, size_t
             rc = connect_to(c, to, deadline);
             hint[0] = '\0';
             if (rc != 0) {
-                last = rc == CRAFT_ETIMEDOUT ? rc : CRAFT_ENOCONN;
+                last = answered ? CRAFT_ENOTLEADER : rc == CRAFT_ETIMEDOUT ? rc : CRAFT_ENOCONN;
                 struct timespec ts = {0, 20 * 1000000};
                 nanosleep(&ts, NULL);
                 continue;
@@ -506,6 +509,7 @@ static int request(struct craft_client *c, uint8_t kind, const void *cmd, size_t
         c->unknown = rs->error == CRAFT_ETIMEDOUT;
         if (rs->error == CRAFT_ENOTLEADER) {
             last = CRAFT_ENOTLEADER;
+            answered = true;
             if (rs->leader_address[0] != '\0') {
                 snprintf(hint, sizeof hint, "%s", rs->leader_address);
                 remember(c, hint);
