@@ -252,6 +252,7 @@ void craft__uv_admin_event(struct craft_uv_node *n, const struct craft_uv_event 
         break;
     case CRAFT_UV_EVENT_SNAPSHOT:
         craft__count(e->installed ? &m->snapshots_installed : &m->snapshots_taken, 1);
+        craft__uv_publish_status(n); /* a caller answered next reads the new snapshot there */
         settle_snapshots(n, e->index, 0, NULL);
         break;
     case CRAFT_UV_EVENT_SNAPSHOT_FAILED:

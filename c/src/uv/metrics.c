@@ -43,6 +43,7 @@ void craft__window_add(struct craft__window *w, uint64_t now_ms, uint64_t us)
     w->us[w->next] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
     w->at_ms[w->next] = now_ms;
     w->next = (w->next + 1) % CRAFT__WINDOW_SAMPLES;
+    w->added++;
     if (w->n < CRAFT__WINDOW_SAMPLES) {
         w->n++;
     }

@@ -86,6 +86,7 @@ struct craft__window {
     uint32_t us[CRAFT__WINDOW_SAMPLES];
     uint64_t at_ms[CRAFT__WINDOW_SAMPLES];
     size_t next, n;
+    uint64_t added; /* samples ever added */
 };
 void craft__window_add(struct craft__window *w, uint64_t now_ms, uint64_t us);
 /* p50 and p99 (us) of the samples of the last window_ms; *count of them (0: both 0). */

@@ -636,9 +636,13 @@ static void status_operations(struct craft_uv_node *n, struct craft_uv_status *s
                             (uint64_t)s->leader_contact_ms <= n->cfg.election_timeout_ms;
         }
     }
-    /* The percentiles sort up to 2048 samples: once a second is plenty. */
-    if (n->percentiles_at_ms == 0 || now >= n->percentiles_at_ms + 1000) {
+    /* The percentiles sort up to 2048 samples: once a second is plenty, except while there
+     * are few (a young node), when sorting costs nothing and a status should be current. */
+    const struct craft__window *fw = &n->metrics.fsync_window;
+    bool fresh = fw->added != n->percentiles_added && n->status.fsync_count_1m < 64;
+    if (n->percentiles_at_ms == 0 || now >= n->percentiles_at_ms + 1000 || fresh) {
         n->percentiles_at_ms = now;
+        n->percentiles_added = fw->added;
         craft__window_percentiles(&n->metrics.fsync_window, now, 60000, &s->fsync_p50_us,
                                   &s->fsync_p99_us, &s->fsync_count_1m);
     } else {

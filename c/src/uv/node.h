@@ -209,6 +209,7 @@ struct craft_uv_node {
     craft_id lagging[CRAFT_UV_STATUS_PEERS];
     unsigned n_lagging;
     uint64_t percentiles_at_ms; /* when the status's fsync percentiles were last computed */
+    uint64_t percentiles_added; /* ... and how many samples had been added then */
     struct craft__metrics_http *http;
     struct craft__metrics metrics;
 };
