@@ -321,9 +321,9 @@ class Node:
 
     def _check_thread(self) -> None:
         self._usable()
-        if threading.get_ident() == self._adapter.loop_ident:
-            raise RuntimeError("this call would block the node's own loop thread (from apply, "
-                               "a read function or an event callback): it would deadlock")
+        if self._c._on_runtime_thread():
+            raise RuntimeError("this call would block one of the node's own threads (from "
+                               "apply, a read function or an event callback): it would deadlock")
 
     def _apply_error(self, index: int, data: bytes) -> Error:
         name, message = _decode_error(data)
@@ -413,13 +413,10 @@ class Node:
                 fut.set_exception(self._translate(_craft_error(status, data, leader_id,
                                                                leader_address)))
 
-        def done(*args: Any) -> None:  # on the node's loop thread
-            try:
-                loop.call_soon_threadsafe(settle, *args)
-            except RuntimeError:
-                pass  # the event loop is closed: nobody is waiting any more
-
-        self._c.submit_async(_craft.OP_PROPOSE, bytes(command), done, self._timeout(timeout))
+        # settle runs on this event loop: the node hands the completions of a batch over with
+        # one call_soon_threadsafe.
+        self._c.submit_async(_craft.OP_PROPOSE, bytes(command), settle, self._timeout(timeout),
+                             0, None, False, loop)
         return fut
 
     def read(self, fn: Callable[[Any], Any], timeout: Optional[float] = None,
@@ -430,8 +427,8 @@ class Node:
         follower the barrier is forwarded to the leader). "lease": the same without a
         heartbeat round while the leader's lease holds (relies on bounded clock drift).
         "stale": fn runs at once on this node's current state, which may lag. fn runs on the
-        node's loop thread (barrier modes) or the caller's (stale), never at the same time as
-        apply; it must not call blocking Node methods."""
+        node's state machine thread (barrier modes) or the caller's (stale), never at the same
+        time as apply; it must not call blocking Node methods."""
         self._usable()
         d = self._adapter.diverged
         if d is not None:
@@ -603,7 +600,6 @@ class Node:
 
     def _on_event(self, kind: int, role: int, term: int, leader: int, index: int,
                   installed: bool, error: int, message: str, match: int = 0) -> None:
-        self._adapter.loop_ident = threading.get_ident()
         calls: List[Tuple[str, Tuple[Any, ...]]] = []
         if kind == _craft.EVENT_ROLE:
             calls.append(("role", (_ROLE_NAMES.get(role, str(role)), term, leader or None)))

@@ -14,8 +14,8 @@ machine's formats"):
   applied; the leader proposes its digest right after, and a node whose own digest differs
   raises "diverged" and stops applying.
 
-Called by the runtime: apply_batch on the loop thread, snapshot and restore on a worker thread
-(while no apply runs), digests inside apply_batch.
+Called by the runtime on the node's state machine thread, one at a time and in log order:
+apply_batch, snapshot and restore; digests inside apply_batch.
 """
 
 import collections
@@ -104,7 +104,6 @@ class Adapter:
         self.sessions = _craft.Sessions(**session_options) if sessions else None
         self._session_options = session_options
         self.errors: "collections.OrderedDict[int, BaseException]" = collections.OrderedDict()
-        self.loop_ident: Optional[int] = None
         self.interval = digest_interval
         self.digests: "collections.OrderedDict[int, bytes]" = collections.OrderedDict()
         self.since_mark = 0
@@ -152,7 +151,6 @@ class Adapter:
         return None
 
     def apply_batch(self, cmds: List[Tuple[int, int, bytes]]) -> List[Any]:
-        self.loop_ident = threading.get_ident()
         out: List[Any] = []
         with self.lock:
             for index, term, data in cmds:
