@@ -66,6 +66,12 @@ static struct {
     unsigned window;
     unsigned char payload[100];
     bool stopped[N + 1];
+    /* Answers come on the leader's state machine thread (the runtime answers an applied
+     * proposal there): they reach the loop, which submits the next ones, through a queue. */
+    uv_mutex_t mu;
+    uv_async_t done_async;
+    unsigned long long answered;
+    int failed;
 } B;
 
 static int fsm_apply(void *data, struct craft_uv_apply *cmds, size_t n)
@@ -109,12 +115,29 @@ static void submit_one(void);
 static void on_done(struct craft_uv_request *req, const struct craft_uv_result *r)
 {
     (void)req;
-    if (r->status != 0) {
-        fprintf(stderr, "bench-alloc: a proposal failed: %s\n", craft_err_name(r->status));
+    uv_mutex_lock(&B.mu);
+    B.answered++;
+    if (r->status != 0 && B.failed == 0) {
+        B.failed = r->status;
+    }
+    uv_mutex_unlock(&B.mu);
+    uv_async_send(&B.done_async);
+}
+
+/* On the loop: the answers that arrived, and as many new proposals. */
+static void on_answers(uv_async_t *h)
+{
+    (void)h;
+    uv_mutex_lock(&B.mu);
+    unsigned long long k = B.answered - B.done;
+    int failed = B.failed;
+    uv_mutex_unlock(&B.mu);
+    if (failed != 0) {
+        fprintf(stderr, "bench-alloc: a proposal failed: %s\n", craft_err_name(failed));
         exit(1);
     }
-    B.done++;
-    if (B.submitted < B.target) {
+    B.done += k;
+    while (k-- > 0 && B.submitted < B.target) {
         submit_one();
     }
 }
@@ -200,7 +223,11 @@ int main(int argc, char **argv)
         memset(&B.count, 0, sizeof B.count);
         B.done = B.submitted = 0;
         B.window = w;
+        B.answered = 0;
+        B.failed = 0;
         uv_loop_init(&B.loop);
+        uv_mutex_init(&B.mu);
+        uv_async_init(&B.loop, &B.done_async, on_answers);
         char base[] = "/tmp/craft-alloc-XXXXXX";
         if (mkdtemp(base) == NULL) {
             perror("mkdtemp");
@@ -228,7 +255,9 @@ int main(int argc, char **argv)
             c.alloc = &B.alloc[i];
             c.seed = (uint64_t)i;
             c.log_level = CRAFT_UV_WARN;
-            c.fsm = (struct craft_uv_fsm){NULL, fsm_apply, fsm_snapshot, fsm_restore};
+            c.fsm.apply = fsm_apply;
+            c.fsm.snapshot = fsm_snapshot;
+            c.fsm.restore = fsm_restore;
             if (craft_uv_node_new(&B.loop, &c, &B.node[i]) != 0 ||
                 craft_uv_node_start(B.node[i]) != 0) {
                 fprintf(stderr, "bench-alloc: node %d: %s\n", i, craft_uv_last_error());
@@ -266,8 +295,10 @@ int main(int argc, char **argv)
                 uv_run(&B.loop, UV_RUN_ONCE);
             }
         }
+        uv_close((uv_handle_t *)&B.done_async, NULL);
         uv_run(&B.loop, UV_RUN_DEFAULT);
         uv_loop_close(&B.loop);
+        uv_mutex_destroy(&B.mu);
         char cmd[512];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
         if (system(cmd) != 0) {

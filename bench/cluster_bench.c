@@ -70,6 +70,17 @@ static struct {
     struct craft_uv_node *node;
     int64_t value;
     struct craft_uv_request reqs[BN_SLOTS];
+    /* Completions reach bn_done (single-threaded, on the loop) through a queue: the runtime
+     * answers an applied proposal on its state machine thread. */
+    uv_mutex_t mu;
+    uv_async_t done_async;
+    unsigned done_slots[BN_SLOTS];
+    int done_status[BN_SLOTS];
+    unsigned n_done;
+    /* CRAFT_BENCH_FSM=loop: the state machine stream runs on the loop thread instead
+     * (craft_uv_fsm_run from an async handle), for comparison. */
+    bool fsm_on_loop;
+    uv_async_t fsm_async;
 } C;
 
 static uint64_t get64(const unsigned char *p)
@@ -132,7 +143,45 @@ static void node_log(void *data, int level, const char *line)
 
 static void node_cb(struct craft_uv_request *req, const struct craft_uv_result *r)
 {
-    bn_done((unsigned)(req - C.reqs), r->status);
+    if (C.fsm_on_loop) {
+        bn_done((unsigned)(req - C.reqs), r->status); /* every callback is on the loop */
+        return;
+    }
+    uv_mutex_lock(&C.mu);
+    C.done_slots[C.n_done] = (unsigned)(req - C.reqs);
+    C.done_status[C.n_done] = r->status;
+    C.n_done++;
+    uv_mutex_unlock(&C.mu);
+    uv_async_send(&C.done_async);
+}
+
+static void node_done_cb(uv_async_t *h)
+{
+    static unsigned slots[BN_SLOTS];
+    static int status[BN_SLOTS];
+    (void)h;
+    uv_mutex_lock(&C.mu);
+    unsigned n = C.n_done;
+    memcpy(slots, C.done_slots, n * sizeof *slots);
+    memcpy(status, C.done_status, n * sizeof *status);
+    C.n_done = 0;
+    uv_mutex_unlock(&C.mu);
+    for (unsigned k = 0; k < n; k++) {
+        bn_done(slots[k], status[k]);
+    }
+}
+
+static void node_fsm_wake(void *data)
+{
+    (void)data;
+    uv_async_send(&C.fsm_async);
+}
+
+static void node_fsm_run(uv_async_t *h)
+{
+    (void)h;
+    while (craft_uv_fsm_run(C.node) == 1) {
+    }
 }
 
 static int impl_submit(unsigned slot, const void *cmd, size_t size, unsigned timeout_ms)
@@ -240,11 +289,21 @@ static int node_main(int argc, char **argv)
     if (getenv("CRAFT_BENCH_SNAPSHOT_ENTRIES") != NULL) { /* diagnostics: snapshot cost */
         c.snapshot_entries = strtoull(getenv("CRAFT_BENCH_SNAPSHOT_ENTRIES"), NULL, 10);
     }
-    c.fsm = (struct craft_uv_fsm){NULL, node_apply, node_snapshot, node_restore};
+    c.fsm.apply = node_apply;
+    c.fsm.snapshot = node_snapshot;
+    c.fsm.restore = node_restore;
     c.log = node_log;
     c.log_level = CRAFT_UV_WARN;
     node_security(&c, a.id);
     uv_loop_init(&C.loop);
+    uv_mutex_init(&C.mu);
+    uv_async_init(&C.loop, &C.done_async, node_done_cb);
+    const char *where = getenv("CRAFT_BENCH_FSM");
+    C.fsm_on_loop = where != NULL && strcmp(where, "loop") == 0;
+    if (C.fsm_on_loop) {
+        uv_async_init(&C.loop, &C.fsm_async, node_fsm_run);
+        c.fsm_wake = node_fsm_wake;
+    }
     int rc = craft_uv_node_new(&C.loop, &c, &C.node);
     craft_configuration_close(&conf, NULL);
     if (rc != 0) {

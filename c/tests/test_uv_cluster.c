@@ -259,19 +259,21 @@ static int read_status;
 static int64_t read_value;
 static struct uf_node *read_node;
 
+/* On the follower's state machine thread, where its apply runs: the value read there is the
+ * state the read was answered at. The status is stored last, with release order. */
 static void read_cb(struct craft_uv_request *req, const struct craft_uv_result *r)
 {
-    read_status = r->status;
     read_index = r->index;
     read_value = read_node->value;
     free(req);
+    __atomic_store_n(&read_status, r->status, __ATOMIC_RELEASE);
 }
 
 static bool read_done(struct uf *f, void *arg)
 {
     (void)f;
     (void)arg;
-    return read_status != 1;
+    return __atomic_load_n(&read_status, __ATOMIC_ACQUIRE) != 1;
 }
 
 TEST(linearizable_read_on_follower)

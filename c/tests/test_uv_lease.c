@@ -1,5 +1,7 @@
-/* Lease reads on real loops: a leader whose loop stalls (a slow apply, a paused process, a
- * suspended machine) must not wake up believing its lease still holds.
+/* Lease reads on real loops: a leader whose loop stalls (a long callback, a paused process, a
+ * suspended machine) must not wake up believing its lease still holds; nor may one whose state
+ * machine stalls (a slow apply: since the state machine has a thread of its own the loop goes
+ * on, and the leader, cut off, steps down on its own).
  *
  * Node 1 runs on a loop of its own, on a thread of its own, so that its loop can stall while
  * nodes 2 and 3 (on the test's loop) go on: they elect a new leader and commit a write. A lease
@@ -64,7 +66,7 @@ static int solo_apply(void *data, struct craft_uv_apply *cmds, size_t n)
             s->value += (int64_t)uf_get64(cmds[i].data);
         } else if (cmds[i].size == sizeof STALL - 1 && s->stall_in_apply &&
                    memcmp(cmds[i].data, STALL, sizeof STALL - 1) == 0) {
-            stall_here(s); /* a 'slow apply': the loop thread is busy here */
+            stall_here(s); /* a 'slow apply': its state machine thread is busy here */
         }
     }
     return 0;
@@ -320,9 +322,9 @@ static void stall_steps(struct uf *f, struct solo *s, bool in_apply)
     }
 }
 
-/* One run: node 1 leads and has committed +1; its loop stalls (in apply or in another callback)
- * while 2 and 3 elect a leader and commit +10; a lease read submitted to node 1 during the stall
- * is decided after it. */
+/* One run: node 1 leads and has committed +1; it stalls (in apply, or its loop in another
+ * callback) while 2 and 3 elect a leader and commit +10; a lease read submitted to node 1 during
+ * the stall is decided after it. */
 static void stalled_leader_lease_read(bool in_apply)
 {
     static struct uf f;
@@ -378,19 +380,25 @@ TEST(leader_stalled_in_another_callback_serves_no_stale_lease_read)
 static int lr_status[2];
 static bool lr_done[2];
 
+/* A read that passed is answered on the state machine's thread, a failed one on the loop's. */
 static void lr_cb(struct craft_uv_request *req, const struct craft_uv_result *r)
 {
     int k = req->op == CRAFT_UV_READ_LEASE;
     lr_status[k] = r->status;
-    lr_done[k] = true;
     free(req);
+    __atomic_store_n(&lr_done[k], true, __ATOMIC_RELEASE);
+}
+
+static bool lr_is_done(int k)
+{
+    return __atomic_load_n(&lr_done[k], __ATOMIC_ACQUIRE);
 }
 
 static bool lr_both_done(struct uf *f, void *arg)
 {
     (void)f;
     (void)arg;
-    return lr_done[0] && lr_done[1];
+    return lr_is_done(0) && lr_is_done(1);
 }
 
 static void block_leader(struct uf *f, int l, bool block)
@@ -421,12 +429,12 @@ TEST(lease_read_is_served_without_a_round)
             req->op = k ? CRAFT_UV_READ_LEASE : CRAFT_UV_READ;
             req->cb = lr_cb;
             req->timeout_ms = 5000;
-            lr_done[k] = false;
+            __atomic_store_n(&lr_done[k], false, __ATOMIC_RELAXED);
             CHECK_OK(craft_uv_submit(f.node[l].n, req));
         }
         uf_run_for(&f, 20);
-        CHECK(!lr_done[0] || lr_status[0] != 0); /* ReadIndex: no round can complete now */
-        served = lr_done[1] && lr_status[1] == 0;
+        CHECK(!lr_is_done(0) || lr_status[0] != 0); /* ReadIndex: no round can complete now */
+        served = lr_is_done(1) && lr_status[1] == 0;
         block_leader(&f, l, false);
         CHECK(uf_run_until(&f, lr_both_done, NULL, 10000));
         uf_run_for(&f, 200);

@@ -1,9 +1,11 @@
-/* User callbacks that call back into the runtime from the loop thread. A request's completion,
- * an event (a role change), a dropped proposal or a failed read all run inside the runtime's
- * own frames (craft__uv_drive, the apply queue); a callback that submits a new request there
- * must neither disturb what those frames are still doing (the core's update, the batch being
- * applied) nor be lost. The state machine here checks that every command is applied once, in
- * log order, and every completion is checked against it. */
+/* User callbacks that call back into the runtime from the loop thread. The state machine
+ * streams run on the test's thread here (uf_embed: the embedder's stream, craft_uv_fsm_run), so
+ * that a request's completion, an event (a role change), a dropped proposal or a failed read
+ * all run on the loop's thread, some inside the runtime's own frames (craft__uv_drive, the
+ * stream's results coming back); a callback that submits a new request there must neither
+ * disturb what those frames are still doing (the core's update, the batch being applied) nor be
+ * lost. The state machine here checks that every command is applied once, in log order, and
+ * every completion is checked against it. */
 #include "harness.h"
 
 #include <pthread.h>
@@ -129,6 +131,7 @@ TEST(completion_callbacks_submit_on_the_loop_thread)
 {
     struct uf f;
     uf_init(&f, 1);
+    uf_embed(&f);
     CHECK_OK(strict_open(&f, 1));
     CHECK(uf_run_until(&f, uf_has_leader, NULL, 5000));
     /* More commands at once than one batch takes, so that a batch's answers run while more
@@ -165,6 +168,7 @@ TEST(forwarded_completions_submit_on_the_loop_thread)
 {
     struct uf f;
     uf_init(&f, 3);
+    uf_embed(&f);
     CHECK_OK(strict_start(&f));
     CHECK(uf_run_until(&f, uf_has_leader, NULL, 5000));
     int l = uf_leader(&f);
@@ -273,6 +277,7 @@ TEST(event_callbacks_submit_on_the_loop_thread)
 {
     struct uf f;
     uf_init(&f, 3);
+    uf_embed(&f);
     ev_f = &f;
     for (int i = 1; i <= 3; i++) {
         struct uf_node *u = &f.node[i];

@@ -1,7 +1,13 @@
 /* Real clusters in one process for the runtime's tests: N nodes on one libuv loop, each with its
  * own data directory and a port on 127.0.0.1, a counter state machine that records the value
  * after every index it applies (so that replicas can be compared index by index), and helpers
- * to run the loop until something holds, bounded in time. */
+ * to run the loop until something holds, bounded in time.
+ *
+ * Threads: the test's thread runs the loop; each node's state machine runs on the node's own
+ * thread, where applied proposals and reads are answered (craft/uv.h). The completion counters
+ * are therefore atomic (uf_done_cb), and a test reads a state machine's fields after waiting
+ * for its applied index in the node's status: the loop publishes it after the state machine's
+ * thread handed the applied entries back (under a lock), so what apply wrote is visible. */
 #ifndef CRAFT_TEST_UV_FIXTURE_H
 #define CRAFT_TEST_UV_FIXTURE_H
 
@@ -43,6 +49,7 @@ struct uf_node {
 struct uf {
     uv_loop_t loop;
     uv_timer_t kicker;
+    uv_async_t embed; /* uf_embed: the loop thread runs the state machine streams */
     int n;
     struct uf_node node[UF_MAX + 1];
     struct craft_configuration conf;
@@ -158,12 +165,40 @@ static void uf_kick(uv_timer_t *t)
     (void)t;
 }
 
+/* uf_embed: every node's state machine stream runs on the test's (loop) thread, as an embedder
+ * runs it (craft_uv_fsm_run): every callback is then on that one thread. */
+static void uf_embed_run(uv_async_t *h)
+{
+    struct uf *f = h->data;
+    for (int i = 1; i <= UF_MAX; i++) {
+        int rc = 0;
+        while (f->node[i].n != NULL && (rc = craft_uv_fsm_run(f->node[i].n)) == 1) {
+        }
+        if (f->node[i].n != NULL && rc == CRAFT_ESHUTDOWN) {
+            f->node[i].n = NULL; /* its stop callback ran: the node is gone */
+        }
+    }
+}
+
+static void uf_embed_wake(void *data)
+{
+    uv_async_send(&((struct uf *)data)->embed);
+}
+
+static inline void uf_embed(struct uf *f)
+{
+    f->base.fsm_wake = uf_embed_wake;
+    f->base.fsm_wake_data = f;
+}
+
 static inline void uf_init(struct uf *f, int n)
 {
     memset(f, 0, sizeof *f);
     uv_loop_init(&f->loop);
     uv_timer_init(&f->loop, &f->kicker);
     uv_timer_start(&f->kicker, uf_kick, 5, 5);
+    uv_async_init(&f->loop, &f->embed, uf_embed_run);
+    f->embed.data = f;
     f->n = n;
     craft_configuration_init(&f->conf);
     craft_uv_config_init(&f->base, 0);
@@ -279,32 +314,35 @@ static inline bool uf_has_leader(struct uf *f, void *arg)
     return uf_leader(f) != 0;
 }
 
+/* On the state machine's thread (applied, read) or the loop's (failures): the counters are
+ * atomic, and `done` is counted last, with release order, so that a thread that sees it reach
+ * a number (uf_done_reached) sees the other counters of those completions too. */
 static void uf_done_cb(struct craft_uv_request *req, const struct craft_uv_result *r)
 {
     struct uf *f = req->data;
-    f->done++;
-    f->last_status = r->status;
+    __atomic_store_n(&f->last_status, r->status, __ATOMIC_RELAXED);
     if (r->status == 0) {
-        f->ok++;
+        __atomic_fetch_add(&f->ok, 1, __ATOMIC_RELAXED);
         if (req->op == CRAFT_UV_PROPOSE) {
             /* Read the result bytes: a result that outlived its owner shows up here (and in
              * the ASan build as a use-after-free). */
             int64_t v;
             if (r->size != 8 || r->data == NULL) {
-                f->bad_results++;
+                __atomic_fetch_add(&f->bad_results, 1, __ATOMIC_RELAXED);
             } else {
                 memcpy(&v, r->data, 8);
-                f->result_sum += v;
-                f->bad_results += v <= 0;
+                __atomic_fetch_add(&f->result_sum, v, __ATOMIC_RELAXED);
+                __atomic_fetch_add(&f->bad_results, v <= 0, __ATOMIC_RELAXED);
             }
         }
     } else {
-        f->failed++;
+        __atomic_fetch_add(&f->failed, 1, __ATOMIC_RELAXED);
         if (getenv("CRAFT_TEST_VERBOSE") != NULL) {
             fprintf(stderr, "  request failed: %s\n", craft_err_name(r->status));
         }
     }
     free(req);
+    __atomic_fetch_add(&f->done, 1, __ATOMIC_RELEASE);
 }
 
 /* Submits an increment of `by` on node i (a leader or not: followers forward). */
@@ -331,7 +369,7 @@ struct uf_wait {
 
 static inline bool uf_done_reached(struct uf *f, void *arg)
 {
-    return f->done >= ((struct uf_wait *)arg)->target;
+    return __atomic_load_n(&f->done, __ATOMIC_ACQUIRE) >= ((struct uf_wait *)arg)->target;
 }
 
 static inline bool uf_wait_done(struct uf *f, unsigned target, unsigned ms)
@@ -412,6 +450,7 @@ static inline void uf_close(struct uf *f)
     }
     uv_timer_stop(&f->kicker);
     uv_close((uv_handle_t *)&f->kicker, NULL);
+    uv_close((uv_handle_t *)&f->embed, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     uv_loop_close(&f->loop);
     for (int i = 1; i <= UF_MAX; i++) {

@@ -184,6 +184,7 @@ static void on_wake(uv_async_t *h)
         uv_cond_broadcast(&m->cv);
         uv_mutex_unlock(&m->mu);
     }
+    lraft_nodes_run_streams(m);
     lraft_nodes_deferred(m);
 }
 

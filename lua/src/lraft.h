@@ -102,6 +102,8 @@ void lraft_nodes_close_all(struct lraft_loop *m, lua_State *L);
 /* Closes every open node (raft.run interrupted), running the loop until each has stopped. */
 void lraft_nodes_close_open(struct lraft_loop *m, lua_State *L);
 void lraft_nodes_deferred(struct lraft_loop *m);
+/* Runs the state machine stream of every node that has work (craft_uv_fsm_run). */
+void lraft_nodes_run_streams(struct lraft_loop *m);
 
 /* store.c: a craft_store calling the Lua table at idx (raft.node's log_store). Raises for a
  * table without the required hooks. */

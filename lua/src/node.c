@@ -33,6 +33,7 @@ struct lraft_node {
     bool closed; /* ST_CLOSED, as a flag for lraft_run_until */
     bool stop_deferred;
     bool collected; /* the userdata is gone: free when closed */
+    bool fsm_woken; /* its state machine stream has work (lraft_nodes_run_streams) */
     char *snapshot_tb; /* the last failed snapshot's error and traceback (loop thread), printed
                         * with the runtime's snapshot_failed line: one line per attempt */
     int apply_ref, snapshot_ref, restore_ref, event_ref, log_ref;
@@ -964,6 +965,33 @@ static int l_gc(lua_State *L)
     return 0;
 }
 
+/* ---- the state machine stream -------------------------------------------------------------- */
+
+static void fsm_wake(void *data)
+{
+    struct lraft_node *nd = data;
+    nd->fsm_woken = true;
+    if (nd->m != NULL) {
+        uv_async_send(&nd->m->wake);
+    }
+}
+
+void lraft_nodes_run_streams(struct lraft_loop *m)
+{
+    struct lraft_node *nd = m->nodes;
+    while (nd != NULL) {
+        struct lraft_node *next = nd->next; /* nd may be freed by its own stop callback */
+        if (nd->fsm_woken && nd->node != NULL) {
+            nd->fsm_woken = false;
+            if (craft_uv_fsm_run(nd->node) == 1) {
+                nd->fsm_woken = true; /* more: after the loop's next turn */
+                uv_async_send(&m->wake);
+            }
+        }
+        nd = next;
+    }
+}
+
 /* ---- creation ------------------------------------------------------------------------------ */
 
 static int ref_opt_fn(lua_State *L, int t, const char *k)
@@ -1078,7 +1106,12 @@ int lraft_node_open(lua_State *L)
         lraft_store_new(L, m, -1, (unsigned long long)c->id, &c->store);
     }
     lua_pop(L, 1);
-    c->fsm = (struct craft_uv_fsm){nd, fsm_apply, fsm_snapshot, fsm_restore};
+    c->fsm = (struct craft_uv_fsm){.data = nd, .apply = fsm_apply, .snapshot = fsm_snapshot,
+                                   .restore = fsm_restore};
+    /* The Lua state may be entered by one thread only: the node's state machine stream, and
+     * with it every callback, runs where the loop runs (lraft_nodes_run_streams). */
+    c->fsm_wake = fsm_wake;
+    c->fsm_wake_data = nd;
     c->log = on_log;
     c->log_data = nd;
     c->event = on_event;
@@ -1093,6 +1126,15 @@ int lraft_node_open(lua_State *L)
         rc = craft_uv_node_start(nd->node);
         if (rc != 0) {
             lua_pushfstring(L, "starting node %d: %s", (int)c->id, craft_strerror(rc));
+        } else {
+            /* What starting raised (peers_differ) is delivered before raft.node returns, as a
+             * callback (nothing may wait in it). */
+            m->depth++;
+            nd->fsm_woken = false;
+            if (craft_uv_fsm_run(nd->node) == 1) {
+                fsm_wake(nd);
+            }
+            m->depth--;
         }
     } else {
         lua_pushstring(L, craft_uv_last_error());

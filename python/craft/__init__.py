@@ -71,7 +71,8 @@ class StateMachine:
     """The replicated state machine: subclass it.
 
     apply(command, index) is called with every committed command, in log order, on every
-    node; its return value (bytes, or None for b"") goes back to the proposer. It must be
+    node, on the node's state machine thread; its return value (bytes, or None for b"") goes
+    back to the proposer. Override apply_batch too to take runs of commands at once. It must be
     deterministic: the same commands in the same order give the same state on every node.
     An exception it raises is deterministic behaviour too: the proposer gets ApplyError and
     the entry counts as applied everywhere.
@@ -84,6 +85,26 @@ class StateMachine:
 
     def apply(self, command: bytes, index: int) -> Optional[bytes]:
         raise NotImplementedError("StateMachine subclasses implement apply(command, index)")
+
+    def apply_batch(self, commands: List[bytes], first_index: int) -> List[Any]:
+        """Optional: applies consecutive committed commands at once (commands[k] is the entry
+        at first_index + k) and returns one result per command, in order: bytes or None, or
+        an Exception instance for a command that failed (its proposer gets ApplyError, exactly
+        as if apply had raised it). Override it when a batch is cheaper than its commands one
+        by one (one transaction, one lock, one vectorized update). The runtime calls it with
+        whatever is ready, so batch boundaries differ from node to node: the state after a
+        batch must be the state after its commands one by one. An exception raised by
+        apply_batch itself (rather than returned) cannot say which commands took effect: the
+        node stops. This default calls apply for each command."""
+        out: List[Any] = []
+        for k, command in enumerate(commands):
+            try:
+                out.append(self.apply(command, first_index + k))
+            except Exception as e:
+                out.append(e)
+        return out
+
+    apply_batch._craft_default = True  # type: ignore[attr-defined]
 
     def snapshot(self) -> Union[bytes, Iterable[bytes]]:
         return pickle.dumps(self.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
@@ -461,9 +482,9 @@ class Node(Generic[F]):
 
     def _check_thread(self) -> None:
         self._usable()
-        if threading.get_ident() == self._adapter.loop_ident:
-            raise RuntimeError("this call would block the node's own loop thread (from apply, "
-                               "a read function or an event callback): it would deadlock")
+        if self._c._on_runtime_thread():
+            raise RuntimeError("this call would block one of the node's own threads (from "
+                               "apply, a read function or an event callback): it would deadlock")
 
     def _apply_error(self, index: int, data: bytes) -> Error:
         name, message = _decode_error(data)
@@ -561,14 +582,10 @@ class Node(Generic[F]):
                 err = self._translate(_craft_error(status, data, leader_id, leader_address))
                 fut.set_exception(error(err) if error is not None else err)
 
-        def done(*args: Any) -> None:  # on the node's loop thread
-            try:
-                loop.call_soon_threadsafe(settle, *args)
-            except RuntimeError:
-                pass  # the event loop is closed: nobody is waiting any more
-
-        self._c.submit_async(op, payload, done, self._timeout(timeout), server, address,
-                             auto_promote)
+        # settle runs on this event loop: the node hands the completions of one batch to an
+        # event loop with one call_soon_threadsafe (a closed event loop just drops them).
+        self._c.submit_async(op, payload, settle, self._timeout(timeout), server, address,
+                             auto_promote, loop)
         return fut
 
     async def _request_async(self, op: int, payload: bytes, timeout: Optional[float],
@@ -593,6 +610,73 @@ class Node(Generic[F]):
         return self._request_future(_craft.OP_PROPOSE, bytes(command), timeout,
                                     lambda index, data: data)
 
+    def apply_many(self, commands: Iterable[Bytes], timeout: Optional[float] = None,
+                   return_exceptions: bool = False) -> List[Any]:
+        """Proposes every command at once and returns their results in order, once each has an
+        outcome: a batch costs one wait instead of one per command, and the commands share
+        disk writes and messages. The commands are independent proposals: each may succeed or
+        fail on its own, and their order in the log is the order given only while this node
+        stays leader. With return_exceptions=True the list holds the error (an Error) of each
+        command that failed; otherwise the first failure, in the order of the commands, is
+        raised once all of them finished (the others may have been applied: use a session's
+        apply for commands that must be retried)."""
+        cmds = _commands(commands)
+        self._check_thread()
+        t = self._timeout(timeout)
+        results: List[Any] = [None] * len(cmds)
+        left = [len(cmds)]
+        lock = threading.Lock()
+        finished = threading.Event()
+
+        def answer(k: int) -> Callable[[int, int, bytes, int, str], None]:
+            def done(status: int, index: int, data: bytes, leader_id: int,
+                     leader_address: str) -> None:  # on one of the node's threads
+                results[k] = self._outcome(status, index, data, leader_id, leader_address)
+                with lock:
+                    left[0] -= 1
+                    if left[0] == 0:
+                        finished.set()
+            return done
+
+        for k, c in enumerate(cmds):
+            try:
+                self._c.submit_async(_craft.OP_PROPOSE, c, answer(k), t)
+            except Error as e:
+                with lock:  # this one and the rest were never submitted
+                    for j in range(k, len(cmds)):
+                        results[j] = self._translate(e)
+                    left[0] -= len(cmds) - k
+                    if left[0] == 0:
+                        finished.set()
+                break
+        # Each request ends by its own timeout; the margin covers a node that stops meanwhile.
+        if not finished.wait(t + 5.0):
+            with lock:
+                for j, r in enumerate(results):
+                    if r is None:
+                        results[j] = Timeout("timeout: no answer in time; the command may or "
+                                             "may not have been applied")
+        return _settle_many(results, return_exceptions)
+
+    async def apply_many_async(self, commands: Iterable[Bytes], timeout: Optional[float] = None,
+                               return_exceptions: bool = False) -> List[Any]:
+        """apply_many() for asyncio: the answers of a batch reach the event loop together,
+        without a thread. Cancelling it leaves the commands to their fate (each may still be
+        applied)."""
+        cmds = _commands(commands)
+        futs = [self._request_future(_craft.OP_PROPOSE, c, timeout, lambda index, data: data)
+                for c in cmds]
+        results = await asyncio.gather(*futs, return_exceptions=True)
+        return _settle_many(list(results), return_exceptions)
+
+    def _outcome(self, status: int, index: int, data: bytes, leader_id: int,
+                 leader_address: str) -> Any:
+        if status == 0:
+            return data
+        if status == -22:
+            return self._apply_error(index, data)
+        return self._translate(_craft_error(status, data, leader_id, leader_address))
+
     def read(self, fn: Callable[[F], T], timeout: Optional[float] = None,
              mode: ReadMode = "linearizable") -> T:
         """Runs fn(fsm) after a read barrier and returns its value.
@@ -601,8 +685,8 @@ class Node(Generic[F]):
         follower the barrier is forwarded to the leader). "lease": the same without a
         heartbeat round while the leader's lease holds (relies on bounded clock drift).
         "stale": fn runs at once on this node's current state, which may lag. fn runs on the
-        node's loop thread (barrier modes) or the caller's (stale), never at the same time as
-        apply; it must not call blocking Node methods."""
+        node's state machine thread (barrier modes) or the caller's (stale), never at the same
+        time as apply; it must not call blocking Node methods."""
         self._readable()
         if mode == "stale":
             with self._adapter.lock:
@@ -912,7 +996,6 @@ class Node(Generic[F]):
 
     def _on_event(self, kind: int, role: int, term: int, leader: int, index: int,
                   installed: bool, error: int, message: str, match: int = 0) -> None:
-        self._adapter.loop_ident = threading.get_ident()
         calls: List[Tuple[str, Tuple[Any, ...]]] = []
         if kind == _craft.EVENT_ROLE:
             calls.append(("role", (_ROLE_NAMES.get(role, str(role)), term, leader or None)))
@@ -948,6 +1031,25 @@ class Node(Generic[F]):
                     logging.getLogger("craft").exception("craft: a %r callback raised", name)
             for sub in list(self._subscribers):
                 sub._push(Event(cast(EventName, name), args))
+
+
+def _commands(commands: Iterable[Bytes]) -> List[bytes]:
+    if isinstance(commands, (bytes, bytearray, memoryview, str)):
+        raise TypeError("apply_many takes an iterable of commands (a list of bytes), not one "
+                        "command: use apply for a single one")
+    out = []
+    for c in commands:
+        _check_command(c)
+        out.append(bytes(c))
+    return out
+
+
+def _settle_many(results: List[Any], return_exceptions: bool) -> List[Any]:
+    if not return_exceptions:
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+    return results
 
 
 def _craft_error(status: int, data: bytes, leader_id: int, leader_address: str) -> Error:

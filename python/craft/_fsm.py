@@ -14,8 +14,8 @@ machine's formats"):
   applied; the leader proposes its digest right after, and a node whose own digest differs
   raises "diverged" and stops applying.
 
-Called by the runtime: apply_batch on the loop thread, snapshot and restore on a worker thread
-(while no apply runs), digests inside apply_batch.
+Called by the runtime on the node's state machine thread, one at a time and in log order:
+apply_batch, snapshot and restore; digests inside apply_batch.
 """
 
 import collections
@@ -100,11 +100,16 @@ class Adapter:
                  digest_interval: int = 0) -> None:
         self.fsm = fsm
         self.node_id = node_id
+        # The user's apply_batch(commands, first_index), when the state machine has its own
+        # (StateMachine's default, which loops over apply, is marked _craft_default).
+        fn = getattr(type(fsm), "apply_batch", None)
+        self.batch: Optional[Callable[[List[bytes], int], Any]] = (
+            fsm.apply_batch if callable(fn) and not getattr(fn, "_craft_default", False)
+            else None)
         self.lock = threading.RLock()  # apply, snapshot, restore and stale reads
         self.sessions = _craft.Sessions(**session_options) if sessions else None
         self._session_options = session_options
         self.errors: "collections.OrderedDict[int, BaseException]" = collections.OrderedDict()
-        self.loop_ident: Optional[int] = None
         self.interval = digest_interval
         self.digests: "collections.OrderedDict[int, bytes]" = collections.OrderedDict()
         self.since_mark = 0
@@ -118,22 +123,51 @@ class Adapter:
 
     # ---- apply -----------------------------------------------------------------------------
 
+    def _result(self, r: Any, index: int) -> Union[bytes, Tuple[bytes]]:
+        """What apply gave for the entry at index, as the runtime carries it: bytes, or a
+        1-tuple of an encoded error."""
+        if r is None:
+            return b""
+        if isinstance(r, bytes):
+            return r
+        if isinstance(r, (bytearray, memoryview)):
+            return bytes(r)
+        if isinstance(r, Exception):
+            return self._failed(r, index)
+        return self._failed(TypeError(f"apply must return bytes or None, not {type(r).__name__} "
+                                      f"(craft.codec.dumps turns values into bytes)"), index)
+
+    def _failed(self, e: BaseException, index: int) -> Tuple[bytes]:
+        self.errors[index] = e
+        while len(self.errors) > REMEMBER_ERRORS:
+            self.errors.popitem(last=False)
+        return (encode_error(type(e).__name__, str(e)),)
+
     def _apply_one(self, data: bytes, index: int) -> Union[bytes, Tuple[bytes]]:
+        if self.batch is not None:
+            return self._apply_run([data], index)[0]
         try:
             r = self.fsm.apply(data, index)
-            if r is None:
-                return b""
-            if isinstance(r, bytes):
-                return r
-            if isinstance(r, (bytearray, memoryview)):
-                return bytes(r)
-            raise TypeError(f"apply must return bytes or None, not {type(r).__name__} "
-                            f"(craft.codec.dumps turns values into bytes)")
         except Exception as e:
-            self.errors[index] = e
-            while len(self.errors) > REMEMBER_ERRORS:
-                self.errors.popitem(last=False)
-            return (encode_error(type(e).__name__, str(e)),)
+            return self._failed(e, index)
+        return self._result(r, index)
+
+    def _apply_run(self, commands: List[bytes], first: int) -> List[Union[bytes, Tuple[bytes]]]:
+        """The user's apply_batch on consecutive plain commands."""
+        assert self.batch is not None
+        try:
+            rs = self.batch(commands, first)
+        except Exception as e:
+            raise _Stop(f"{type(self.fsm).__name__}.apply_batch raised {type(e).__name__}: {e} "
+                        f"(commands {first}..{first + len(commands) - 1}); a raised exception "
+                        f"cannot say which commands took effect, so the node stops. Return the "
+                        f"exception in the list, in the place of the command that failed",
+                        -22, first) from e
+        if not isinstance(rs, (list, tuple)) or len(rs) != len(commands):
+            got = len(rs) if isinstance(rs, (list, tuple)) else type(rs).__name__
+            raise _Stop(f"{type(self.fsm).__name__}.apply_batch must return a list of one result "
+                        f"per command ({len(commands)}), not {got}; the node stops", -22, first)
+        return [self._result(r, first + k) for k, r in enumerate(rs)]
 
     def _craft_entry(self, data: bytes, index: int) -> Optional[bytes]:
         """A reserved entry: the digest entries' result, or None for a session envelope (the
@@ -152,27 +186,62 @@ class Adapter:
         return None
 
     def apply_batch(self, cmds: List[Tuple[int, int, bytes]]) -> List[Any]:
-        self.loop_ident = threading.get_ident()
         out: List[Any] = []
+        # Plain commands at consecutive indexes wait in run for the user's apply_batch (when
+        # it has one); anything else (craft's own entries, session commands, a gap) goes
+        # after them, in log order.
+        run: List[bytes] = []
+        run_first = 0
+
+        def flush() -> None:
+            if run:
+                out.extend(self._apply_run(run, run_first))
+                run.clear()
+
         with self.lock:
             for index, term, data in cmds:
                 if self.diverged is not None:
+                    flush()
                     raise _Stop(f"the state machine diverged at index {self.diverged['index']}",
                                 -21, index)
                 if data[:2] == RESERVED:
+                    flush()
                     r = self._craft_entry(data, index)
                     if r is not None:
                         out.append(r)
                         continue
-                out.append(self._apply_command(index, term, data))
+                if self.batch is None or data[:2] == RESERVED:  # one at a time
+                    flush()
+                    out.append(self._apply_command(index, term, data))
+                else:
+                    outcome = None
+                    if self.sessions is not None:  # a plain command, seen by the table too
+                        outcome = self.sessions.apply(index, term, _craft.ENTRY_COMMAND, data)
+                    if outcome is not None and outcome[0] != _craft.SESSION_NONE:
+                        flush()
+                        out.append(self._session_outcome(index, data, outcome))
+                    else:
+                        if run and index != run_first + len(run):
+                            flush()
+                        if not run:
+                            run_first = index
+                        run.append(outcome[3] if outcome is not None and outcome[3] is not None
+                                   else data)
                 self._maybe_mark()
+            flush()
         return out
 
     def _apply_command(self, index: int, term: int, data: bytes) -> Any:
         table = self.sessions
         if table is None:
             return self._apply_one(data, index)
-        kind, client, seq, payload, _err = table.apply(index, term, _craft.ENTRY_COMMAND, data)
+        return self._session_outcome(index, data,
+                                     table.apply(index, term, _craft.ENTRY_COMMAND, data))
+
+    def _session_outcome(self, index: int, data: bytes, outcome: Tuple[Any, ...]) -> Any:
+        table = self.sessions
+        assert table is not None
+        kind, client, seq, payload, _err = outcome
         if kind == _craft.SESSION_NONE:
             return self._apply_one(payload if payload is not None else data, index)
         if kind == _craft.SESSION_APPLY:

@@ -1,14 +1,21 @@
 /* craft._craft.Node: one node of the libuv runtime (craft/uv.h), its loop on a thread of its
- * own that holds the GIL only while it calls Python.
+ * own that holds the GIL only while it calls Python, its state machine on another.
  *
  * Threads:
  *   - the caller's threads: start(), close(), apply(), read(), ... They submit requests with
  *     craft_uv_submit (allowed from any thread) and wait on a condition variable with the GIL
  *     released;
- *   - the loop thread: runs uv_run. The state machine's apply (one GIL acquisition per batch),
- *     read callbacks, events, log lines and asyncio completions take the GIL there;
- *   - libuv's worker threads: the state machine's snapshot and restore, and the log store's
- *     disk work, take the GIL when they call Python.
+ *   - the state machine's thread (the runtime's stream, craft/uv.h): apply_batch, snapshot and
+ *     restore, read functions, and the answers of applied proposals. It keeps one Python thread
+ *     state for its whole life (fsm_thread_start) and takes the GIL once per batch: fsm_apply
+ *     takes it and fsm_step_done, after the batch's answers, releases it;
+ *   - the loop thread: runs uv_run. Events, log lines and the answers of failed requests take
+ *     the GIL there, once per turn of the loop for all its answers (loop_flush);
+ *   - libuv's worker threads: the log store's disk work takes the GIL when it calls Python.
+ * A request that carries Python work (a read function, an asyncio completion) is not finished in
+ * its C callback: it is queued on the thread that answered it and finished there in one go, under
+ * one GIL acquisition; asyncio completions go to their event loop with one call_soon_threadsafe
+ * per loop and batch. A plain blocking apply() needs no GIL at all: its caller is signalled.
  * The loop thread holds a reference to the Node object until it has ended (close() joins it),
  * so the object cannot be freed under it. */
 #include "craftpy.h"
@@ -19,6 +26,13 @@
 #include "security.h"
 
 enum { ST_NEW = 0, ST_STARTING, ST_RUNNING, ST_STOPPING, ST_STOPPED };
+
+struct pyreq;
+
+/* Requests answered on one thread whose Python work waits for that thread's flush. */
+struct pyreq_list {
+    struct pyreq *head, *tail;
+};
 
 typedef struct {
     PyObject_HEAD
@@ -35,6 +49,21 @@ typedef struct {
     uv_thread_t thread;
     uv_async_t stop_async;
     bool stop_requested;
+    /* The loop's thread and the state machine's, as threading.get_ident() and uv see them (each
+     * set by its own thread, read under lock). */
+    unsigned long loop_ident, fsm_ident;
+    uv_thread_t loop_tid, fsm_tid;
+    bool has_loop_tid, has_fsm_tid;
+    /* The state machine's thread: its Python thread state, kept for its whole life; the GIL,
+     * while held from apply to the end of the step (fsm_holding). */
+    PyThreadState *fsm_tstate;
+    PyGILState_STATE fsm_gil;
+    bool fsm_holding;
+    /* Answers waiting for their thread's flush: the state machine's (fsm_step_done), the
+     * loop's (loop_flush, from a prepare and a check handle, once per turn). */
+    struct pyreq_list fsm_pending, loop_pending;
+    uv_prepare_t flush_prepare;
+    uv_check_t flush_check;
 
     struct craft_uv_config cfg;
     char *address, *data_dir;
@@ -88,6 +117,7 @@ enum { WAIT_SYNC = 1, WAIT_ASYNC = 2 };
 
 struct pyreq {
     struct craft_uv_request req;
+    NodeObject *node; /* borrowed: the loop thread's reference keeps it */
     int mode;
     uv_mutex_t mu;
     uv_cond_t cv;
@@ -100,11 +130,15 @@ struct pyreq {
     size_t size;
     craft_id leader_id;
     char leader_address[CRAFT_ADDRESS_MAX];
-    /* READ: fn(arg) is called on the loop thread; its result or exception is kept. */
+    /* READ: fn(arg) is called on the state machine's thread; its result or exception is kept. */
     PyObject *read_fn, *read_arg, *read_result;
     PyObject *exc_type, *exc_value, *exc_tb;
-    /* ASYNC: done(status, index, data, leader_id, leader_address) on the loop thread. */
-    PyObject *done_cb;
+    /* ASYNC: done(status, index, data, leader_id, leader_address), called on aio_loop's thread
+     * (asyncio.AbstractEventLoop.call_soon_threadsafe, batched) or, without one, on the
+     * runtime's thread that answered it. */
+    PyObject *done_cb, *aio_loop;
+    /* Batch of apply_many: the requests of one call share a result list. */
+    struct pyreq *next; /* in a pyreq_list */
 };
 
 /* Frees r; needs the GIL when r holds Python objects. */
@@ -117,6 +151,7 @@ static void pyreq_free(struct pyreq *r)
     Py_XDECREF(r->exc_value);
     Py_XDECREF(r->exc_tb);
     Py_XDECREF(r->done_cb);
+    Py_XDECREF(r->aio_loop);
     free(r->data);
     if (r->mode == WAIT_SYNC) {
         uv_mutex_destroy(&r->mu);
@@ -128,6 +163,36 @@ static void pyreq_free(struct pyreq *r)
 static bool pyreq_has_python(struct pyreq *r)
 {
     return r->read_fn != NULL || r->done_cb != NULL;
+}
+
+/* A sync request is done: its waiter wakes (or, if it gave up, the request is freed). */
+static void pyreq_signal(struct pyreq *r)
+{
+    uv_mutex_lock(&r->mu);
+    r->done = true;
+    int left = --r->refs;
+    uv_cond_signal(&r->cv);
+    uv_mutex_unlock(&r->mu);
+    if (left == 0) {
+        pyreq_free(r); /* the waiter gave up (the GIL is held if r holds Python objects) */
+    }
+}
+
+static void list_append(struct pyreq_list *l, struct pyreq *r)
+{
+    r->next = NULL;
+    if (l->tail != NULL) {
+        l->tail->next = r;
+    } else {
+        l->head = r;
+    }
+    l->tail = r;
+}
+
+static bool on_thread(uv_thread_t *tid, bool has)
+{
+    uv_thread_t me = uv_thread_self();
+    return has && uv_thread_equal(&me, tid);
 }
 
 static void on_result(struct craft_uv_request *req, const struct craft_uv_result *res)
@@ -145,52 +210,152 @@ static void on_result(struct craft_uv_request *req, const struct craft_uv_result
             r->size = res->size;
         }
     }
-    PyGILState_STATE g = 0;
-    bool gil = pyreq_has_python(r);
-    if (gil) {
-        g = PyGILState_Ensure();
+    if (!pyreq_has_python(r)) {
+        pyreq_signal(r); /* a blocking apply(): no Python, no GIL */
+        return;
     }
-    if (r->read_fn != NULL && r->status == 0) {
-        /* The barrier passed: the state machine reflects every write committed before the
-         * request, and nothing applies while we are here (we are on the loop thread). */
-        r->read_result = PyObject_CallOneArg(r->read_fn, r->read_arg);
-        if (r->read_result == NULL) {
-            PyErr_Fetch(&r->exc_type, &r->exc_value, &r->exc_tb);
-        }
+    /* Python work waits for this thread's flush: after the state machine's step (the read
+     * function then runs before anything else is applied), or at the end of the loop's turn. */
+    NodeObject *self = r->node;
+    uv_mutex_lock(&self->lock);
+    bool loop = on_thread(&self->loop_tid, self->has_loop_tid);
+    uv_mutex_unlock(&self->lock);
+    list_append(loop ? &self->loop_pending : &self->fsm_pending, r);
+}
+
+/* craft._craft._run_completions(batch): on an asyncio event loop, done(*args) for each (done,
+ * args) of a batch handed over with one call_soon_threadsafe. */
+static PyObject *run_completions(PyObject *module, PyObject *batch)
+{
+    (void)module;
+    if (!PyList_Check(batch)) {
+        PyErr_SetString(PyExc_TypeError, "a list of (done, args) pairs");
+        return NULL;
     }
-    if (r->mode == WAIT_ASYNC) {
-        PyObject *x = PyObject_CallFunction(r->done_cb, "iKy#Ks", r->status,
-                                            (unsigned long long)r->index,
-                                            r->data != NULL ? r->data : "", (Py_ssize_t)r->size,
-                                            (unsigned long long)r->leader_id, r->leader_address);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(batch); i++) {
+        PyObject *pair = PyList_GET_ITEM(batch, i);
+        PyObject *x = PyObject_Call(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1), NULL);
         if (x == NULL) {
             craftpy_log_exception("craft: an asyncio completion failed");
         }
         Py_XDECREF(x);
-        pyreq_free(r);
-        PyGILState_Release(g);
-        return;
     }
-    uv_mutex_lock(&r->mu);
-    r->done = true;
-    int left = --r->refs;
-    uv_cond_signal(&r->cv);
-    uv_mutex_unlock(&r->mu);
-    if (left == 0) {
-        pyreq_free(r); /* the waiter gave up */
-    }
-    if (gil) {
-        PyGILState_Release(g);
-    }
+    Py_RETURN_NONE;
 }
 
-static struct pyreq *pyreq_new(int mode, int op)
+static PyMethodDef run_completions_def = {"_run_completions", (PyCFunction)run_completions, METH_O,
+                                          "runs a batch of asyncio completions"};
+static PyObject *run_completions_fn; /* a function object of run_completions */
+
+/* With the GIL: finishes the requests of l (read functions, asyncio completions, waiters). The
+ * asyncio completions of the same event loop go over in one call_soon_threadsafe. */
+static void flush(struct pyreq_list *l)
+{
+    struct pyreq *r = l->head;
+    l->head = l->tail = NULL;
+    PyObject *loops = NULL;   /* [loop, ...] */
+    PyObject *batches = NULL; /* [[(done, args), ...], ...], one per loop */
+    while (r != NULL) {
+        struct pyreq *next = r->next;
+        if (r->read_fn != NULL && r->status == 0) {
+            /* The barrier passed: the state machine reflects every write committed before the
+             * request, and nothing applies while we are here (the state machine's thread). */
+            r->read_result = PyObject_CallOneArg(r->read_fn, r->read_arg);
+            if (r->read_result == NULL) {
+                PyErr_Fetch(&r->exc_type, &r->exc_value, &r->exc_tb);
+            }
+        }
+        if (r->mode != WAIT_ASYNC) {
+            pyreq_signal(r);
+            r = next;
+            continue;
+        }
+        PyObject *args = Py_BuildValue("(iKy#Ks)", r->status, (unsigned long long)r->index,
+                                       r->data != NULL ? r->data : "", (Py_ssize_t)r->size,
+                                       (unsigned long long)r->leader_id, r->leader_address);
+        if (args == NULL) {
+            craftpy_log_exception("craft: an asyncio completion failed");
+        } else if (r->aio_loop == NULL) {
+            PyObject *x = PyObject_Call(r->done_cb, args, NULL);
+            if (x == NULL) {
+                craftpy_log_exception("craft: a completion callback failed");
+            }
+            Py_XDECREF(x);
+        } else {
+            if (loops == NULL) {
+                loops = PyList_New(0);
+                batches = PyList_New(0);
+            }
+            Py_ssize_t k = 0;
+            Py_ssize_t n = loops != NULL ? PyList_GET_SIZE(loops) : 0;
+            while (k < n && PyList_GET_ITEM(loops, k) != r->aio_loop) {
+                k++;
+            }
+            PyObject *pair = PyTuple_Pack(2, r->done_cb, args);
+            if (loops != NULL && batches != NULL && pair != NULL && k == n) {
+                PyObject *b = PyList_New(0);
+                if (b == NULL || PyList_Append(loops, r->aio_loop) != 0 ||
+                    PyList_Append(batches, b) != 0) {
+                    PyErr_Clear();
+                }
+                Py_XDECREF(b);
+            }
+            if (pair == NULL || batches == NULL || k >= PyList_GET_SIZE(batches) ||
+                PyList_Append(PyList_GET_ITEM(batches, k), pair) != 0) {
+                craftpy_log_exception("craft: an asyncio completion was lost");
+            }
+            Py_XDECREF(pair);
+        }
+        Py_XDECREF(args);
+        pyreq_free(r);
+        r = next;
+    }
+    for (Py_ssize_t k = 0; loops != NULL && batches != NULL && k < PyList_GET_SIZE(batches); k++) {
+        PyObject *x = PyObject_CallMethod(PyList_GET_ITEM(loops, k), "call_soon_threadsafe",
+                                          "OO", run_completions_fn, PyList_GET_ITEM(batches, k));
+        if (x == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+                PyErr_Clear(); /* the event loop is closed: nobody is waiting any more */
+            } else {
+                craftpy_log_exception("craft: handing completions to an event loop failed");
+            }
+        }
+        Py_XDECREF(x);
+    }
+    Py_XDECREF(loops);
+    Py_XDECREF(batches);
+}
+
+/* The loop thread's flush, once per turn: before it waits for I/O (prepare) and after the I/O
+ * callbacks (check). */
+static void loop_flush(NodeObject *self)
+{
+    if (self->loop_pending.head == NULL) {
+        return;
+    }
+    PyGILState_STATE g = PyGILState_Ensure();
+    flush(&self->loop_pending);
+    PyGILState_Release(g);
+}
+
+static void on_flush_prepare(uv_prepare_t *h)
+{
+    loop_flush(h->data);
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    loop_flush(h->data);
+}
+
+static struct pyreq *pyreq_new(NodeObject *self, int mode, int op)
 {
     struct pyreq *r = calloc(1, sizeof *r);
     if (r == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
+    r->node = self;
     r->mode = mode;
     r->req.op = op;
     r->req.cb = on_result;
@@ -376,10 +541,58 @@ static bool stop_requested(struct craft_uv_apply *cmds, size_t n, int *rc)
     return true;
 }
 
-static int fsm_apply(void *data, struct craft_uv_apply *cmds, size_t n)
+/* The state machine's thread takes the GIL for a batch and keeps it until the end of the step
+ * (fsm_step_done), so the batch's answers are finished under the same acquisition. */
+static void fsm_hold_gil(NodeObject *self)
+{
+    if (!self->fsm_holding) {
+        self->fsm_gil = PyGILState_Ensure();
+        self->fsm_holding = true;
+    }
+}
+
+static void fsm_step_done(void *data)
+{
+    NodeObject *self = data;
+    if (self->fsm_pending.head != NULL) {
+        fsm_hold_gil(self);
+        flush(&self->fsm_pending);
+    }
+    if (self->fsm_holding) {
+        self->fsm_holding = false;
+        PyGILState_Release(self->fsm_gil);
+    }
+}
+
+/* The state machine's thread keeps one Python thread state for its whole life (as the loop
+ * thread does, loop_main): PyGILState_Ensure then finds it instead of making one per batch. */
+static void fsm_thread_start(void *data)
 {
     NodeObject *self = data;
     PyGILState_STATE g = PyGILState_Ensure();
+    self->fsm_gil = g;
+    uv_mutex_lock(&self->lock);
+    self->fsm_ident = PyThread_get_thread_ident();
+    self->fsm_tid = uv_thread_self();
+    self->has_fsm_tid = true;
+    uv_mutex_unlock(&self->lock);
+    self->fsm_tstate = PyEval_SaveThread();
+}
+
+static void fsm_thread_stop(void *data)
+{
+    NodeObject *self = data;
+    uv_mutex_lock(&self->lock);
+    self->has_fsm_tid = false;
+    uv_mutex_unlock(&self->lock);
+    PyEval_RestoreThread(self->fsm_tstate);
+    PyGILState_Release(self->fsm_gil);
+}
+
+static int fsm_apply(void *data, struct craft_uv_apply *cmds, size_t n)
+{
+    NodeObject *self = data;
+    fsm_hold_gil(self); /* released by fsm_step_done, after the batch's answers */
     int rc = 0;
     PyObject *list = PyList_New((Py_ssize_t)n);
     PyObject *res = NULL;
@@ -440,7 +653,6 @@ fail:
 out:
     Py_XDECREF(list);
     Py_XDECREF(res);
-    PyGILState_Release(g);
     return rc;
 }
 
@@ -687,11 +899,19 @@ static void set_state(NodeObject *self, int st)
     uv_mutex_unlock(&self->lock);
 }
 
+static void close_flush_handles(NodeObject *self)
+{
+    loop_flush(self); /* the answers of the stop (Closed) */
+    uv_close((uv_handle_t *)&self->flush_prepare, NULL);
+    uv_close((uv_handle_t *)&self->flush_check, NULL);
+}
+
 static void on_stopped(void *data)
 {
     NodeObject *self = data;
     self->node = NULL;
     uv_close((uv_handle_t *)&self->stop_async, NULL);
+    close_flush_handles(self);
 }
 
 static void on_stop_async(uv_async_t *h)
@@ -712,7 +932,13 @@ static void loop_body(NodeObject *self);
  * perf). */
 static void loop_main(void *arg)
 {
+    NodeObject *self = arg;
     PyGILState_STATE pin = PyGILState_Ensure();
+    uv_mutex_lock(&self->lock);
+    self->loop_ident = PyThread_get_thread_ident();
+    self->loop_tid = uv_thread_self();
+    self->has_loop_tid = true;
+    uv_mutex_unlock(&self->lock);
     PyThreadState *saved = PyEval_SaveThread();
     loop_body(arg);
     PyEval_RestoreThread(saved);
@@ -723,6 +949,14 @@ static void loop_body(NodeObject *self)
 {
     struct craft_store *store = NULL;
     int rc = 0;
+    uv_prepare_init(&self->loop, &self->flush_prepare);
+    self->flush_prepare.data = self;
+    uv_prepare_start(&self->flush_prepare, on_flush_prepare);
+    uv_unref((uv_handle_t *)&self->flush_prepare);
+    uv_check_init(&self->loop, &self->flush_check);
+    self->flush_check.data = self;
+    uv_check_start(&self->flush_check, on_flush_check);
+    uv_unref((uv_handle_t *)&self->flush_check);
     if (self->store != NULL) {
         PyGILState_STATE g = PyGILState_Ensure();
         rc = craftpy_store_new(self->store, &store);
@@ -757,6 +991,9 @@ static void loop_body(NodeObject *self)
     if (rc != 0) {
         if (!uv_is_closing((uv_handle_t *)&self->stop_async)) {
             uv_close((uv_handle_t *)&self->stop_async, NULL);
+        }
+        if (!uv_is_closing((uv_handle_t *)&self->flush_prepare)) {
+            close_flush_handles(self);
         }
         uv_run(&self->loop, UV_RUN_DEFAULT);
         uv_loop_close(&self->loop);
@@ -867,7 +1104,13 @@ static int Node_init(NodeObject *self, PyObject *args, PyObject *kw)
     self->metrics_address = metrics_address != NULL ? dup_str(metrics_address) : NULL;
     self->cfg.metrics_address = self->metrics_address;
     self->cfg.lag_threshold = lag_threshold;
-    self->cfg.fsm = (struct craft_uv_fsm){self, fsm_apply, fsm_snapshot, fsm_restore};
+    self->cfg.fsm = (struct craft_uv_fsm){.data = self,
+                                          .apply = fsm_apply,
+                                          .snapshot = fsm_snapshot,
+                                          .restore = fsm_restore,
+                                          .step_done = fsm_step_done,
+                                          .thread_start = fsm_thread_start,
+                                          .thread_stop = fsm_thread_stop};
     self->cfg.log = on_log;
     self->cfg.log_data = self;
     self->cfg.event = on_event;
@@ -979,16 +1222,16 @@ static PyObject *Node_close(NodeObject *self, PyObject *noargs)
     if (self->forked) {
         Py_RETURN_NONE; /* the node belongs to the parent: nothing of it to close here */
     }
-    uv_thread_t me = uv_thread_self();
     uv_mutex_lock(&self->lock);
     int st = self->state;
     if ((st == ST_STARTING || st == ST_RUNNING || st == ST_STOPPING) &&
-        uv_thread_equal(&me, &self->thread)) {
+        (on_thread(&self->loop_tid, self->has_loop_tid) ||
+         on_thread(&self->fsm_tid, self->has_fsm_tid))) {
         uv_mutex_unlock(&self->lock);
         PyErr_SetString(PyExc_RuntimeError,
-                        "close() called on the node's own loop thread (from an event callback, "
-                        "a read function or apply), which it would have to stop and wait for: "
-                        "close the node from another thread");
+                        "close() called on one of the node's own threads (from an event "
+                        "callback, a read function or apply), which it would have to stop and "
+                        "wait for: close the node from another thread");
         return NULL;
     }
     if (st == ST_RUNNING) {
@@ -1058,7 +1301,7 @@ static PyObject *Node_apply(NodeObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*|d", &cmd, &timeout)) {
         return NULL;
     }
-    struct pyreq *r = pyreq_new(WAIT_SYNC, CRAFT_UV_PROPOSE);
+    struct pyreq *r = pyreq_new(self, WAIT_SYNC, CRAFT_UV_PROPOSE);
     if (r == NULL) {
         PyBuffer_Release(&cmd);
         return NULL;
@@ -1087,27 +1330,34 @@ static PyObject *Node_apply(NodeObject *self, PyObject *args)
     return ret;
 }
 
-/* submit_async(op, payload, done, timeout=0, server=0, address=None, auto_promote=False) */
+/* submit_async(op, payload, done, timeout=0, server=0, address=None, auto_promote=False,
+ * loop=None): done(status, index, data, leader_id, leader_address) is called on the asyncio
+ * event loop `loop` (the completions of one batch handed over together), or, without a loop,
+ * on the runtime's thread that answered the request. */
 static PyObject *Node_submit_async(NodeObject *self, PyObject *args)
 {
     int op;
     Py_buffer payload;
-    PyObject *done;
+    PyObject *done, *aio_loop = Py_None;
     double timeout = 0;
     unsigned long long server = 0;
     const char *address = NULL;
     int auto_promote = 0;
-    if (!PyArg_ParseTuple(args, "iy*O|dKzp", &op, &payload, &done, &timeout, &server, &address,
-                          &auto_promote)) {
+    if (!PyArg_ParseTuple(args, "iy*O|dKzpO", &op, &payload, &done, &timeout, &server, &address,
+                          &auto_promote, &aio_loop)) {
         return NULL;
     }
-    struct pyreq *r = pyreq_new(WAIT_ASYNC, op);
+    struct pyreq *r = pyreq_new(self, WAIT_ASYNC, op);
     if (r == NULL) {
         PyBuffer_Release(&payload);
         return NULL;
     }
     Py_INCREF(done);
     r->done_cb = done;
+    if (aio_loop != Py_None) {
+        Py_INCREF(aio_loop);
+        r->aio_loop = aio_loop;
+    }
     r->req.payload = payload.buf;
     r->req.size = (size_t)payload.len;
     r->req.timeout_ms = timeout_ms_of(timeout);
@@ -1122,7 +1372,23 @@ static PyObject *Node_submit_async(NodeObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* read(fn, arg, lease=False, timeout=0) -> fn(arg), run on the loop thread after the barrier */
+/* _on_runtime_thread() -> whether the caller is the node's loop thread or its state machine's
+ * (where a blocking call would wait for itself). */
+static PyObject *Node_on_runtime_thread(NodeObject *self, PyObject *noargs)
+{
+    if (self->forked) {
+        Py_RETURN_FALSE;
+    }
+    uv_mutex_lock(&self->lock);
+    bool mine = self->state != ST_NEW && self->state != ST_STOPPED &&
+                (on_thread(&self->loop_tid, self->has_loop_tid) ||
+                 on_thread(&self->fsm_tid, self->has_fsm_tid));
+    uv_mutex_unlock(&self->lock);
+    return PyBool_FromLong(mine);
+}
+
+/* read(fn, arg, lease=False, timeout=0) -> fn(arg), run on the state machine's thread after the
+ * barrier, with no apply in progress */
 static PyObject *Node_read(NodeObject *self, PyObject *args)
 {
     PyObject *fn, *arg;
@@ -1131,7 +1397,7 @@ static PyObject *Node_read(NodeObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OO|pd", &fn, &arg, &lease, &timeout)) {
         return NULL;
     }
-    struct pyreq *r = pyreq_new(WAIT_SYNC, lease ? CRAFT_UV_READ_LEASE : CRAFT_UV_READ);
+    struct pyreq *r = pyreq_new(self, WAIT_SYNC, lease ? CRAFT_UV_READ_LEASE : CRAFT_UV_READ);
     if (r == NULL) {
         return NULL;
     }
@@ -1157,7 +1423,7 @@ static PyObject *Node_change(NodeObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "bad op");
         return NULL;
     }
-    struct pyreq *r = pyreq_new(WAIT_SYNC, op);
+    struct pyreq *r = pyreq_new(self, WAIT_SYNC, op);
     if (r == NULL) {
         return NULL;
     }
@@ -1460,7 +1726,8 @@ static PyMethodDef Node_methods[] = {
     {"close", (PyCFunction)Node_close, METH_NOARGS, "close(): stops gracefully; idempotent."},
     {"apply", (PyCFunction)Node_apply, METH_VARARGS, "apply(cmd, timeout=0) -> (index, bytes)"},
     {"submit_async", (PyCFunction)Node_submit_async, METH_VARARGS,
-     "submit_async(op, payload, done, timeout=0, server=0, address=None, auto_promote=False)"},
+     "submit_async(op, payload, done, timeout=0, server=0, address=None, auto_promote=False, "
+     "loop=None)"},
     {"read", (PyCFunction)Node_read, METH_VARARGS, "read(fn, arg, lease=False, timeout=0)"},
     {"change", (PyCFunction)Node_change, METH_VARARGS,
      "change(op, server, address=None, auto_promote=False, timeout=0) -> index"},
@@ -1469,6 +1736,8 @@ static PyMethodDef Node_methods[] = {
      "status_packed() -> the status as a msgpack map (docs/wire.md)"},
     {"metrics", (PyCFunction)Node_metrics, METH_VARARGS,
      "metrics(openmetrics=False) -> Prometheus or OpenMetrics text"},
+    {"_on_runtime_thread", (PyCFunction)Node_on_runtime_thread, METH_NOARGS,
+     "_on_runtime_thread() -> whether this is the node's loop or state machine thread"},
     {"_forked", (PyCFunction)Node_forked, METH_NOARGS,
      "_forked(): this process is a fork of the node's: refuse every call from now on"},
     {"set_faults", (PyCFunction)Node_set_faults, METH_VARARGS,
@@ -1502,6 +1771,10 @@ static PyType_Spec Node_spec = {"craft._craft.Node", sizeof(NodeObject), 0,
 
 int craftpy_node_init(PyObject *m)
 {
+    run_completions_fn = PyCFunction_New(&run_completions_def, NULL);
+    if (run_completions_fn == NULL) {
+        return -1;
+    }
     reader_type = (PyTypeObject *)PyType_FromSpec(&Reader_spec);
     if (reader_type == NULL) {
         return -1;

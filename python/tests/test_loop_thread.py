@@ -1,5 +1,6 @@
-"""Python code that runs on a node's loop thread (an event callback, a read function, a request's
-completion) and calls back into the node: what it may do, and what it is refused."""
+"""Python code that runs on one of a node's own threads (an event callback on its loop thread, a
+read function or a request's completion on its state machine thread) and calls back into the
+node: what it may do, and what it is refused."""
 
 import threading
 

@@ -7,15 +7,36 @@
  *
  * Threads. A node lives on the thread that runs its loop; one loop may drive several nodes.
  * Every function here must be called on that thread, except craft_uv_submit(),
- * craft_uv_status() and craft_uv_set_faults(), which any thread may call, also while the node
- * stops: once craft_uv_node_stop() has begun they return CRAFT_ESHUTDOWN (craft_uv_status()
- * the last status), until the stop callback has returned; after that the node no longer
- * exists, and the stop callback is where the owner of such threads makes sure that they stop
- * calling (it may wait for calls in progress: they do not need the loop). Every callback runs on
- * the loop's thread, except the state machine's snapshot and restore, which run on a worker
- * thread while no apply is in progress (the loop keeps serving the network meanwhile), and the
- * store's log lines (see log below).
- */
+ * craft_uv_status(), craft_uv_set_faults(), craft_uv_set_security() and craft_uv_fsm_run(),
+ * which any thread may call, also while the node stops: once craft_uv_node_stop() has begun
+ * they return CRAFT_ESHUTDOWN (craft_uv_status() the last status), until the stop callback has
+ * returned; after that the node no longer exists, and the stop callback is where the owner of
+ * such threads makes sure that they stop calling (it may wait for calls in progress: they do
+ * not need the loop).
+ *
+ * The state machine runs off the loop, so that a slow apply never stops heartbeats: everything
+ * that calls the state machine's code runs in one ordered stream on a thread of its own (the
+ * runtime's, one per node; or the embedder's, see fsm_wake): apply, snapshot and restore, and
+ * the callbacks of the requests the state machine answers (a proposal right after its entry
+ * is applied, a read once the state machine has reached its read index). Nothing else of the
+ * stream runs meanwhile, so such a callback may read the state machine directly. Which thread
+ * runs each callback:
+ *
+ *   callback                                       runtime's stream    embedder's stream
+ *   fsm.apply, fsm.snapshot, fsm.restore           stream thread       embedder's thread
+ *   fsm.step_done                                  stream thread       embedder's thread
+ *   fsm.thread_start, fsm.thread_stop              stream thread       (never called)
+ *   request cb: proposal applied (status 0,        stream thread       embedder's thread
+ *     EAPPLY, EDROPPED at its index), read done
+ *   request cb: any other answer (failures,        loop thread         embedder's thread
+ *     membership, transfer)
+ *   event                                          loop thread         embedder's thread
+ *   log                                            loop thread, or a disk thread inside a
+ *                                                  store call (see log below)
+ *   stop callback of craft_uv_node_stop            loop thread         embedder's thread
+ *
+ * At start (craft_uv_node_new) restore runs on the calling thread, before the node exists.
+  */
 #ifndef CRAFT_UV_H
 #define CRAFT_UV_H
 
@@ -56,17 +77,36 @@ typedef int (*craft_uv_read_fn)(void *ctx, void *buf, size_t cap, size_t *n);
 
 struct craft_uv_fsm {
     void *data;
-    /* Applies a batch of commands, in log order (loop thread). A non-zero return (a CRAFT_E*
-     * code) means the state machine cannot go on: the node stops, loudly; the result of the
-     * last command whose error is set, if any, is the reason it reports (the stopped event's
-     * message). A binding stops this way on a command it cannot interpret or a state it knows
-     * to be wrong (docs/protocol.md). */
+    /* Applies a batch of commands, in log order (the stream's thread). A non-zero return (a
+     * CRAFT_E* code) means the state machine cannot go on: the node stops, loudly; the result
+     * of the last command whose error is set, if any, is the reason it reports (the stopped
+     * event's message). A binding stops this way on a command it cannot interpret or a state it
+     * knows to be wrong (docs/protocol.md). The loop goes on meanwhile: heartbeats, replication
+     * and the disk do not wait for it. */
     int (*apply)(void *data, struct craft_uv_apply *cmds, size_t n);
-    /* Writes the whole state (worker thread; no apply runs meanwhile). */
+    /* Writes the whole state (the stream's thread, in the stream's order: the state is exactly
+     * the one at the snapshot's index). */
     int (*snapshot)(void *data, craft_uv_write_fn write, void *ctx);
-    /* Replaces the whole state with a snapshot's (worker thread; no apply runs meanwhile). */
+    /* Replaces the whole state with a snapshot's (the stream's thread, in order). */
     int (*restore)(void *data, craft_uv_read_fn read, void *ctx);
+    /* Optional: called on the stream's thread after each step that ran user code (an apply
+     * batch and the callbacks of the requests it answered, a run of read answers, ...), before
+     * the stream goes on. A binding can gather work per request and finish it here in one go
+     * (the Python binding hands every asyncio completion of a batch over at once). */
+    void (*step_done)(void *data);
+    /* Optional, the runtime's stream only: called on the stream's thread when it starts and
+     * just before it ends (a binding attaches the thread to its language runtime here). */
+    void (*thread_start)(void *data);
+    void (*thread_stop)(void *data);
 };
+
+/* Runs the state machine stream of a node whose embedder runs it (fsm_wake): every step that is
+ * ready, then returns. Call it on one thread only, after each fsm_wake (and again while it
+ * returns 1). Returns 0 when the stream is empty, 1 when steps are still waiting (call again),
+ * CRAFT_ESHUTDOWN when the node stopped and this call ran its stop callback: the node no
+ * longer exists (never call it again), or CRAFT_EINVAL for a node whose stream the runtime
+ * runs. The stream must be run until then: a stopping node waits for it. */
+CRAFT_API int craft_uv_fsm_run(struct craft_uv_node *n);
 
 /* Says why a state machine callback is about to fail: call it on the thread the callback runs
  * on, before returning the error. The runtime then reports this reason (log line, events,
@@ -194,6 +234,15 @@ struct craft_uv_config {
      * CRAFT_UV_EVENT_FOLLOWER_LAGGING on the leader; default 1000; 0 disables the event. */
     uint64_t lag_threshold;
     struct craft_uv_fsm fsm;
+    /* Who runs the state machine stream. NULL (the default): the runtime, on a thread of its
+     * own that it starts with the node and ends when it stops. Otherwise the embedder, on a
+     * thread of its choice (the same one each time): fsm_wake(fsm_wake_data) is called (on the
+     * loop thread, or the thread calling craft_uv_fsm_run) when the stream gets work while it
+     * was idle, and the embedder then calls craft_uv_fsm_run(). Every callback of the node but
+     * log lines is then delivered on that thread (see the table at the top): a binding whose
+     * language may only run on one thread (Lua) uses this. */
+    void (*fsm_wake)(void *data);
+    void *fsm_wake_data;
     /* Optional store (e.g. a binding's); the node takes ownership. NULL: the durable store in
      * data_dir. */
     struct craft_store *store;
@@ -234,8 +283,9 @@ CRAFT_API const char *craft_uv_last_error(void);
 /* Starts ticking and connecting. */
 CRAFT_API int craft_uv_node_start(struct craft_uv_node *n);
 /* Stops gracefully: pending requests fail with CRAFT_ESHUTDOWN, what is being written is
- * flushed, connections and the store are closed; then cb is called, and the node's memory is
- * freed (with its allocator) when cb returns. */
+ * flushed, the state machine finishes the step it is running (queued ones are dropped: a
+ * restart applies them again from the log), connections and the store are closed; then cb is
+ * called, and the node's memory is freed (with its allocator) when cb returns. */
 CRAFT_API void craft_uv_node_stop(struct craft_uv_node *n, void (*cb)(void *data), void *data);
 /* The address actually bound. */
 CRAFT_API const char *craft_uv_node_address(const struct craft_uv_node *n);
@@ -246,13 +296,15 @@ CRAFT_API craft_id craft_uv_node_id(const struct craft_uv_node *n);
  *
  * A request is owned by the caller and must stay valid and untouched until its callback has
  * run. craft_uv_submit() may be called from any thread; it copies the payload. If it returns
- * an error the callback is never called; otherwise it is called exactly once, on the loop
- * thread.
+ * an error the callback is never called; otherwise it is called exactly once: on the state
+ * machine's stream when the state machine answers it (a proposal applied, a read done), else on
+ * the loop thread (with an embedder's stream, always on the stream; see the table at the top).
  * ---------------------------------------------------------------------------------------- */
 enum craft_uv_op {
     CRAFT_UV_PROPOSE = 1,  /* commit and apply a command; result: the state machine's */
-    CRAFT_UV_READ = 2,     /* linearizable read barrier: the callback runs once the local state
-                              machine reflects every write committed before the request */
+    CRAFT_UV_READ = 2,     /* linearizable read barrier: the callback runs on the state
+                              machine's stream once the local state machine reflects every
+                              write committed before the request; no apply runs during it */
     CRAFT_UV_READ_LEASE = 3, /* the same, without the heartbeat round while the leader's
                                 lease holds (on the monotonic clock; a stall of the loop longer
                                 than the lease voids it), else a barrier */

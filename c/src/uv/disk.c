@@ -7,12 +7,16 @@
  *                      all of them (group commit). A chunk is never merged with what follows it,
  *                      because installing a snapshot must come before the entries after it.
  *   JOB_READ_CHUNK     reads a chunk of our snapshot for an InstallSnapshot to send.
- *   JOB_TAKE_SNAPSHOT  runs the state machine's snapshot callback into a new snapshot file.
- *   JOB_RESTORE        runs the state machine's restore callback from the latest snapshot.
+ *   JOB_STORE_SNAPSHOT stores a snapshot an embedder's state machine stream wrote into memory.
+ *   JOB_RESTORE_READY  behind the write that installed a snapshot from the leader: the restore
+ *                      step of the state machine stream may run (with an embedder's stream, the
+ *                      snapshot is read into memory for it here).
  *   JOB_COMPACT        compacts the store after a snapshot.
  *
  * While the disk works the loop keeps serving the network; the leader's own write of new
- * entries proceeds in parallel with sending them (thesis 10.2.1). */
+ * entries proceeds in parallel with sending them (thesis 10.2.1). The state machine stream
+ * (fsm.c) also calls the store, for its snapshots and restores: every job holds store_lock
+ * while it runs, and so does each of the stream's store calls. */
 #include <stdio.h>
 #include <string.h>
 
@@ -29,6 +33,7 @@ void craft__uv_job_free(struct craft_uv_node *n, struct craft__job *j)
     craft_free(n->alloc, (void *)j->chunk.data);
     craft_configuration_close(&j->chunk.meta.conf, n->alloc);
     craft_free(n->alloc, (void *)j->msg.u.install_snapshot.data);
+    craft_free(n->alloc, j->data);
     if (j->kind == JOB_READ_CHUNK) {
         craft_configuration_close(&j->msg.u.install_snapshot.meta.conf, n->alloc);
     }
@@ -67,6 +72,7 @@ static void job_done(struct craft_uv_node *n, struct craft__job *j)
     }
     j->next = NULL;
     j->started = false;
+    j->on_pool = false;
     j->rc = 0;
     j->err[0] = '\0';
     j->seq = 0;
@@ -167,49 +173,85 @@ static void do_read_chunk(struct craft_uv_node *n, struct craft__job *j)
     is->data = buf;
 }
 
-struct snap_writer {
-    struct craft_store *s;
-    void *w;
-    uint64_t size;
-};
-
-static int snap_write(void *ctx, const void *buf, size_t len)
-{
-    struct snap_writer *sw = ctx;
-    int rc = len > 0 ? sw->s->snapshot_write(sw->s->impl, sw->w, buf, len) : 0;
-    if (rc == 0) {
-        sw->size += len;
-    }
-    return rc;
-}
-
-static void do_take_snapshot(struct craft_uv_node *n, struct craft__job *j)
+/* A snapshot written into memory by an embedder's state machine stream. A snapshot from the
+ * leader installed meanwhile may be newer: this one is then not stored (it would put the store
+ * back), and reported obsolete. */
+static void do_store_snapshot(struct craft_uv_node *n, struct craft__job *j)
 {
     struct craft_store *s = n->store;
-    struct snap_writer sw = {s, NULL, 0};
+    struct craft_snapshot_meta latest;
+    if (s->snapshot_meta(s->impl, n->alloc, &latest) == 0) {
+        craft_configuration_close(&latest.conf, n->alloc);
+        if (latest.index >= j->meta.index) {
+            j->obsolete = true;
+            return;
+        }
+    }
+    void *w = NULL;
     struct craft_snapshot_meta m = j->meta;
     m.size = 0;
-    int rc = s->snapshot_begin(s->impl, &m, &sw.w);
+    int rc = s->snapshot_begin(s->impl, &m, &w);
     if (rc != 0) {
         fail(j, rc, "starting a snapshot", s);
         return;
     }
-    rc = n->cfg.fsm.snapshot != NULL ? n->cfg.fsm.snapshot(n->cfg.fsm.data, snap_write, &sw)
-                                     : CRAFT_EINVAL;
+    rc = j->data_len > 0 ? s->snapshot_write(s->impl, w, j->data, j->data_len) : 0;
     if (rc != 0) {
-        char why[320];
-        s->snapshot_abort(s->impl, sw.w);
-        j->rc = rc;
-        snprintf(j->err, sizeof j->err, "the state machine's snapshot failed: %s",
-                 craft__uv_take_fsm_error(rc, why, sizeof why));
+        s->snapshot_abort(s->impl, w);
+        fail(j, rc, "writing a snapshot", s);
         return;
     }
-    rc = s->snapshot_commit(s->impl, sw.w);
+    rc = s->snapshot_commit(s->impl, w);
     if (rc != 0) {
         fail(j, rc, "committing a snapshot", s);
         return;
     }
-    j->size = sw.size;
+    j->size = j->data_len;
+}
+
+/* With an embedder's stream: the latest snapshot, whole, for a restore step. */
+static void do_read_snapshot(struct craft_uv_node *n, struct craft__job *j)
+{
+    struct craft_store *s = n->store;
+    struct craft_snapshot_meta m;
+    int rc = s->snapshot_meta(s->impl, n->alloc, &m);
+    if (rc != 0) {
+        fail(j, rc, "restoring the state machine: reading the snapshot's metadata", s);
+        return;
+    }
+    craft_configuration_close(&m.conf, n->alloc);
+    j->meta.index = m.index;
+    void *reader = NULL;
+    rc = s->snapshot_open(s->impl, &reader);
+    if (rc != 0) {
+        fail(j, rc, "restoring the state machine: opening the snapshot", s);
+        return;
+    }
+    size_t cap = m.size > 0 && m.size < ((uint64_t)1 << 40) ? (size_t)m.size : 65536;
+    j->data = craft_malloc(n->alloc, cap > 0 ? cap : 1);
+    rc = j->data != NULL ? 0 : CRAFT_ENOMEM;
+    while (rc == 0) {
+        if (j->data_len == cap) {
+            char *p = craft_realloc(n->alloc, j->data, cap * 2);
+            if (p == NULL) {
+                rc = CRAFT_ENOMEM;
+                break;
+            }
+            j->data = p;
+            cap *= 2;
+        }
+        size_t k = 0;
+        rc = s->snapshot_read(s->impl, reader, j->data_len, j->data + j->data_len,
+                              cap - j->data_len, &k);
+        if (rc != 0 || k == 0) {
+            break;
+        }
+        j->data_len += k;
+    }
+    s->snapshot_close(s->impl, reader);
+    if (rc != 0) {
+        fail(j, rc, "restoring the state machine: reading the snapshot", s);
+    }
 }
 
 struct snap_reader {
@@ -244,9 +286,9 @@ int craft__uv_restore_fsm(struct craft_uv_node *n)
     return rc;
 }
 
-static void work_cb(uv_work_t *w)
+/* The head job's store calls; the caller holds store_lock. */
+static void job_run(struct craft_uv_node *n)
 {
-    struct craft_uv_node *n = w->data;
     struct craft__job *j = n->jobs;
     switch (j->kind) {
     case JOB_WRITE: {
@@ -258,15 +300,12 @@ static void work_cb(uv_work_t *w)
     case JOB_READ_CHUNK:
         do_read_chunk(n, j);
         break;
-    case JOB_TAKE_SNAPSHOT:
-        do_take_snapshot(n, j);
+    case JOB_STORE_SNAPSHOT:
+        do_store_snapshot(n, j);
         break;
-    case JOB_RESTORE:
-        j->rc = craft__uv_restore_fsm(n);
-        if (j->rc != 0) {
-            char why[320];
-            snprintf(j->err, sizeof j->err, "restoring the state machine: %s",
-                     craft__uv_take_fsm_error(j->rc, why, sizeof why));
+    case JOB_RESTORE_READY:
+        if (n->fsm_embedded) {
+            do_read_snapshot(n, j);
         }
         break;
     case JOB_COMPACT:
@@ -276,6 +315,14 @@ static void work_cb(uv_work_t *w)
         }
         break;
     }
+}
+
+static void work_cb(uv_work_t *w)
+{
+    struct craft_uv_node *n = w->data;
+    uv_mutex_lock(&n->store_lock); /* the state machine stream's store calls wait (fsm.c) */
+    job_run(n);
+    uv_mutex_unlock(&n->store_lock);
 }
 
 /* The head job finished (on the worker, or on the loop for a write done there): its results
@@ -289,7 +336,7 @@ static void job_finished(struct craft_uv_node *n)
     }
     n->job_running = false;
 
-    if (j->rc != 0 && j->kind != JOB_READ_CHUNK && j->kind != JOB_TAKE_SNAPSHOT && !n->dead) {
+    if (j->rc != 0 && j->kind != JOB_READ_CHUNK && j->kind != JOB_STORE_SNAPSHOT && !n->dead) {
         /* A store that lost a write cannot be trusted (DESIGN.md): stop, loudly. A snapshot
          * that could not be taken loses nothing (the log still holds everything): it is logged
          * and asked for again later; a chunk that could not be read is resent by the core. */
@@ -317,11 +364,11 @@ static void job_finished(struct craft_uv_node *n)
                 craft__transport_send(n->transport, j->msg.to, &wm);
             }
             break;
-        case JOB_TAKE_SNAPSHOT:
-            craft__uv_snapshot_done(n, j);
+        case JOB_STORE_SNAPSHOT:
+            craft__uv_snapshot_done(n, j->rc, j->err, j->meta.index, j->size, j->obsolete);
             break;
-        case JOB_RESTORE:
-            craft__uv_restore_done(n, j);
+        case JOB_RESTORE_READY:
+            craft__uv_fsm_restore_ready(n, j);
             break;
         default:
             break;
@@ -357,10 +404,12 @@ static void after_work_cb(uv_work_t *w, int status)
 
 static bool write_on_loop(struct craft_uv_node *n, const struct craft__job *j)
 {
-    return n->cfg.write_on_loop && j->kind == JOB_WRITE && !j->has_chunk && !n->stopping &&
+    return n->cfg.write_on_loop && j->kind == JOB_WRITE && !j->has_chunk && !j->on_pool &&
+           !n->stopping &&
            j->payload_len <= LOOP_WRITE_MAX_BYTES && uv_now(n->loop) >= n->loop_writes_off_until;
 }
 
+/* The caller holds store_lock; it is released before the results are handed on. */
 static void run_on_loop(struct craft_uv_node *n)
 {
     struct craft__job *j = n->jobs;
@@ -371,7 +420,8 @@ static void run_on_loop(struct craft_uv_node *n)
     /* What the core sent with this write leaves first, so the followers write in parallel. */
     craft__transport_flush(n->transport);
     uint64_t t0 = uv_hrtime();
-    work_cb(&n->work);
+    job_run(n);
+    uv_mutex_unlock(&n->store_lock);
     uint64_t took = uv_hrtime() - t0;
     if (took > LOOP_WRITE_SLOW_NS) {
         uv_update_time(n->loop);
@@ -392,7 +442,14 @@ void craft__uv_loop_write_cb(uv_idle_t *h)
     struct craft_uv_node *n = h->data;
     uv_idle_stop(h);
     if (!n->job_running && n->jobs != NULL && !n->dead && write_on_loop(n, n->jobs)) {
-        run_on_loop(n);
+        /* The state machine stream may be inside a store call (a snapshot or a restore): the
+         * loop never waits for it; the pool does. */
+        if (uv_mutex_trylock(&n->store_lock) == 0) {
+            run_on_loop(n);
+        } else {
+            n->jobs->on_pool = true;
+            n->loop_writes_busy++;
+        }
     }
     craft__uv_disk_kick(n);
     craft__uv_maybe_finish_stop(n);

@@ -7,7 +7,8 @@
  *   - events (craft__uv_admin_event): elections, leader changes, membership, snapshots;
  *   - the disk queue (craft__uv_metrics_write): how long each write job took;
  *   - the state machine, through the wrappers cfg.fsm holds (craft__uv_metrics_init): how long
- *     each apply batch took, and the bytes of snapshots written and read;
+ *     each apply batch took, and the bytes of snapshots written and read (on the state machine
+ *     stream's thread: those counters have that one writer);
  *   - the transport (traffic.c): messages and bytes per peer and type;
  *   - the status copy (node.c): indexes, roles, queue depths, the transport's counters. */
 #include <stdarg.h>
@@ -189,6 +190,25 @@ static int timed_restore(void *data, craft_uv_read_fn read, void *ctx)
     return rc;
 }
 
+/* The stream's other hooks reach the user's callbacks with the user's data. */
+static void forward_step_done(void *data)
+{
+    struct craft_uv_node *n = data;
+    n->user_fsm.step_done(n->user_fsm.data);
+}
+
+static void forward_thread_start(void *data)
+{
+    struct craft_uv_node *n = data;
+    n->user_fsm.thread_start(n->user_fsm.data);
+}
+
+static void forward_thread_stop(void *data)
+{
+    struct craft_uv_node *n = data;
+    n->user_fsm.thread_stop(n->user_fsm.data);
+}
+
 void craft__uv_metrics_init(struct craft_uv_node *n)
 {
     /* Callbacks the user left out stay NULL: the runtime asks for no snapshot from a state
@@ -198,6 +218,9 @@ void craft__uv_metrics_init(struct craft_uv_node *n)
     n->cfg.fsm.apply = n->user_fsm.apply != NULL ? timed_apply : NULL;
     n->cfg.fsm.snapshot = n->user_fsm.snapshot != NULL ? timed_snapshot : NULL;
     n->cfg.fsm.restore = n->user_fsm.restore != NULL ? timed_restore : NULL;
+    n->cfg.fsm.step_done = n->user_fsm.step_done != NULL ? forward_step_done : NULL;
+    n->cfg.fsm.thread_start = n->user_fsm.thread_start != NULL ? forward_thread_start : NULL;
+    n->cfg.fsm.thread_stop = n->user_fsm.thread_stop != NULL ? forward_thread_stop : NULL;
 }
 
 /* ---- the text ------------------------------------------------------------------------------- */

@@ -89,10 +89,15 @@ void craft__uv_log(struct craft_uv_node *n, int level, const char *fmt, ...)
 
 void craft__uv_event(struct craft_uv_node *n, const struct craft_uv_event *e)
 {
-    craft__uv_admin_event(n, e);
-    if (n->cfg.event != NULL) {
-        n->cfg.event(n->cfg.event_data, e);
+    craft__uv_admin_event(n, e); /* metrics and snapshot waiters, on the loop */
+    if (n->cfg.event == NULL) {
+        return;
     }
+    if (n->fsm_embedded) {
+        craft__uv_queue_event(n, e); /* delivered on the embedder's stream */
+        return;
+    }
+    n->cfg.event(n->cfg.event_data, e);
 }
 
 void craft__uv_fatal(struct craft_uv_node *n, int rc, const char *fmt, ...)
@@ -122,6 +127,8 @@ void craft__uv_fatal(struct craft_uv_node *n, int rc, const char *fmt, ...)
     craft__uv_event(n, &ev);
     uv_timer_stop(&n->tick);
     craft__uv_requests_fail_all(n, n->dead_rc);
+    craft__uv_fsm_cancel(n, n->dead_rc);
+    craft__uv_apply_pump(n);
     craft__uv_publish_status(n);
 }
 
@@ -253,6 +260,8 @@ static int boot_core(struct craft_uv_node *n)
         }
         n->applied = meta.index;
         n->snapshot_index = meta.index;
+        n->fsm_applied = meta.index;
+        n->queued = meta.index;
     }
     craft_free(n->alloc, entries);
     craft_configuration_close(&meta.conf, n->alloc);
@@ -283,10 +292,10 @@ void craft__uv_removed(struct craft_uv_node *n, craft_id by, craft_index index)
     craft__uv_publish_status(n);
 }
 
-/* Frees everything but the node itself and its lock (see handle_closed). */
+/* Frees everything but the node itself, its locks and the state machine stream (see
+ * handle_closed). */
 static void node_release(struct craft_uv_node *n)
 {
-    craft__uv_items_free(n);
     while (n->jobs != NULL) {
         struct craft__job *j = n->jobs;
         n->jobs = j->next;
@@ -307,11 +316,28 @@ static void node_release(struct craft_uv_node *n)
     n->data_dir = NULL;
 }
 
-static void node_free(struct craft_uv_node *n)
+/* The node's own memory: what is left of the stream, the locks, the node. On the loop thread,
+ * or, with an embedder's stream, on the embedder's in its last step (fsm.c). */
+void craft__uv_node_free_memory(struct craft_uv_node *n)
 {
-    node_release(n);
+    craft__uv_steps_free(n, n->fsm_done);
+    craft__uv_steps_free(n, n->fsm_head);
+    craft__uv_steps_free(n, n->pending);
+    craft__uv_steps_free(n, n->spare);
+    craft_free(n->alloc, n->fsm_cmds);
+    craft_free(n->alloc, n->fsm_map);
+    uv_mutex_destroy(&n->fsm_lock);
+    uv_cond_destroy(&n->fsm_cond);
+    uv_mutex_destroy(&n->store_lock);
     uv_mutex_destroy(&n->lock);
     craft_free(n->alloc, n);
+}
+
+static void node_free(struct craft_uv_node *n)
+{
+    craft__uv_fsm_join(n);
+    node_release(n);
+    craft__uv_node_free_memory(n);
 }
 
 static void prepare_cb(uv_prepare_t *p);
@@ -376,6 +402,10 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
         n->cfg.max_frame = CRAFT_WIRE_MAX_FRAME_DEFAULT;
     }
     uv_mutex_init(&n->lock);
+    uv_mutex_init(&n->fsm_lock);
+    uv_cond_init(&n->fsm_cond);
+    uv_mutex_init(&n->store_lock);
+    n->fsm_embedded = c->fsm_wake != NULL;
     int rc = 0;
     if (c->data_dir != NULL) {
         n->data_dir = craft_malloc(n->alloc, strlen(c->data_dir) + 1);
@@ -421,6 +451,12 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
     }
     if (rc == 0) {
         rc = boot_core(n);
+    }
+    if (rc == 0) {
+        rc = craft__uv_fsm_start(n);
+        if (rc != 0) {
+            set_error("starting the state machine's thread: %s", craft_strerror(rc));
+        }
     }
     struct craft__tls_ctx *tls = NULL;
     if (rc == 0) {
@@ -489,7 +525,9 @@ int craft_uv_node_new(uv_loop_t *loop, const struct craft_uv_config *c,
     uv_unref((uv_handle_t *)&n->prepare); /* it must not keep the loop alive */
     uv_idle_init(loop, &n->write_idle);
     n->write_idle.data = n;
-    n->open_handles = 4;
+    uv_async_init(loop, &n->fsm_async, craft__uv_fsm_async_cb);
+    n->fsm_async.data = n;
+    n->open_handles = 5;
     craft__uv_log(n, CRAFT_UV_INFO, "event=open address=%s term=%llu last_index=%llu",
                   craft__transport_address(n->transport),
                   (unsigned long long)craft_node_term(n->core),
@@ -762,6 +800,9 @@ void craft__uv_maybe_publish_status(struct craft_uv_node *n)
 static void prepare_cb(uv_prepare_t *p)
 {
     struct craft_uv_node *n = p->data;
+    /* What the loop queued for the state machine stream outside craft__uv_drive (answers to
+     * requests that failed, events with an embedder's stream) goes before the loop blocks. */
+    craft__uv_apply_pump(n);
     if (n->status_dirty) {
         craft__uv_publish_status(n);
     }
@@ -790,11 +831,16 @@ static void handle_closed(uv_handle_t *h)
     struct craft_uv_node *n = h->data;
     if (--n->open_handles == 0) {
         node_release(n);
+        if (n->fsm_embedded) {
+            /* The embedder calls the stop callback and frees the node in the stream's last
+             * step, after every answer and event queued before it. */
+            craft__uv_fsm_push_stop(n);
+            return;
+        }
         if (n->stop_cb != NULL) {
             n->stop_cb(n->stop_data);
         }
-        uv_mutex_destroy(&n->lock);
-        craft_free(n->alloc, n);
+        craft__uv_node_free_memory(n);
     }
 }
 
@@ -802,10 +848,14 @@ static void close_handles(void *data)
 {
     struct craft_uv_node *n = data;
     n->http = NULL;
+    uv_mutex_lock(&n->fsm_lock);
+    n->fsm_async_closed = true; /* the stream sends no more wake-ups to the loop */
+    uv_mutex_unlock(&n->fsm_lock);
     uv_close((uv_handle_t *)&n->tick, handle_closed);
     uv_close((uv_handle_t *)&n->async, handle_closed);
     uv_close((uv_handle_t *)&n->prepare, handle_closed);
     uv_close((uv_handle_t *)&n->write_idle, handle_closed);
+    uv_close((uv_handle_t *)&n->fsm_async, handle_closed);
 }
 
 static void transport_closed(void *data)
@@ -819,12 +869,19 @@ static void transport_closed(void *data)
     close_handles(n);
 }
 
-/* Once the disk is idle: close the transport, then the handles, then free. */
+/* Once the disk and the state machine stream are idle (the stream finished the step it was
+ * running; what was queued behind it was dropped, or, answers and events, delivered): end the
+ * stream's thread, close the transport, then the handles, then free. */
 void craft__uv_maybe_finish_stop(struct craft_uv_node *n)
 {
     if (!n->stopping || n->closing || n->job_running || n->jobs != NULL) {
         return;
     }
+    craft__uv_apply_pump(n);
+    if (!craft__uv_fsm_idle(n)) {
+        return; /* craft__uv_fsm_async_cb calls again */
+    }
+    craft__uv_fsm_join(n);
     n->closing = true;
     craft__transport_close(n->transport, transport_closed, n);
 }
@@ -842,7 +899,9 @@ void craft_uv_node_stop(struct craft_uv_node *n, void (*cb)(void *data), void *d
     n->stop_data = data;
     uv_timer_stop(&n->tick);
     craft__uv_requests_fail_all(n, CRAFT_ESHUTDOWN);
-    craft__uv_items_free(n); /* not applied: a restart re-applies them from the log */
+    /* Not applied: a restart re-applies them from the log. */
+    craft__uv_fsm_cancel(n, CRAFT_ESHUTDOWN);
+    craft__uv_apply_pump(n);
     craft__uv_disk_kick(n);  /* drops all but the writes, which are flushed */
     craft__uv_maybe_finish_stop(n);
 }

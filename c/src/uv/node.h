@@ -3,13 +3,15 @@
  *   clock.c     time for the core: ticks from the monotonic clock, missed ticks made up
  *   drive.c     taking the core's updates: writes to disk, messages out, committed entries in
  *   disk.c      the disk queue: one job at a time on libuv's thread pool, group commit
- *   apply.c     the apply queue: committed entries to the state machine in batches, snapshots
+ *   apply.c     the state machine stream, loop side: committed entries, snapshot points and
+ *               answers queued in order, and what comes back from the stream
+ *   fsm.c       the state machine stream where it runs: the runtime's thread, or the embedder's
  *   requests.c  proposals, reads, membership and transfer requests, forwarding, timeouts
  *   admin.c     operators' requests from the network (status, membership, snapshot now,
  *               metrics), snapshots on request, follower lag events
  *   status.c    the status as a msgpack map (the status request's answer)
  *   metrics.c   counters and histograms (metrics.h), and their Prometheus text
- * Everything runs on the loop's thread except the body of a disk job. */
+ * Everything runs on the loop's thread except the body of a disk job and the stream (fsm.c). */
 #ifndef CRAFT_UV_NODE_H
 #define CRAFT_UV_NODE_H
 
@@ -33,12 +35,13 @@ struct craft__metrics_http;
 #define CRAFT__UV_ENTRY_RESERVE 16u
 
 /* ---- disk jobs ---------------------------------------------------------------------------- */
-enum { JOB_WRITE = 1, JOB_READ_CHUNK, JOB_TAKE_SNAPSHOT, JOB_RESTORE, JOB_COMPACT };
+enum { JOB_WRITE = 1, JOB_READ_CHUNK, JOB_STORE_SNAPSHOT, JOB_RESTORE_READY, JOB_COMPACT };
 
 struct craft__job {
     int kind;
     struct craft__job *next;
     bool started;
+    bool on_pool; /* a write the loop could not take (the store was busy): the pool's */
     int rc;
     char err[400];
     /* JOB_WRITE: everything of one or more updates, carried out in the driver contract's
@@ -60,23 +63,81 @@ struct craft__job {
     struct craft_install_snapshot chunk; /* data and conf owned */
     /* JOB_READ_CHUNK: the message to fill and send (meta.conf owned, data allocated). */
     struct craft_message msg;
-    /* JOB_TAKE_SNAPSHOT / JOB_RESTORE: the snapshot's metadata (conf owned); size out. */
+    /* JOB_STORE_SNAPSHOT: a snapshot the state machine wrote into memory (an embedder's stream,
+     * fsm.c), stored with this metadata (conf owned); obsolete when the store holds a newer
+     * one. JOB_RESTORE_READY: for the restore step `step_id`, after the write that installed
+     * the snapshot; with an embedder's stream it reads the snapshot into data and its index
+     * into meta. */
     struct craft_snapshot_meta meta;
     uint64_t size;
+    char *data;
+    size_t data_len;
+    bool obsolete;
+    uint64_t step_id;
     /* JOB_COMPACT */
     craft_index upto;
     uint64_t took_us; /* JOB_WRITE: how long its store calls took (metrics) */
 };
 
-/* ---- the apply queue ---------------------------------------------------------------------- */
-enum { ITEM_ENTRY = 1, ITEM_SNAPSHOT, ITEM_RESTORE };
+/* ---- the state machine stream ---------------------------------------------------------------
+ * Everything that calls the user's state machine runs in one ordered stream of steps, off the
+ * loop (docs/runtime.md, "The state machine stream"): apply batches with the answers to the
+ * proposals they applied, snapshots, restores, answers to reads, and, with an embedder's
+ * stream, every other answer and event. The loop queues steps (apply.c); the stream's thread
+ * runs them (fsm.c) and hands them back to the loop, one wake-up per run. */
+enum { STEP_APPLY = 1, STEP_SNAPSHOT, STEP_RESTORE, STEP_ANSWER, STEP_EVENT, STEP_STOP };
 
-struct craft__item {
-    int kind;
-    struct craft__item *next;
-    struct craft_entry e; /* ITEM_ENTRY, data owned */
-    struct craft_snapshot_meta meta; /* ITEM_SNAPSHOT / ITEM_RESTORE, conf owned */
+/* The kinds of craft__uv_queue_item. */
+enum { ITEM_SNAPSHOT = STEP_SNAPSHOT, ITEM_RESTORE = STEP_RESTORE };
+
+struct craft__fsm_entry {
+    craft_index index;
+    craft_term term;
+    int type;
+    size_t off, size;   /* the payload, at off in the step's arena */
+    void *result;       /* what apply gave (craft_malloc(NULL, ...)) */
+    size_t result_size;
+    int error;
+    bool skipped;       /* at or below a snapshot the state machine was restored from */
 };
+
+struct craft__waiter;
+
+struct craft__list {
+    struct craft__waiter *head, *tail;
+    size_t n;
+};
+
+struct craft__step {
+    int kind;
+    struct craft__step *next;
+    /* STEP_APPLY: committed entries in log order (contiguous indexes), at most CRAFT__FSM_BATCH */
+    struct craft__fsm_entry *entries;
+    size_t n_entries, cap_entries, n_commands;
+    char *arena;
+    size_t arena_len, arena_cap;
+    /* STEP_APPLY: the local proposals of these entries (w->status 0: answered with its entry's
+     * result). STEP_ANSWER: requests answered with their own status, index and result. */
+    struct craft__list answers;
+    /* STEP_SNAPSHOT / STEP_RESTORE: the metadata (conf owned). A restore waits, not ready, until
+     * the write that installed its snapshot is done (job JOB_RESTORE_READY with this id). */
+    struct craft_snapshot_meta meta;
+    uint64_t id;
+    bool ready;
+    uint64_t size;      /* SNAPSHOT: bytes written */
+    bool obsolete;      /* SNAPSHOT: the store held a newer snapshot at commit: not stored */
+    char *data;         /* embedder's stream: SNAPSHOT written into memory, RESTORE read in */
+    size_t data_len, data_cap;
+    /* STEP_EVENT: the event and its message (owned) */
+    struct craft_uv_event event;
+    char *message;
+    /* Outcome, from the stream's thread. */
+    int rc;
+    char err[400];
+};
+
+/* Commands per call of the state machine's apply. */
+#define CRAFT__FSM_BATCH 1024
 
 /* ---- requests ----------------------------------------------------------------------------- */
 /* Where a waiting request came from: a local caller (req) or a peer's forwarded request on a
@@ -91,20 +152,19 @@ struct craft__waiter {
     craft_term term;    /* proposal term */
     uint64_t read_id;   /* core read id, or forwarded request id */
     craft_id target;    /* forwarded: the leader it was sent to */
-    char address[CRAFT_ADDRESS_MAX]; /* ADD */
+    /* ADD: the server's address. Answered on the stream (an answer with CRAFT_ENOTLEADER):
+     * the leader's address, and leader_id. */
+    char address[CRAFT_ADDRESS_MAX];
+    craft_id leader_id;
     uint64_t deadline;  /* uv_now() ms */
-    /* A forwarded proposal's result from the leader, kept until local apply catches up. */
+    /* A forwarded proposal's result from the leader, kept until local apply catches up; an
+     * answer's result, when it is answered on the stream (owned). */
     void *result;
     size_t result_size;
     int status;
     void *payload; /* the command, when queued before the loop saw it */
     bool payload_inline; /* payload lives in the waiter's own allocation (requests.c) */
     size_t size;
-};
-
-struct craft__list {
-    struct craft__waiter *head, *tail;
-    size_t n;
 };
 
 struct craft_uv_node {
@@ -157,9 +217,30 @@ struct craft_uv_node {
     struct craft_read_state *read_out;
     size_t cap_read_out;
 
-    /* Apply. */
-    struct craft__item *items, *items_tail;
-    bool fsm_busy;
+    /* The state machine stream. Under fsm_lock: the steps to run, those run (for the loop),
+     * whether a run is executing, halted (a step failed: no more state machine work), quit
+     * (the runtime's thread ends), async_closed (fsm_async may no longer be sent). */
+    uv_mutex_t fsm_lock;
+    uv_cond_t fsm_cond; /* the runtime's thread waits on it for steps */
+    struct craft__step *fsm_head, *fsm_tail, *fsm_done, *fsm_done_tail;
+    bool fsm_busy, fsm_halted, fsm_quit, fsm_async_closed;
+    uv_async_t fsm_async; /* steps run: their outcome reaches the loop */
+    bool fsm_embedded;    /* cfg.fsm_wake: the embedder runs the stream (craft_uv_fsm_run) */
+    bool fsm_has_thread;
+    uv_thread_t fsm_thread;
+    /* Only the thread running the stream: what the state machine reflects, the batch. */
+    craft_index fsm_applied;
+    struct craft_uv_apply *fsm_cmds;
+    struct craft__fsm_entry **fsm_map;
+    /* Loop only: steps not yet handed to the stream (a restore not ready holds back what
+     * follows it), the last index handed over, spare steps, restore ids. */
+    struct craft__step *pending, *pending_tail, *spare;
+    unsigned n_spare;
+    craft_index queued;
+    uint64_t next_step_id;
+    /* Serializes every store call of a running node (the storage interface allows no concurrent
+     * calls): disk jobs, and the stream's snapshots and restores. */
+    uv_mutex_t store_lock;
     craft_index applied;
     craft_index snapshot_index; /* of the latest snapshot taken or installed */
     /* Snapshots that failed in a row, the last reason, and when to try again: until then the
@@ -200,6 +281,7 @@ struct craft_uv_node {
     /* Writes done on the loop (disk.c), and until when the loop leaves them to the worker
      * after a slow one (uv_now ms). */
     uint64_t loop_writes, loop_writes_off_until;
+    uint64_t loop_writes_busy; /* small writes sent to the pool: the stream held the store */
 
     /* Operations (admin.c, metrics.c). The user's state machine, called through the timing
      * wrappers that cfg.fsm holds; when the node started (uv_now ms); the followers reported
@@ -256,23 +338,55 @@ void craft__uv_job_free(struct craft_uv_node *n, struct craft__job *j);
 void craft__uv_disk_kick(struct craft_uv_node *n);
 void craft__uv_loop_write_cb(uv_idle_t *h);
 
-/* apply.c */
+/* apply.c: the stream, loop side. */
 int craft__uv_queue_entry(struct craft_uv_node *n, const struct craft_entry *e);
 int craft__uv_queue_item(struct craft_uv_node *n, int kind, const struct craft_snapshot_meta *m);
-void craft__uv_apply_pump(struct craft_uv_node *n); /* only from craft__uv_drive() */
-void craft__uv_items_free(struct craft_uv_node *n);
-void craft__uv_snapshot_done(struct craft_uv_node *n, struct craft__job *j);
+void craft__uv_apply_pump(struct craft_uv_node *n); /* hands what is ready to the stream */
+/* A request answered on the stream (a read, a forwarded proposal; with an embedder's stream,
+ * every answer): w's status, index and result are set. */
+void craft__uv_queue_answer(struct craft_uv_node *n, struct craft__waiter *w);
+/* With an embedder's stream: an event, delivered on it (the message is copied). */
+void craft__uv_queue_event(struct craft_uv_node *n, const struct craft_uv_event *e);
+/* Takes the steps not yet run out of the stream (stop, fatal error): their requests fail with
+ * status. With an embedder's stream, answers and events stay (they are delivered). */
+void craft__uv_fsm_cancel(struct craft_uv_node *n, int status);
+bool craft__uv_fsm_idle(struct craft_uv_node *n); /* nothing runs, nothing waits */
+void craft__uv_fsm_async_cb(uv_async_t *h);
+void craft__uv_fsm_restore_ready(struct craft_uv_node *n, struct craft__job *j);
+void craft__uv_snapshot_done(struct craft_uv_node *n, int rc, const char *err,
+                             craft_index index, uint64_t size, bool obsolete);
 void craft__uv_snapshot_retry(struct craft_uv_node *n); /* every tick */
-void craft__uv_restore_done(struct craft_uv_node *n, struct craft__job *j);
+void craft__uv_step_free(struct craft_uv_node *n, struct craft__step *s);
+void craft__uv_steps_free(struct craft_uv_node *n, struct craft__step *s);
+
+/* fsm.c: the stream where it runs. */
+int craft__uv_fsm_start(struct craft_uv_node *n);
+void craft__uv_fsm_wake(struct craft_uv_node *n, bool was_empty);
+void craft__uv_fsm_join(struct craft_uv_node *n);
+/* With an embedder's stream: the last step, which calls the stop callback and frees n. */
+void craft__uv_fsm_push_stop(struct craft_uv_node *n);
+void craft__uv_node_free_memory(struct craft_uv_node *n); /* node.c */
 
 /* requests.c */
+void craft__list_push(struct craft__list *l, struct craft__waiter *w);
+void craft__list_remove(struct craft__list *l, struct craft__waiter *w);
+void craft__uv_waiter_free(struct craft_uv_node *n, struct craft__waiter *w);
+/* Answers every request of l with status (emptying l). */
+void craft__uv_requests_fail_list(struct craft_uv_node *n, struct craft__list *l, int status);
 void craft__uv_async_cb(uv_async_t *h);
-void craft__uv_requests_on_applied(struct craft_uv_node *n, const struct craft_uv_apply *a,
-                                   const struct craft_entry *e);
+/* A run of applied entries came back from the stream: proposals answered on the loop (from
+ * peers, membership changes) get their answers. */
+void craft__uv_requests_on_applied(struct craft_uv_node *n, const struct craft__step *s);
+/* Before an apply step enters the stream: the local proposals of its entries go with it. */
+void craft__uv_requests_take_proposals(struct craft_uv_node *n, struct craft__step *s);
 void craft__uv_requests_on_dropped(struct craft_uv_node *n, craft_index from);
 void craft__uv_requests_on_read(struct craft_uv_node *n, const struct craft_read_state *r);
 void craft__uv_requests_on_role(struct craft_uv_node *n);
+/* Reads (and forwarded proposals) whose index the stream has been handed: answered on it. */
 void craft__uv_requests_check_applied(struct craft_uv_node *n);
+/* A request answered on the stream (fsm.c, on the stream's thread). */
+void craft__uv_answer_on_stream(struct craft__waiter *w, int status, const void *data,
+                                size_t size);
 void craft__uv_requests_tick(struct craft_uv_node *n);
 void craft__uv_requests_fail_all(struct craft_uv_node *n, int status);
 void craft__uv_on_request(struct craft_uv_node *n, struct craft__conn *conn,

@@ -3,12 +3,16 @@
  *
  * A proposal waits in `proposals`, keyed by the index and term the core gave it; it succeeds
  * when the entry applied at that index has that term, and fails with CRAFT_EDROPPED when a
- * different entry is applied there or the core reports the index dropped (docs/core.md). A read
- * waits for its read index in `reads`, then in `apply_wait` until the state machine has applied
- * up to it. On a follower, with forwarding on, proposals and reads go to the leader as
- * CRAFT_WIRE_REQUEST messages; the leader's response gives the index, and the caller is
- * answered once this node has applied that far too, so that "apply returned" always means
- * "applied here". Every request has a deadline (CRAFT_ETIMEDOUT). */
+ * different entry is applied there or the core reports the index dropped (docs/core.md). A
+ * local proposal leaves the table with the entries of its index when they are handed to the
+ * state machine stream, and is answered there right after they are applied (apply.c, fsm.c);
+ * a peer's proposal is answered when the applied entries come back to the loop. A read waits
+ * for its read index in `reads`, then in `apply_wait` until the stream has been handed every
+ * entry up to it: it is then answered on the stream, behind them. On a follower, with
+ * forwarding on, proposals and reads go to the leader as CRAFT_WIRE_REQUEST messages; the
+ * leader's response gives the index, and the caller is answered once this node has applied
+ * that far too (on the stream, the same way), so that "apply returned" always means "applied
+ * here". Every request has a deadline (CRAFT_ETIMEDOUT), until it is handed to the stream. */
 #include <stdio.h>
 #include <string.h>
 
@@ -16,7 +20,10 @@
 
 /* ---- lists ------------------------------------------------------------------------------- */
 
-static void list_push(struct craft__list *l, struct craft__waiter *w)
+#define list_push craft__list_push
+#define list_remove craft__list_remove
+
+void craft__list_push(struct craft__list *l, struct craft__waiter *w)
 {
     w->next = NULL;
     w->prev = l->tail;
@@ -52,7 +59,7 @@ static void list_insert_sorted(struct craft__list *l, struct craft__waiter *w)
     l->n++;
 }
 
-static void list_remove(struct craft__list *l, struct craft__waiter *w)
+void craft__list_remove(struct craft__list *l, struct craft__waiter *w)
 {
     if (w->prev != NULL) {
         w->prev->next = w->next;
@@ -104,12 +111,14 @@ static void payload_release(struct craft_uv_node *n, struct craft__waiter *w)
     w->payload_inline = false;
 }
 
-static void waiter_free(struct craft_uv_node *n, struct craft__waiter *w)
+void craft__uv_waiter_free(struct craft_uv_node *n, struct craft__waiter *w)
 {
     payload_release(n, w);
     craft_free(n->alloc, w->result);
     craft_free(n->alloc, w);
 }
+
+#define waiter_free craft__uv_waiter_free
 
 /* ---- answering ----------------------------------------------------------------------------- */
 
@@ -123,16 +132,53 @@ static const char *leader_address(struct craft_uv_node *n, craft_id leader)
     return s != NULL ? s->address : "";
 }
 
-/* Answers w (locally through its callback, or remotely on its connection) and frees it. */
-static void complete(struct craft_uv_node *n, struct craft__waiter *w, int status,
-                     craft_index index, const void *data, size_t size)
+/* With an embedder's stream a local caller is answered on it: the answer is kept in w (the
+ * result copied) and queued. */
+static void answer_on_stream_later(struct craft_uv_node *n, struct craft__waiter *w, int status,
+                                   craft_index index, const void *data, size_t size,
+                                   craft_id leader, const char *address)
+{
+    if (data != w->result) {
+        void *copy = NULL;
+        if (size > 0) {
+            copy = craft_malloc(n->alloc, size);
+            if (copy == NULL) {
+                size = 0; /* the answer goes without its bytes rather than not at all */
+            } else {
+                memcpy(copy, data, size);
+            }
+        }
+        craft_free(n->alloc, w->result);
+        w->result = copy;
+        w->result_size = copy != NULL ? size : 0;
+    }
+    w->status = status;
+    w->index = index;
+    w->leader_id = status == CRAFT_ENOTLEADER ? leader : 0;
+    snprintf(w->address, sizeof w->address, "%s",
+             status == CRAFT_ENOTLEADER && address != NULL ? address : "");
+    craft__uv_queue_answer(n, w);
+}
+
+/* Answers w (locally through its callback, or remotely on its connection) and frees it; the
+ * leader named with CRAFT_ENOTLEADER is the given one, or, when address is NULL, ours. */
+static void complete_with(struct craft_uv_node *n, struct craft__waiter *w, int status,
+                          craft_index index, const void *data, size_t size, craft_id leader,
+                          const char *address)
 {
     if (n->dead && status == n->dead_rc && data == NULL) {
         data = n->dead_msg; /* why the node stopped */
         size = strlen(n->dead_msg);
     }
-    craft_id leader = n->leader != n->id ? n->leader : 0;
+    if (address == NULL) {
+        leader = n->leader != n->id ? n->leader : 0;
+        address = leader_address(n, leader);
+    }
     if (w->req != NULL) {
+        if (n->fsm_embedded) {
+            answer_on_stream_later(n, w, status, index, data, size, leader, address);
+            return;
+        }
         struct craft_uv_result r;
         memset(&r, 0, sizeof r);
         r.status = status;
@@ -142,7 +188,7 @@ static void complete(struct craft_uv_node *n, struct craft__waiter *w, int statu
         if (status == CRAFT_ENOTLEADER) {
             r.leader_id = leader;
         }
-        r.leader_address = status == CRAFT_ENOTLEADER ? leader_address(n, leader) : "";
+        r.leader_address = status == CRAFT_ENOTLEADER ? address : "";
         /* The result may live in the waiter (a forwarded proposal's): free it after. */
         w->req->cb(w->req, &r);
         waiter_free(n, w);
@@ -160,14 +206,47 @@ static void complete(struct craft_uv_node *n, struct craft__waiter *w, int statu
         rs->index = index;
         if (status == CRAFT_ENOTLEADER) {
             rs->leader_id = leader;
-            snprintf(rs->leader_address, sizeof rs->leader_address, "%s",
-                     leader_address(n, leader));
+            snprintf(rs->leader_address, sizeof rs->leader_address, "%s", address);
         }
         rs->payload = data;
         rs->size = size;
         craft__transport_reply(n->transport, w->conn, &m);
     }
     waiter_free(n, w);
+}
+
+static void complete(struct craft_uv_node *n, struct craft__waiter *w, int status,
+                     craft_index index, const void *data, size_t size)
+{
+    complete_with(n, w, status, index, data, size, 0, NULL);
+}
+
+/* On the stream's thread: the answer of a request the stream carries (fsm.c). The waiter stays
+ * with its step; the loop frees it. */
+void craft__uv_answer_on_stream(struct craft__waiter *w, int status, const void *data,
+                                size_t size)
+{
+    struct craft_uv_result r;
+    memset(&r, 0, sizeof r);
+    r.status = status;
+    r.index = w->index;
+    r.data = data;
+    r.size = size;
+    r.leader_id = status == CRAFT_ENOTLEADER ? w->leader_id : 0;
+    r.leader_address = status == CRAFT_ENOTLEADER ? w->address : "";
+    w->req->cb(w->req, &r);
+}
+
+void craft__uv_requests_fail_list(struct craft_uv_node *n, struct craft__list *l, int status)
+{
+    struct craft__waiter *w;
+    while ((w = l->head) != NULL) {
+        list_remove(l, w);
+        craft_free(n->alloc, w->result); /* never delivered */
+        w->result = NULL;
+        w->result_size = 0;
+        complete(n, w, status, 0, NULL, 0);
+    }
 }
 
 static void complete_from(struct craft_uv_node *n, struct craft__list *l, struct craft__waiter *w,
@@ -534,14 +613,7 @@ void craft__uv_on_response(struct craft_uv_node *n, const struct craft_wire_resp
     list_remove(&n->forwarded, w);
     if (rs->error != 0 && rs->error != CRAFT_EAPPLY) {
         if (rs->error == CRAFT_ENOTLEADER && w->req != NULL) {
-            struct craft_uv_result r;
-            memset(&r, 0, sizeof r);
-            r.status = rs->error;
-            r.leader_id = rs->leader_id;
-            r.leader_address = rs->leader_address;
-            struct craft_uv_request *req = w->req;
-            waiter_free(n, w);
-            req->cb(req, &r);
+            complete_with(n, w, rs->error, 0, NULL, 0, rs->leader_id, rs->leader_address);
             return;
         }
         /* The leader is closing or stopped: for this node it is a leader that went away, and
@@ -570,18 +642,64 @@ void craft__uv_on_response(struct craft_uv_node *n, const struct craft_wire_resp
 
 /* ---- events from the core and the apply queue ---------------------------------------------- */
 
-void craft__uv_requests_on_applied(struct craft_uv_node *n, const struct craft_uv_apply *a,
-                                   const struct craft_entry *e)
+/* The entry of s at index, or NULL (the indexes of a step are contiguous). */
+static const struct craft__fsm_entry *entry_at(const struct craft__step *s, craft_index index)
 {
+    if (s->n_entries == 0 || index < s->entries[0].index) {
+        return NULL;
+    }
+    craft_index k = index - s->entries[0].index;
+    if (k >= s->n_entries || s->entries[k].index != index) {
+        return NULL;
+    }
+    return &s->entries[k];
+}
+
+void craft__uv_requests_take_proposals(struct craft_uv_node *n, struct craft__step *s)
+{
+    if (s->n_entries == 0) {
+        return;
+    }
+    craft_index last = s->entries[s->n_entries - 1].index;
+    struct craft__waiter *w = n->proposals.head;
+    while (w != NULL && w->index <= last) {
+        struct craft__waiter *next = w->next;
+        if (w->req != NULL && w->op == CRAFT_UV_PROPOSE) {
+            const struct craft__fsm_entry *e = entry_at(s, w->index);
+            list_remove(&n->proposals, w);
+            w->status = e != NULL && e->term == w->term ? 0 : CRAFT_EDROPPED;
+            list_push(&s->answers, w);
+        }
+        w = next;
+    }
+}
+
+void craft__uv_requests_on_applied(struct craft_uv_node *n, const struct craft__step *s)
+{
+    if (s->n_entries == 0) {
+        return;
+    }
+    craft_index last = s->entries[s->n_entries - 1].index;
+    struct craft__list done = {0};
     struct craft__waiter *w;
-    while ((w = n->proposals.head) != NULL && w->index <= e->index) {
-        list_remove(&n->proposals, w);
-        if (w->index < e->index || w->term != e->term) {
-            complete(n, w, CRAFT_EDROPPED, 0, NULL, 0);
+    while ((w = n->proposals.head) != NULL && w->index <= last) {
+        const struct craft__fsm_entry *e = entry_at(s, w->index);
+        int status = e == NULL || e->term != w->term || e->skipped ? CRAFT_EDROPPED
+                     : e->error != 0                                ? CRAFT_EAPPLY
+                                                                     : 0;
+        if (w->req == NULL) {
+            /* A peer's: answered on its connection; no callback runs here. */
+            list_remove(&n->proposals, w);
+            complete(n, w, status, status == CRAFT_EDROPPED ? 0 : w->index,
+                     status == CRAFT_EDROPPED ? NULL : e->result,
+                     status == CRAFT_EDROPPED ? 0 : e->result_size);
             continue;
         }
-        complete(n, w, a->error != 0 ? CRAFT_EAPPLY : 0, e->index, a->result, a->result_size);
+        /* A membership change of ours: its callback runs once the loop is done here. */
+        w->index = status == CRAFT_EDROPPED ? 0 : w->index;
+        detach(&n->proposals, w, &done, status);
     }
+    answer_all(n, &done);
 }
 
 void craft__uv_requests_on_dropped(struct craft_uv_node *n, craft_index from)
@@ -617,16 +735,15 @@ void craft__uv_requests_on_read(struct craft_uv_node *n, const struct craft_read
 
 void craft__uv_requests_check_applied(struct craft_uv_node *n)
 {
-    struct craft__list ready = {0};
     struct craft__waiter *w = n->apply_wait.head;
     while (w != NULL) {
         struct craft__waiter *next = w->next;
-        if (w->index <= n->applied) {
-            detach(&n->apply_wait, w, &ready, w->status);
+        if (w->index <= n->queued) {
+            list_remove(&n->apply_wait, w);
+            craft__uv_queue_answer(n, w);
         }
         w = next;
     }
-    answer_all(n, &ready);
 }
 
 void craft__uv_requests_on_role(struct craft_uv_node *n)
