@@ -732,10 +732,13 @@ function raft.node(o)
     return self
 end
 
---- node:on(event, fn): "role" fn(role, term, leader_id|nil); "leader" fn(leader_id|nil, term);
--- "membership" fn(index); "snapshot" fn(index, installed); "stopped" fn(code, message);
--- "follower_log_lost" fn(follower_id, acknowledged, last_index) on the leader when a follower's
--- data directory lost entries it had acknowledged (docs/core.md).
+--- node:on(event, fn): fn runs for each event of that name; the names and arguments are
+-- Python's (docs/lua.md, "Events"): "role" fn(role, term, leader_id|nil); "leader"
+-- fn(leader_id|nil, term); "membership" fn(index); "snapshot" fn(index, installed), then
+-- "snapshot_taken" or "snapshot_installed" fn(index); "snapshot_failed" fn(index, message);
+-- "follower_lagging" and "follower_caught_up" fn(follower_id, lag, match) on the leader;
+-- "stopped" fn(code, message); "follower_log_lost" fn(follower_id, acknowledged, last_index);
+-- "peers_differ" fn(message); "removed" fn(by, index); "diverged" fn(index, leader, ours).
 -- Handlers run on the loop: keep them short; they must not wait (use callbacks or raft.spawn).
 function Node:on(event, fn)
     if not EVENTS[event] then argerror(1, "on", unknown_event(event)) end
@@ -754,10 +757,10 @@ function Node:address() return self._c:address() end
 
 function Node:is_open() return self._c:is_open() end
 
---- A plain table: id, role, term, leader, leader_address, commit, applied, first_index,
--- last_index, snapshot_index, peers {id, role, address, match, connected}, counters, stopped,
--- address; digest {index, digest} (the last state digest, hex) and diverged {index, leader,
--- ours} once this node's state was found to differ from the leader's (it then stops).
+--- A plain table with the fields of Python's status, under the same names (docs/lua.md,
+-- "Status"): the runtime's status map decoded (cluster_id in hex), plus digest {index, digest}
+-- (the last state digest, hex) and diverged {index, leader, ours} once this node's state was
+-- found to differ from the leader's (it then stops). A copy refreshed once per turn of the loop.
 function Node:status()
     if not self._c:is_open() then
         return nil, "closed: the node is closed", "ESHUTDOWN"
