@@ -341,6 +341,10 @@ describe("issue 15 from Lua", function()
             both("read", function(cb)
                 return F:read(function() return c.fsms[leader % 3 + 1].data().a end, cb)
             end, function(v) assert.is_string(v) end)
+            -- A stale read needs no waiting: the coroutine gets it at once, the callback later.
+            both("stale read", function(cb)
+                return F:read(function() return "now" end, { mode = "stale" }, cb)
+            end, function(v) assert.are.equal("now", v) end, true)
             both("barrier", function(cb) return F:barrier(cb) end, index_ok)
             both("snapshot", function(cb)
                 assert(L:apply("inc b")) -- something new to cover: a snapshot is taken each time

@@ -853,7 +853,8 @@ end
 
 --- node:read(fn, [opts], [callback]) -> fn()'s values: fn runs on the loop after a read
 -- barrier, so it sees every write committed before the call. opts.mode: "linearizable"
--- (default), "lease", or "stale" (fn runs now, on this node's state, which may lag).
+-- (default), "lease", or "stale" (fn runs now, on this node's state, which may lag; with a
+-- callback, on the next turn of the loop).
 -- Without a callback an error raised by fn is raised again here.
 function Node:read(fn, a, b)
     if type(fn) ~= "function" then argerror(1, "read", "function expected, got " .. type(fn)) end
@@ -863,11 +864,12 @@ function Node:read(fn, a, b)
     if d then
         -- A state known to be wrong is never read, not even stale.
         local msg = ("diverged: this node's state machine differs from the leader's (index %d); it stopped applying"):format(d.index)
-        if cb then cb(nil, msg, "EDIVERGED") return true end
+        if cb then core.after(0, function() cb(nil, msg, "EDIVERGED") end) return true end
         return nil, msg, "EDIVERGED"
     end
     if mode == "stale" then
-        if cb then cb(fn()) return true end
+        -- Like every callback, on the loop after the call returned (fn runs then too).
+        if cb then core.after(0, function() cb(fn()) end) return true end
         return fn()
     end
     if mode ~= "linearizable" and mode ~= "lease" then
