@@ -1052,8 +1052,8 @@ end
 
 --- node:session([opts], [callback]) -> a client session (Raft thesis 6.3), or nil, message, code: commands
 -- sent through session:apply are applied exactly once, however often they are retried. Needs
--- sessions (the default) on every node. opts.timeout_ms: for each call (default 10000). Blocking
--- or in a raft.spawn coroutine; not from a callback.
+-- sessions (the default) on every node. opts.timeout_ms: for each call (default 10000). Blocking,
+-- in a raft.spawn coroutine, or with a callback: callback(session) or callback(nil, message, code).
 function Node:session(opts, cb)
     if not self._sessions then
         error("raft: this node runs without sessions (sessions = false): sessions need them on every node", 2)
