@@ -69,10 +69,18 @@ end
 
 describe("issue 15 from Lua", function()
     local c
+    local others = {} -- nodes outside a cluster: closed even when an assertion failed
+
+    local function keep(node)
+        others[#others + 1] = node
+        return node
+    end
 
     after_each(function()
         if c then c.close() end
         c = nil
+        for _, nd in ipairs(others) do nd:close() end
+        others = {}
         raft.on_error(nil)
         support.cleanup()
     end)
@@ -211,9 +219,9 @@ describe("issue 15 from Lua", function()
     it("snapshot() fails with nil, message, code when there is none to take or it raises", function()
         local dir = support.tmpdir()
         local addr = support.free_addresses(1)[1]
-        local nd = assert(raft.node{ id = 1, address = addr, data_dir = dir .. "/a",
+        local nd = keep(assert(raft.node{ id = 1, address = addr, data_dir = dir .. "/a",
             peers = { [1] = addr }, apply = function() end, fsync = false,
-            segment_size = support.SEGMENT, log_level = "error" })
+            segment_size = support.SEGMENT, log_level = "error" }))
         assert(nd:wait_for_leader(5000))
         local r, msg, code = nd:snapshot()
         assert.is_nil(r)
@@ -222,11 +230,11 @@ describe("issue 15 from Lua", function()
         nd:close()
 
         local failed = {}
-        local nd2 = assert(raft.node{ id = 1, address = addr, data_dir = dir .. "/b",
+        local nd2 = keep(assert(raft.node{ id = 1, address = addr, data_dir = dir .. "/b",
             peers = { [1] = addr }, apply = function() end, fsync = false,
             snapshot = function() error("no room", 0) end, restore = function() end,
             segment_size = support.SEGMENT, log_level = "error",
-            on = { snapshot_failed = function(index, m) failed[#failed + 1] = { index, m } end } })
+            on = { snapshot_failed = function(index, m) failed[#failed + 1] = { index, m } end } }))
         assert(nd2:wait_for_leader(5000))
         assert(nd2:apply("x"))
         r, msg, code = nd2:snapshot()
@@ -293,7 +301,7 @@ describe("issue 15 from Lua", function()
         local o = {}
         for key, val in pairs(base) do o[key] = val end
         o.lag_threshold, o.metrics_address, o.fsync = 0, "127.0.0.1:0", false
-        local nd = assert(raft.node(o))
+        local nd = keep(assert(raft.node(o)))
         assert.matches("^127%.0%.0%.1:%d+$", nd:status().metrics_address)
         nd:close()
     end)
