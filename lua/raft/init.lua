@@ -110,6 +110,23 @@ local function current_spawned()
     return nil
 end
 
+-- The callback style of a call written in the coroutine style: runs fn() in a raft.spawn
+-- coroutine and hands its values to cb, never before the caller got its true back (a call
+-- that needs no waiting would otherwise call cb before returning, unlike every other request).
+local function in_coroutine(cb, fn)
+    local returned = false
+    raft.spawn(function()
+        local r = pack(fn())
+        if returned then
+            cb(unpack(r, 1, r.n))
+        else
+            core.after(0, function() cb(unpack(r, 1, r.n)) end)
+        end
+    end)
+    returned = true
+    return true
+end
+
 --- Runs fn(...) in a coroutine driven by the loop: inside it, node:apply, node:read, the
 -- membership calls, raft.sleep and raft.wait yield until done instead of blocking.
 function raft.spawn(fn, ...)
@@ -211,7 +228,8 @@ end
 
 -- ---- requests ---------------------------------------------------------------------------------
 
-local OP = { PROPOSE = 1, READ = 2, READ_LEASE = 3, ADD = 4, PROMOTE = 5, REMOVE = 6, TRANSFER = 7 }
+local OP = { PROPOSE = 1, READ = 2, READ_LEASE = 3, ADD = 4, PROMOTE = 5, REMOVE = 6, TRANSFER = 7,
+    DEMOTE = 8, SNAPSHOT = 9 }
 
 -- Submits a request. ok(index, data) shapes a success into the values to return; a failure
 -- gives nil, message, code[, leader_id, leader_address]. With cb: cb(values...) later, and
@@ -261,21 +279,42 @@ local function request(node, fname, op, payload, server, address, auto, timeout,
     if not c:is_open() then
         return nil, "closed: the node is closed", "ESHUTDOWN"
     end
+    -- The runtime may answer inside submit itself (a snapshot that is already there, a
+    -- membership change refused on the spot): such an answer is kept until submit returned,
+    -- then handed on, so that a callback never runs before its call returned and a coroutine
+    -- is never resumed before it yielded.
     if cb then
+        local early
         local sent, msg, code = c:submit(op, payload, server, address, auto, timeout,
-            function(...) cb(shape(...)) end)
+            function(...)
+                if early == nil then early = pack(shape(...)) return end
+                cb(shape(...))
+            end)
         if not sent then
             return nil, msg, code
         end
+        if early then
+            local r = early
+            core.after(0, function() cb(unpack(r, 1, r.n)) end)
+        end
+        early = false
         return true
     end
     local co = current_spawned()
     if co then
+        local early
         local sent, msg, code = c:submit(op, payload, server, address, auto, timeout,
-            function(...) resume(co, shape(...)) end)
+            function(...)
+                if early == nil then early = pack(shape(...)) return end
+                resume(co, shape(...))
+            end)
         if not sent then
             return nil, msg, code
         end
+        if early then
+            return unpack(early, 1, early.n)
+        end
+        early = false
         return coroutine.yield()
     end
     check_can_wait("node:" .. fname)
@@ -377,13 +416,27 @@ end
 
 -- ---- nodes ------------------------------------------------------------------------------------
 
+local function show_name(v)
+    return type(v) == "string" and ("%q"):format(v) or tostring(v)
+end
+
 local Node = {}
 Node.__index = Node
 raft.Node = Node
 
+-- The names of Python's events (craft.EventName), with the same arguments.
 local EVENTS = { role = true, leader = true, membership = true, snapshot = true, stopped = true,
-    follower_log_lost = true, diverged = true, snapshot_failed = true, removed = true,
-    peers_differ = true }
+    snapshot_taken = true, snapshot_installed = true, snapshot_failed = true,
+    follower_lagging = true, follower_caught_up = true, follower_log_lost = true,
+    diverged = true, removed = true, peers_differ = true }
+
+-- "unknown event "x"; events: ..." (every valid name, sorted).
+local function unknown_event(name)
+    local names = {}
+    for n in pairs(EVENTS) do names[#names + 1] = n end
+    table.sort(names)
+    return ("unknown event %s; events: %s"):format(show_name(name), table.concat(names, ", "))
+end
 local LEVELS = { debug = 0, info = 1, warn = 2, warning = 2, error = 3 }
 local KNOWN = {
     id = true, address = true, data_dir = true, peers = true, join = true, apply = true,
@@ -392,7 +445,7 @@ local KNOWN = {
     check_quorum = true, snapshot_entries = true, snapshot_trailing = true, fsync = true,
     forward = true, max_frame = true, timeout_ms = true, seed = true, log_store = true,
     segment_size = true, sessions = true, session_options = true, digest_interval = true,
-    digest = true, security = true, limits = true,
+    digest = true, security = true, limits = true, metrics_address = true, lag_threshold = true,
 }
 local LIMITS = {
     max_pending = true, max_clients = true, max_clients_per_ip = true,
@@ -423,6 +476,7 @@ local INT_OPTIONS = {
     timeout_ms = { 1, 86400000, "milliseconds, the default timeout of requests" },
     cluster_id = { 0, 2 ^ 53, "(0: derived from the bootstrap configuration)" },
     seed = { 0, 2 ^ 53, "(0: from the id and the clock)" },
+    lag_threshold = { 0, 2 ^ 53, "entries a follower may fall behind the leader before \"follower_lagging\" (0: never)" },
 }
 
 -- "host:port" with a numeric IPv4 address, localhost or [IPv6], as the runtime parses it.
@@ -477,6 +531,9 @@ function raft.node(o)
     local function bad(msg) error("raft.node: " .. msg, 3) end
     if not is_id(o.id) then bad(("id must be a positive integer, not %s"):format(show(o.id))) end
     check_address(bad, "address", o.address, true)
+    if o.metrics_address ~= nil then
+        check_address(bad, "metrics_address (where GET /metrics is served)", o.metrics_address, true)
+    end
     if o.log_store ~= nil then
         local st = o.log_store
         if type(st) ~= "table" and type(st) ~= "userdata" then
@@ -585,7 +642,7 @@ function raft.node(o)
     if o.on ~= nil then
         if type(o.on) ~= "table" then bad("on must be a table {event = function}") end
         for name, fn in pairs(o.on) do
-            if not EVENTS[name] then bad(("on: unknown event %q"):format(tostring(name))) end
+            if not EVENTS[name] then bad("on: " .. unknown_event(name)) end
             if type(fn) ~= "function" then bad("on." .. name .. " must be a function") end
             table.insert(self._handlers[name], fn)
         end
@@ -631,6 +688,7 @@ function raft.node(o)
         segment_size = seg, log_level = LEVELS[level], log = o.log,
         apply = adapter.apply, snapshot = adapter.snapshot, restore = adapter.restore,
         log_store = o.log_store, security = o.security, limits = o.limits,
+        metrics_address = o.metrics_address, lag_threshold = o.lag_threshold,
         event = function(kind, role, term, leader, index, installed, err, message, match)
             if kind == 1 then
                 local l = leader ~= 0 and leader or nil
@@ -643,6 +701,7 @@ function raft.node(o)
                 dispatch("membership", index)
             elseif kind == 3 then
                 dispatch("snapshot", index, installed)
+                dispatch(installed and "snapshot_installed" or "snapshot_taken", index)
             elseif kind == 4 then
                 local _, name = core.strerror(err)
                 dispatch("stopped", name, message)
@@ -654,6 +713,12 @@ function raft.node(o)
                 dispatch("removed", leader, index)
             elseif kind == 8 then
                 dispatch("peers_differ", message)
+            elseif kind == 9 then
+                -- index: the leader's last index; match: the follower's.
+                dispatch("follower_lagging", leader, math.max(index - match, 0), match)
+            elseif kind == 10 then
+                -- match 0: the follower left the configuration, and lags no more.
+                dispatch("follower_caught_up", leader, match ~= 0 and math.max(index - match, 0) or 0, match)
             end
         end,
     })
@@ -661,18 +726,22 @@ function raft.node(o)
         return nil, msg, code
     end
     self._c = c
+    self._has_snapshot = snapshot ~= nil
     self._max_command = core.max_command(o.max_frame)
     self._timeout_ms = o.timeout_ms or 10000
     return self
 end
 
---- node:on(event, fn): "role" fn(role, term, leader_id|nil); "leader" fn(leader_id|nil, term);
--- "membership" fn(index); "snapshot" fn(index, installed); "stopped" fn(code, message);
--- "follower_log_lost" fn(follower_id, acknowledged, last_index) on the leader when a follower's
--- data directory lost entries it had acknowledged (docs/core.md).
+--- node:on(event, fn): fn runs for each event of that name; the names and arguments are
+-- Python's (docs/lua.md, "Events"): "role" fn(role, term, leader_id|nil); "leader"
+-- fn(leader_id|nil, term); "membership" fn(index); "snapshot" fn(index, installed), then
+-- "snapshot_taken" or "snapshot_installed" fn(index); "snapshot_failed" fn(index, message);
+-- "follower_lagging" and "follower_caught_up" fn(follower_id, lag, match) on the leader;
+-- "stopped" fn(code, message); "follower_log_lost" fn(follower_id, acknowledged, last_index);
+-- "peers_differ" fn(message); "removed" fn(by, index); "diverged" fn(index, leader, ours).
 -- Handlers run on the loop: keep them short; they must not wait (use callbacks or raft.spawn).
 function Node:on(event, fn)
-    if not EVENTS[event] then argerror(1, "on", "unknown event " .. tostring(event)) end
+    if not EVENTS[event] then argerror(1, "on", unknown_event(event)) end
     if type(fn) ~= "function" then argerror(2, "on", "function expected, got " .. type(fn)) end
     table.insert(self._handlers[event], fn)
     return self
@@ -688,10 +757,10 @@ function Node:address() return self._c:address() end
 
 function Node:is_open() return self._c:is_open() end
 
---- A plain table: id, role, term, leader, leader_address, commit, applied, first_index,
--- last_index, snapshot_index, peers {id, role, address, match, connected}, counters, stopped,
--- address; digest {index, digest} (the last state digest, hex) and diverged {index, leader,
--- ours} once this node's state was found to differ from the leader's (it then stops).
+--- A plain table with the fields of Python's status, under the same names (docs/lua.md,
+-- "Status"): the runtime's status map decoded (cluster_id in hex), plus digest {index, digest}
+-- (the last state digest, hex) and diverged {index, leader, ours} once this node's state was
+-- found to differ from the leader's (it then stops). A copy refreshed once per turn of the loop.
 function Node:status()
     if not self._c:is_open() then
         return nil, "closed: the node is closed", "ESHUTDOWN"
@@ -716,8 +785,18 @@ function Node:is_leader()
     return s ~= nil and s.role == "leader"
 end
 
---- Runs the loop until this node knows a leader: id, address; or nil, "timeout: ...".
-function Node:wait_for_leader(timeout_ms)
+--- node:wait_for_leader([timeout_ms], [callback]) -> id, address; or nil, "timeout: ..." (or
+-- "no quorum: ..."). Yields in a raft.spawn coroutine, runs the loop elsewhere; with a
+-- callback: callback(id, address) or callback(nil, message, code) later, and true now.
+function Node:wait_for_leader(timeout_ms, cb)
+    if type(timeout_ms) == "function" and cb == nil then timeout_ms, cb = nil, timeout_ms end
+    if timeout_ms ~= nil and (type(timeout_ms) ~= "number" or timeout_ms <= 0) then
+        argerror(1, "wait_for_leader", "timeout in ms (a number > 0) expected, got " .. show_name(timeout_ms))
+    end
+    if cb ~= nil then
+        if type(cb) ~= "function" then argerror(2, "wait_for_leader", "callback function expected, got " .. type(cb)) end
+        return in_coroutine(cb, function() return self:wait_for_leader(timeout_ms) end)
+    end
     local ok, msg, code = raft.wait(function() return self:leader() ~= nil end, timeout_ms or 10000,
         "no leader known (are a majority of the peers running and reachable?)")
     if not ok then
@@ -774,7 +853,8 @@ end
 
 --- node:read(fn, [opts], [callback]) -> fn()'s values: fn runs on the loop after a read
 -- barrier, so it sees every write committed before the call. opts.mode: "linearizable"
--- (default), "lease", or "stale" (fn runs now, on this node's state, which may lag).
+-- (default), "lease", or "stale" (fn runs now, on this node's state, which may lag; with a
+-- callback, on the next turn of the loop).
 -- Without a callback an error raised by fn is raised again here.
 function Node:read(fn, a, b)
     if type(fn) ~= "function" then argerror(1, "read", "function expected, got " .. type(fn)) end
@@ -784,11 +864,12 @@ function Node:read(fn, a, b)
     if d then
         -- A state known to be wrong is never read, not even stale.
         local msg = ("diverged: this node's state machine differs from the leader's (index %d); it stopped applying"):format(d.index)
-        if cb then cb(nil, msg, "EDIVERGED") return true end
+        if cb then core.after(0, function() cb(nil, msg, "EDIVERGED") end) return true end
         return nil, msg, "EDIVERGED"
     end
     if mode == "stale" then
-        if cb then cb(fn()) return true end
+        -- Like every callback, on the loop after the call returned (fn runs then too).
+        if cb then core.after(0, function() cb(fn()) end) return true end
         return fn()
     end
     if mode ~= "linearizable" and mode ~= "lease" then
@@ -825,10 +906,15 @@ local function change_failure(self, op, id, msg, code, ...)
         local p = members[id]
         return nil, ("already a member: server %d is a %s at %s; to give it another address, remove_server(%d) and add it again once its data directory is moved aside; members: %s")
             :format(id, p and p.role or "member", p and p.address or "?", id, listing), "EEXISTS"
-    elseif code == "ENOTFOUND" and (op == OP.PROMOTE or op == OP.REMOVE) then
+    elseif code == "ENOTFOUND" and (op == OP.PROMOTE or op == OP.REMOVE or op == OP.DEMOTE) then
         return nil, ("not a member: server %d is not in the configuration; members: %s"):format(id, listing), "ENOTFOUND"
     elseif code == "EINVAL" and op == OP.PROMOTE then
         return nil, ("invalid: server %d is already a voter; promote makes a learner a voter"):format(id), code
+    elseif code == "EINVAL" and op == OP.DEMOTE then
+        local p = members[id]
+        local why = (p and p.role == "learner") and "already a learner"
+            or "the last voter: a cluster without voters could never elect a leader again"
+        return nil, ("invalid: server %d is %s; members: %s"):format(id, why, listing), code
     elseif code == "EINVAL" and op == OP.REMOVE then
         return nil, ("invalid: server %d is the last voter; a cluster without voters could never elect a leader again"):format(id), code
     end
@@ -877,14 +963,61 @@ function Node:remove_server(id, a, b)
     return change(self, "remove_server", OP.REMOVE, id, nil, false, opts, cb)
 end
 
+--- node:demote(id, [opts], [callback]) -> index: a voter becomes a learner (it keeps its log
+-- and receives entries, but no longer votes; a leader demoting itself steps down once the
+-- change commits).
+function Node:demote(id, a, b)
+    local opts, cb = options("demote", 2, a, b)
+    return change(self, "demote", OP.DEMOTE, id, nil, false, opts, cb)
+end
+
 --- node:transfer_leadership([id], [opts], [callback]) -> true once this node no longer leads
 -- (id 0 or nil: the most up-to-date voter).
 function Node:transfer_leadership(id, a, b)
     if type(id) ~= "number" then id, a, b = 0, id, a end
     local opts, cb = options("transfer_leadership", 2, a, b)
+    if cb then
+        local inner = cb
+        cb = function(r, ...)
+            if r ~= nil then return inner(true) end
+            return inner(r, ...)
+        end
+    end
     local r = pack(change(self, "transfer_leadership", OP.TRANSFER, id, nil, false, opts, cb))
     if r[1] ~= nil and cb == nil then return true end
     return unpack(r, 1, r.n)
+end
+
+--- node:snapshot([opts], [callback]) -> index: takes a snapshot of this node's state machine
+-- now, whatever snapshot_entries says, and returns the index it covers once it is stored (at
+-- once when the latest snapshot covers everything applied). Never forwarded: it is this node's.
+-- nil, "invalid: ...", "EINVAL" without a snapshot function; a snapshot that raises fails the
+-- call with its message (and raises "snapshot_failed").
+function Node:snapshot(a, b)
+    local opts, cb = options("snapshot", 1, a, b)
+    if self._c:is_open() and not self._has_snapshot then
+        local msg = ("invalid: node %d's state machine takes no snapshots (give snapshot and restore)"):format(self._c:id())
+        if cb then
+            core.after(0, function() cb(nil, msg, "EINVAL") end)
+            return true
+        end
+        return nil, msg, "EINVAL"
+    end
+    return request(self, "snapshot", OP.SNAPSHOT, nil, 0, nil, false, opts.timeout_ms, cb,
+        function(index) return index end)
+end
+
+--- node:metrics([openmetrics]) -> the node's metrics as Prometheus text (format 0.0.4), or
+-- OpenMetrics 1.0 with openmetrics = true (docs/metrics.md lists them); nil, message, code once
+-- closed. The metrics_address option serves the same as GET /metrics from the loop.
+function Node:metrics(openmetrics)
+    if openmetrics ~= nil and type(openmetrics) ~= "boolean" then
+        argerror(1, "metrics", "boolean expected, got " .. type(openmetrics))
+    end
+    if not self._c:is_open() then
+        return nil, "closed: the node is closed", "ESHUTDOWN"
+    end
+    return self._c:metrics(openmetrics == true)
 end
 
 -- ---- client sessions --------------------------------------------------------------------------
@@ -917,15 +1050,20 @@ function Session:_retry(envelope, timeout_ms)
     end
 end
 
---- node:session([opts]) -> a client session (Raft thesis 6.3), or nil, message, code: commands
+--- node:session([opts], [callback]) -> a client session (Raft thesis 6.3), or nil, message, code: commands
 -- sent through session:apply are applied exactly once, however often they are retried. Needs
--- sessions (the default) on every node. opts.timeout_ms: for each call (default 10000). Blocking
--- or in a raft.spawn coroutine; not from a callback.
-function Node:session(opts)
+-- sessions (the default) on every node. opts.timeout_ms: for each call (default 10000). Blocking,
+-- in a raft.spawn coroutine, or with a callback: callback(session) or callback(nil, message, code).
+function Node:session(opts, cb)
     if not self._sessions then
         error("raft: this node runs without sessions (sessions = false): sessions need them on every node", 2)
     end
+    if type(opts) == "function" and cb == nil then opts, cb = nil, opts end
     if opts ~= nil and type(opts) ~= "table" then argerror(1, "session", "options table expected") end
+    if cb ~= nil then
+        if type(cb) ~= "function" then argerror(2, "session", "callback function expected, got " .. type(cb)) end
+        return in_coroutine(cb, function() return self:session(opts) end)
+    end
     opts = opts or {}
     local s = setmetatable({ node = self, timeout_ms = opts.timeout_ms or self._timeout_ms,
         seq = 0, ack = 0, done = {}, closed = false }, Session)
@@ -952,8 +1090,7 @@ function Session:apply(command, a, b)
     check_command("session:apply", command)
     local opts, cb = options("apply", 2, a, b)
     if cb then
-        raft.spawn(function() cb(self:apply(command, opts)) end)
-        return true
+        return in_coroutine(cb, function() return self:apply(command, opts) end)
     end
     if self.closed then
         return nil, "closed: the session is closed; open a new one with node:session()", "ESHUTDOWN"
@@ -968,8 +1105,12 @@ function Session:apply(command, a, b)
     return unpack(r, 1, r.n)
 end
 
---- session:close() -> true: unregisters the session (the cluster forgets its results).
-function Session:close()
+--- session:close([callback]) -> true: unregisters the session (the cluster forgets its results).
+function Session:close(cb)
+    if cb ~= nil then
+        if type(cb) ~= "function" then argerror(1, "close", "callback function expected, got " .. type(cb)) end
+        return in_coroutine(cb, function() return self:close() end)
+    end
     if self.closed then return true end
     self.closed = true
     local r, msg, code = self:_retry(core.session_unregister(self.client_id), self.timeout_ms)

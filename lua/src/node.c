@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <msgpack.h>
+
 #include "craft/uv.h"
 #include "lraft.h"
 
@@ -28,6 +30,7 @@ struct lraft_node {
     struct craft_configuration boot;
     bool has_boot;
     char *address, *data_dir;
+    char *metrics_address; /* GET /metrics served here (issue 15); NULL: none */
     char bound[CRAFT_ADDRESS_MAX];
     int state;
     bool closed; /* ST_CLOSED, as a flag for lraft_run_until */
@@ -86,6 +89,7 @@ static void node_free(struct lraft_node *nd)
     }
     free(nd->address);
     free(nd->data_dir);
+    free(nd->metrics_address);
     free(nd->snapshot_tb);
     free(nd);
 }
@@ -643,7 +647,7 @@ static int l_submit(lua_State *L)
     bool auto_promote = lua_toboolean(L, 6);
     lua_Integer timeout = luaL_optinteger(L, 7, 0);
     luaL_checktype(L, 8, LUA_TFUNCTION);
-    if (op < CRAFT_UV_PROPOSE || op > CRAFT_UV_TRANSFER) {
+    if (op < CRAFT_UV_PROPOSE || op > CRAFT_UV_SNAPSHOT) {
         return luaL_argerror(L, 2, "unknown operation");
     }
     struct lraft_req *r = calloc(1, sizeof *r);
@@ -681,79 +685,112 @@ static int l_submit(lua_State *L)
     return 1;
 }
 
-/* ---- status -------------------------------------------------------------------------------- */
+/* ---- status and metrics ----------------------------------------------------------------------
+ * The status table is the runtime's own msgpack map (craft_uv_status_pack, the payload a status
+ * request over the network answers) turned into Lua values: the field names are written once, in
+ * c/src/uv/status.c, for Python, Lua and the `craft status` command line alike. */
 
-#define SET_INT(name, v)                                                                         \
-    do {                                                                                       \
-        lraft_pushu64(L, (v));                                                                 \
-        lua_setfield(L, -2, name);                                                             \
-    } while (0)
+static void push_object(lua_State *L, const msgpack_object *o)
+{
+    luaL_checkstack(L, 3, "raft: the status is nested too deeply");
+    switch (o->type) {
+    case MSGPACK_OBJECT_BOOLEAN:
+        lua_pushboolean(L, o->via.boolean);
+        break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        lraft_pushu64(L, o->via.u64);
+        break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        lua_pushinteger(L, (lua_Integer)o->via.i64);
+        break;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        lua_pushnumber(L, o->via.f64);
+        break;
+    case MSGPACK_OBJECT_STR:
+        lua_pushlstring(L, o->via.str.ptr, o->via.str.size);
+        break;
+    case MSGPACK_OBJECT_BIN:
+        lua_pushlstring(L, o->via.bin.ptr, o->via.bin.size);
+        break;
+    case MSGPACK_OBJECT_ARRAY:
+        lua_createtable(L, (int)o->via.array.size, 0);
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            push_object(L, &o->via.array.ptr[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    case MSGPACK_OBJECT_MAP:
+        lua_createtable(L, 0, (int)o->via.map.size);
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            push_object(L, &o->via.map.ptr[i].key);
+            push_object(L, &o->via.map.ptr[i].val);
+            if (lua_isnil(L, -2)) {
+                lua_pop(L, 2); /* a nil key cannot be stored; the runtime never sends one */
+            } else {
+                lua_rawset(L, -3);
+            }
+        }
+        break;
+    default:
+        lua_pushnil(L);
+        break;
+    }
+}
+
+/* Decodes the packed status and pushes it as a table; false when it does not decode. */
+static bool push_packed(lua_State *L, const void *buf, size_t size)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    bool ok = msgpack_unpack_next(&u, buf, size, &off) == MSGPACK_UNPACK_SUCCESS &&
+              u.data.type == MSGPACK_OBJECT_MAP;
+    if (ok) {
+        push_object(L, &u.data);
+    }
+    msgpack_unpacked_destroy(&u);
+    return ok;
+}
 
 static int l_status(lua_State *L)
 {
     struct lraft_node *nd = check_open(L, 1);
     struct craft_uv_status s;
     int rc = craft_uv_status(nd->node, &s);
+    void *buf = NULL;
+    size_t size = 0;
+    if (rc == 0) {
+        rc = craft_uv_status_pack(&s, &buf, &size);
+    }
     if (rc != 0) {
         return lraft_fail(L, rc, NULL);
     }
-    lua_createtable(L, 0, 16);
-    SET_INT("id", s.id);
-    lua_pushstring(L, s.stopped ? "stopped" : s.role != 0 ? craft_role_name(s.role) : "none");
-    lua_setfield(L, -2, "role");
-    SET_INT("term", s.term);
-    SET_INT("leader", s.leader);
-    lua_pushstring(L, s.leader_address);
-    lua_setfield(L, -2, "leader_address");
-    SET_INT("commit", s.commit);
-    SET_INT("applied", s.applied);
-    SET_INT("first_index", s.first_index);
-    SET_INT("last_index", s.last_index);
-    SET_INT("snapshot_index", s.snapshot_index);
-    lua_pushboolean(L, s.stopped);
-    lua_setfield(L, -2, "stopped");
-    lua_pushstring(L, s.stop_reason);
-    lua_setfield(L, -2, "stop_reason");
-    lua_pushboolean(L, s.removed);
-    lua_setfield(L, -2, "removed");
+    bool ok = push_packed(L, buf, size);
+    craft_free(NULL, buf);
+    if (!ok) {
+        return lraft_fail(L, CRAFT_EMALFORMED, "the runtime's status did not decode");
+    }
+    /* As hex: a 64-bit id does not fit a LuaJIT number (the one field Lua shows differently). */
     char hex[17];
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)s.cluster_id);
-    lua_pushstring(L, hex); /* as hex: a 64-bit id does not fit a LuaJIT number */
+    lua_pushstring(L, hex);
     lua_setfield(L, -2, "cluster_id");
-    SET_INT("snapshot_failures", s.snapshot_failures);
-    lua_pushstring(L, s.snapshot_error);
-    lua_setfield(L, -2, "snapshot_error");
-    lua_pushstring(L, nd->bound);
-    lua_setfield(L, -2, "address");
-    lua_createtable(L, (int)s.n_peers, 0);
-    for (unsigned i = 0; i < s.n_peers && i < CRAFT_UV_STATUS_PEERS; i++) {
-        const struct craft_uv_peer_status *p = &s.peers[i];
-        lua_createtable(L, 0, 5);
-        SET_INT("id", p->id);
-        lua_pushstring(L, p->role == CRAFT_LEARNER ? "learner" : "voter");
-        lua_setfield(L, -2, "role");
-        lua_pushstring(L, p->address);
-        lua_setfield(L, -2, "address");
-        SET_INT("match", p->match);
-        lua_pushboolean(L, p->connected);
-        lua_setfield(L, -2, "connected");
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    return 1;
+}
+
+/* node:metrics(openmetrics) -> the Prometheus (or OpenMetrics) text, or nil, message, code. */
+static int l_metrics(lua_State *L)
+{
+    struct lraft_node *nd = check_open(L, 1);
+    char *text = NULL;
+    size_t size = 0;
+    int rc = craft_uv_metrics(nd->node, lua_toboolean(L, 2), &text, &size);
+    if (rc != 0) {
+        return lraft_fail(L, rc, NULL);
     }
-    lua_setfield(L, -2, "peers");
-    lua_createtable(L, 0, 12);
-    SET_INT("msgs_sent", s.msgs_sent);
-    SET_INT("msgs_received", s.msgs_received);
-    SET_INT("bytes_sent", s.bytes_sent);
-    SET_INT("bytes_received", s.bytes_received);
-    SET_INT("entries_appended", s.entries_appended);
-    SET_INT("entries_applied", s.entries_applied);
-    SET_INT("fsyncs", s.fsyncs);
-    SET_INT("elections", s.elections);
-    SET_INT("snapshots", s.snapshots);
-    SET_INT("bad_frames", s.bad_frames);
-    SET_INT("refused_handshakes", s.refused_handshakes);
-    SET_INT("forwarded", s.forwarded);
-    lua_setfield(L, -2, "counters");
+    lua_pushlstring(L, text, size);
+    craft_free(NULL, text);
     return 1;
 }
 
@@ -1065,6 +1102,10 @@ int lraft_node_open(lua_State *L)
         (unsigned)lraft_opt_int(L, 1, "timeout_ms", c->default_timeout_ms);
     c->log_level = (int)lraft_opt_int(L, 1, "log_level", CRAFT_UV_WARN);
     c->seed = (uint64_t)lraft_opt_int(L, 1, "seed", 0);
+    nd->metrics_address = dup_opt(lraft_opt_str(L, 1, "metrics_address", NULL));
+    c->metrics_address = nd->metrics_address;
+    c->lag_threshold = (uint64_t)lraft_opt_int(L, 1, "lag_threshold",
+                                               (lua_Integer)c->lag_threshold);
     /* Borrowed from the options table, which stays on the stack through craft_uv_node_new. */
     lua_getfield(L, 1, "security");
     lraft_security_read(L, lua_gettop(L), &c->security);
@@ -1174,6 +1215,7 @@ static const luaL_Reg methods[] = {
     {"submit", l_submit},
     {"set_security", l_set_security},
     {"status", l_status},
+    {"metrics", l_metrics},
     {"id", l_id},
     {"address", l_address},
     {"is_open", l_is_open},
