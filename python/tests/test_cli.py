@@ -238,10 +238,30 @@ def test_no_leader_and_nowhere_to_send(kv):
     sec = kv.sec_args()
     code, _, err = run("remove", "2", "-s", "127.0.0.1:1", "--timeout", "1", *sec)
     assert code == 3 and "nothing was sent" in err
-    kv.kill(1)
-    kv.kill(2)
-    code, _, err = run("remove", "2", "-s", kv.raft[3], "--timeout", "2", *sec)
-    assert code == 5 and "no leader" in err and "nothing was done" in err
+    # The leader and one follower die: the survivor is a follower that knows no live leader.
+    # (Were the survivor the leader, it would take the change and never commit it: exit 4.)
+    leader = kv.status_json()[1]["leader"]["id"]
+    survivor = next(i for i in (1, 2, 3) if i != leader)
+    for i in (1, 2, 3):
+        if i != survivor:
+            kv.kill(i)
+    code, _, err = run("remove", str(survivor), "-s", kv.raft[survivor], "--timeout", "2", *sec)
+    assert code == 5 and "no leader" in err and "nothing was done" in err, (code, err)
+
+
+def test_a_leader_that_lost_its_majority_cannot_say(kv):
+    # The change reaches a leader whose followers just died: appended, never committed, and
+    # perhaps committed later by a new leader once they return. Neither "done" nor "refused".
+    sec = kv.sec_args()
+    leader = kv.status_json()[1]["leader"]["id"]
+    for i in (1, 2, 3):
+        if i != leader:
+            kv.kill(i)
+    other = 1 if leader != 1 else 2
+    code, _, err = run("remove", str(other), "-s", kv.raft[leader], "--timeout", "2", *sec)
+    assert code in (4, 5), (code, err)
+    if code == 4:
+        assert "unknown outcome" in err, err
 
 
 def test_snapshot_metrics_and_dump(kv):

@@ -344,7 +344,9 @@ static int connect_to(struct craft_client *c, const char *addr, uint64_t deadlin
         }
     }
     if (rc != 0) {
-        if (c->error[0] == '\0' && rc == CRAFT_ETIMEDOUT && previous[0] != '\0') {
+        if (rc == CRAFT_ETIMEDOUT && previous[0] != '\0') {
+            /* Cut short by the deadline (a handshake included): why the attempts before it
+             * failed says more than that. */
             memcpy(c->error, previous, sizeof c->error);
         } else if (c->error[0] == '\0' && rc == CRAFT_ENOCONN && c->fd >= 0) {
             snprintf(c->error, sizeof c->error,
