@@ -87,7 +87,8 @@ describe("docs/lua.md runs as written (" .. procs.interpreter() .. ")", function
             local env = procs.lua_command():gsub("%./lua_modules", cwd .. "/lua_modules")
             local ms = tonumber(b.note:match("interrupt_after_ms=(%d+)"))
             -- exec: $! is the interpreter itself, which the SIGINT must reach.
-            assert(os.execute(("cd '%s' && (%s block.lua > out 2>&1; echo $? > rc) </dev/null &")
+            -- The status is written aside and renamed: an rc file that exists is never empty.
+            assert(os.execute(("cd '%s' && (%s block.lua > out 2>&1; echo $? > rc.tmp; mv rc.tmp rc) </dev/null &")
                 :format(dir, env)))
             if ms then
                 raft.sleep(ms)

@@ -29,10 +29,12 @@ local node = assert(raft.node{ id = 1, address = "127.0.0.1:0", data_dir = %q,
 ]]):format(dir .. "/data") .. body
 end
 
--- Runs the script at path in the background: its pid, and where its output and exit status go.
-local function spawn(path, dir)
-    assert(os.execute(("(%s %s >'%s/out' 2>&1; echo $? >'%s/rc') </dev/null & echo $! >'%s/pid'"):format(
-        procs.lua_command(), path, dir, dir, dir)))
+-- Runs the script at path in the background (env: NAME=value words before the command): its
+-- pid, and where its output and exit status go. The status is written aside and renamed, so an
+-- rc file that exists is never still empty.
+local function spawn(path, dir, env)
+    assert(os.execute(("(%s %s %s >'%s/out' 2>&1; echo $? >'%s/rc.tmp'; mv '%s/rc.tmp' '%s/rc') </dev/null & echo $! >'%s/pid'")
+        :format(env or "", procs.lua_command(), path, dir, dir, dir, dir, dir)))
     return tonumber(read(dir .. "/pid"))
 end
 
@@ -99,5 +101,40 @@ print("open after run", tostring(node:is_open()))
             peers = { [1] = "127.0.0.1:0" }, apply = function(c) return c end, fsync = false,
             segment_size = 1048576 })
         again:close()
+    end)
+
+    it("survives closed nodes collected while another node's state machine runs", function()
+        -- The garbage collector runs inside apply: closed nodes that nothing references are
+        -- freed there, the ones next to the applying node in the loop's list included (the
+        -- list was walked with a pointer taken before the apply: a crash, seen once in 12 runs
+        -- of spec/batch_spec.lua). glibc's MALLOC_PERTURB_ fills freed memory, so reading a
+        -- freed node crashes at once instead of now and then.
+        local dir = support.tmpdir()
+        write(dir .. "/s.lua", ([[
+local raft = require "raft"
+local function single(i, apply)
+    return assert(raft.node{ id = 1, address = "127.0.0.1:0", data_dir = %q .. "/n" .. i,
+        peers = { [1] = "127.0.0.1:0" }, apply = apply, fsync = false,
+        segment_size = 1048576, heartbeat_ms = 20, election_timeout_ms = 100 })
+end
+for round = 1, 5 do
+    for i = 1, 6 do
+        single(round * 10 + i, function(c) return c end):close() -- garbage from here
+    end
+    local nd = single(round * 10, function(c)
+        collectgarbage("collect")
+        return c
+    end)
+    assert(nd:wait_for_leader(5000))
+    local rs = assert(nd:apply_many({ "a", "b", "c" }))
+    assert(rs[1] == "a" and rs[3] == "c")
+    nd:close()
+end
+print("end of script")
+]]):format(dir))
+        local pid = spawn(dir .. "/s.lua", dir, "MALLOC_PERTURB_=190")
+        local rc, out = wait_exit(dir, 30000, pid)
+        assert.matches("end of script", out, 1, true)
+        assert.are.equal(0, rc, out)
     end)
 end)

@@ -36,8 +36,9 @@ local function hex(s)
 end
 M.hex = hex
 
-local function fatal(code, message)
-    error({ raft_fatal = code, message = message }, 0)
+-- Stops the node at the entry at index: lua/src/node.c turns the table into the stop.
+local function fatal(code, message, index)
+    error({ raft_fatal = code, message = message, index = index }, 0)
 end
 
 local function error_text(e)
@@ -47,7 +48,7 @@ local function error_text(e)
     return ("(error object is a %s value)"):format(type(e))
 end
 
---- M.new(user, o): user = {apply, snapshot, restore, digest}; o = {sessions = bool,
+--- M.new(user, o): user = {apply, apply_batch, snapshot, restore, digest}; o = {sessions = bool,
 -- session_options = {}, digest_interval = n, propose = fn(payload), is_leader = fn(),
 -- on_diverged = fn(index, leader_hex, our_hex), log = fn(level, line), id = n}. Returns the
 -- adapter: apply, snapshot and restore for the runtime (snapshot and restore nil when the user
@@ -107,7 +108,7 @@ function M.new(user, o)
     local function on_digest_entry(command, index)
         local kind, at, theirs = core.digest_parse(command)
         if kind == nil then
-            fatal(theirs or "EMALFORMED", ("entry %d is a state-digest entry this node cannot read (%s): it stops rather than guess"):format(index, tostring(at)))
+            fatal(theirs or "EMALFORMED", ("entry %d is a state-digest entry this node cannot read (%s): it stops rather than guess"):format(index, tostring(at)), index)
         end
         if self.interval <= 0 then
             return "" -- digests are off here: the entry means nothing to this node
@@ -129,7 +130,7 @@ function M.new(user, o)
                 :format(o.id, at, self.diverged.leader, self.diverged.ours)
             o.log("error", line)
             o.on_diverged(at, self.diverged.leader, self.diverged.ours)
-            fatal("EVIOLATION", line)
+            fatal("EVIOLATION", line, index)
         end
         return ""
     end
@@ -143,21 +144,38 @@ function M.new(user, o)
         end
     end
 
-    function self.apply(command, index)
+    local function check_diverged(index)
         if self.diverged then
-            fatal("EVIOLATION", "the state machine diverged at index " .. self.diverged.index)
+            fatal("EVIOLATION", "the state machine diverged at index " .. self.diverged.index, index)
         end
-        if command:byte(1) == 0xC1 and command:byte(2) == 0x63 then
-            local tag = command:sub(3, 4)
-            if tag == "dg" then
-                return on_digest_entry(command, index)
-            elseif tag ~= "sn" then
-                fatal("EMALFORMED", ("entry %d starts with craft's reserved bytes C1 63 but is no kind of entry this node knows (%s...): a newer node or another program wrote it; the node stops rather than guess")
-                    :format(index, hex(command:sub(1, 6))))
-            elseif not self.sessions then
-                fatal("EMALFORMED", ("entry %d is a client-session command, but this node runs without sessions (sessions = false): every node of a cluster must make the same choice")
-                    :format(index))
-            end
+    end
+
+    -- An entry that starts with craft's reserved bytes: a digest entry is handled here (its
+    -- result, a string); a session envelope goes on to the session table (nil); anything else
+    -- stops the node.
+    local function craft_entry(command, index)
+        local tag = command:sub(3, 4)
+        if tag == "dg" then
+            return on_digest_entry(command, index)
+        elseif tag ~= "sn" then
+            fatal("EMALFORMED", ("entry %d starts with craft's reserved bytes C1 63 but is no kind of entry this node knows (%s...): a newer node or another program wrote it; the node stops rather than guess")
+                :format(index, hex(command:sub(1, 6))), index)
+        elseif not self.sessions then
+            fatal("EMALFORMED", ("entry %d is a client-session command, but this node runs without sessions (sessions = false): every node of a cluster must make the same choice")
+                :format(index), index)
+        end
+        return nil
+    end
+
+    local function reserved(command)
+        return command:byte(1) == 0xC1 and command:byte(2) == 0x63
+    end
+
+    function self.apply(command, index)
+        check_diverged(index)
+        if reserved(command) then
+            local r = craft_entry(command, index)
+            if r ~= nil then return r end
         end
         local result, err
         local t = self.sessions
@@ -192,6 +210,106 @@ function M.new(user, o)
             error("error\0" .. err, 0)
         end
         return result
+    end
+
+    -- The user's apply_batch(commands, first_index): the runtime hands lua/src/node.c every
+    -- committed command that is ready, and self.apply_batch gives the user's function the runs
+    -- of plain commands at consecutive indexes; craft's own entries and session commands are
+    -- handled between the runs, in log order, exactly as self.apply handles them (so a batch
+    -- boundary, which differs from node to node, changes nothing in the state). A result the
+    -- runtime carries is a string, or {message} for a command that failed.
+    local user_batch = user.apply_batch
+    if user_batch then
+        local function batch_result(r, index)
+            if type(r) == "string" then return r end
+            if type(r) == "number" then return tostring(r) end
+            if type(r) == "table" and r.error ~= nil then
+                return { "error\0" .. error_text(r.error) }
+            end
+            return { ("error\0apply_batch returned a %s for the command at index %d: return a string (or a number), or {error = message} for a command that failed")
+                :format(type(r), index) }
+        end
+
+        local function apply_run(run, first)
+            local n = #run
+            local last = first + n - 1
+            local ok, rs = pcall(user_batch, run, first)
+            if not ok then
+                fatal("EINVAL", ("apply_batch raised an error (commands %d..%d): %s; a raised error cannot say which commands took effect, so the node stops. Put {error = message} in the list, in the place of the command that failed")
+                    :format(first, last, error_text(rs)), first)
+            end
+            if type(rs) ~= "table" then
+                fatal("EINVAL", ("apply_batch returned a %s for commands %d..%d: it must return a table of one result per command; the node stops")
+                    :format(type(rs), first, last), first)
+            end
+            local out = {}
+            for k = 1, n do
+                if rs[k] == nil then
+                    fatal("EINVAL", ("apply_batch returned no result for the command at index %d (commands %d..%d): it must return one result per command, \"\" for none; the node stops")
+                        :format(first + k - 1, first, last), first)
+                end
+                out[k] = batch_result(rs[k], first + k - 1)
+            end
+            if rs[n + 1] ~= nil then
+                fatal("EINVAL", ("apply_batch returned more results than the %d commands %d..%d; the node stops")
+                    :format(n, first, last), first)
+            end
+            return out
+        end
+
+        -- A session command's outcome, as self.apply gives it (a run of one for the user).
+        local function session_outcome(kind, client, seq, bytes, index)
+            local t = self.sessions
+            if kind == SESSION_APPLY then
+                local r = apply_run({ bytes }, index)[1]
+                t:record(client, seq, type(r) == "table" and "\1" .. r[1] or "\0" .. r)
+                return r
+            elseif kind == SESSION_DUPLICATE then
+                if bytes:byte(1) == 1 then return { bytes:sub(2) } end
+                return bytes:sub(2)
+            elseif kind == SESSION_REGISTERED or kind == SESSION_UNREGISTERED then
+                return ""
+            end
+            return { "craft.SessionError\0" .. (REFUSALS[kind] or "refused") }
+        end
+
+        function self.apply_batch(commands, indexes)
+            local out, run, first = {}, {}, 0
+            local function flush()
+                if #run > 0 then
+                    local rs = apply_run(run, first)
+                    for k = 1, #rs do out[#out + 1] = rs[k] end
+                    run = {}
+                end
+            end
+            local t = self.sessions
+            for k = 1, #commands do
+                local command, index = commands[k], indexes[k]
+                check_diverged(index)
+                local r
+                if reserved(command) then
+                    flush()
+                    r = craft_entry(command, index)
+                end
+                if r ~= nil then
+                    out[#out + 1] = r -- a digest entry: no mark counted
+                else
+                    local kind, client, seq, bytes = SESSION_NONE, nil, nil, nil
+                    if t ~= nil then kind, client, seq, bytes = t:apply(index, command) end
+                    if kind == SESSION_NONE then
+                        if #run > 0 and index ~= first + #run then flush() end
+                        if #run == 0 then first = index end
+                        run[#run + 1] = bytes or command
+                    else
+                        flush()
+                        out[#out + 1] = session_outcome(kind, client, seq, bytes, index)
+                    end
+                    maybe_mark()
+                end
+            end
+            flush()
+            return out
+        end
     end
 
     if user_snapshot then

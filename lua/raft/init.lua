@@ -440,6 +440,7 @@ end
 local LEVELS = { debug = 0, info = 1, warn = 2, warning = 2, error = 3 }
 local KNOWN = {
     id = true, address = true, data_dir = true, peers = true, join = true, apply = true,
+    apply_batch = true,
     snapshot = true, restore = true, fsm = true, log = true, log_level = true, on = true,
     cluster_id = true, heartbeat_ms = true, election_timeout_ms = true, pre_vote = true,
     check_quorum = true, snapshot_entries = true, snapshot_trailing = true, fsync = true,
@@ -570,6 +571,10 @@ function raft.node(o)
     local fsm = o.fsm
     if fsm ~= nil and type(fsm) ~= "table" then bad("fsm must be a table {apply=, snapshot=, restore=}") end
     local apply = o.apply or (fsm and fsm.apply)
+    local apply_batch = o.apply_batch or (fsm and fsm.apply_batch)
+    if apply_batch ~= nil and type(apply_batch) ~= "function" then
+        bad("apply_batch must be a function(commands, first_index) returning one result per command")
+    end
     local snapshot = o.snapshot or (fsm and fsm.snapshot)
     local restore = o.restore or (fsm and fsm.restore)
     local digest = o.digest or (fsm and fsm.digest)
@@ -592,7 +597,10 @@ function raft.node(o)
     if di ~= nil and (type(di) ~= "number" or di ~= math.floor(di) or di < 0) then
         bad(("digest_interval must be an integer >= 0 (commands between state digests; 0: off), not %s"):format(tostring(di)))
     end
-    if type(apply) ~= "function" then bad("apply = function(command, index) ... end is required") end
+    if apply ~= nil and type(apply) ~= "function" then bad("apply must be a function(command, index)") end
+    if apply == nil and apply_batch == nil then
+        bad("apply = function(command, index) ... end (or apply_batch = function(commands, first_index) ... end) is required")
+    end
     if (snapshot == nil) ~= (restore == nil) then bad("give both snapshot and restore, or neither") end
     if snapshot ~= nil and (type(snapshot) ~= "function" or type(restore) ~= "function") then
         bad("snapshot and restore must be functions")
@@ -657,8 +665,8 @@ function raft.node(o)
     local log_fn = o.log or function(_, line) io.stderr:write(line, "\n") end
     local log_level = level
     -- Sessions, the snapshot envelope and state digests (lua/raft/fsm.lua).
-    local adapter = fsm_adapter.new({ apply = apply, snapshot = snapshot, restore = restore,
-        digest = digest }, {
+    local adapter = fsm_adapter.new({ apply = apply, apply_batch = apply_batch,
+        snapshot = snapshot, restore = restore, digest = digest }, {
         id = o.id, sessions = self._sessions, session_options = so, digest_interval = di,
         log = function(level, line)
             if LEVELS[level] >= LEVELS[log_level] then log_fn(level, line) end
@@ -686,8 +694,8 @@ function raft.node(o)
         snapshot_trailing = o.snapshot_trailing, fsync = o.fsync, forward = o.forward,
         max_frame = o.max_frame, timeout_ms = o.timeout_ms, seed = o.seed,
         segment_size = seg, log_level = LEVELS[level], log = o.log,
-        apply = adapter.apply, snapshot = adapter.snapshot, restore = adapter.restore,
-        log_store = o.log_store, security = o.security, limits = o.limits,
+        apply = adapter.apply, apply_batch = adapter.apply_batch, snapshot = adapter.snapshot,
+        restore = adapter.restore, log_store = o.log_store, security = o.security, limits = o.limits,
         metrics_address = o.metrics_address, lag_threshold = o.lag_threshold,
         event = function(kind, role, term, leader, index, installed, err, message, match)
             if kind == 1 then
@@ -839,6 +847,66 @@ function Node:apply(command, a, b)
     check_command("apply", command)
     local opts, cb = options("apply", 2, a, b)
     return request(self, "apply", OP.PROPOSE, command, 0, nil, false, opts.timeout_ms, cb, ok_result)
+end
+
+--- node:apply_many(commands, [opts|timeout_ms], [callback]) -> results, nil, last_index |
+-- nil, message, code, outcomes. Every command of the list is proposed at once, without
+-- waiting for one before the next (they commit and apply together, in batches), and the call
+-- waits for them all: results[k] is the result of commands[k]. When any failed: nil, the first
+-- failure's message (which command, and why), its code, and outcomes, where outcomes[k] is
+-- {result =, index =} or {error = message, code = code} for each command. The commands are
+-- independent proposals: some may commit while others fail. Styles as for node:apply.
+function Node:apply_many(commands, a, b)
+    if type(commands) ~= "table" then
+        argerror(1, "apply_many", "table of strings expected, got " .. type(commands))
+    end
+    local n = #commands
+    for k = 1, n do
+        local c = commands[k]
+        if type(c) ~= "string" then
+            argerror(1, "apply_many", ("commands[%d] is a %s: every command must be a string"):format(k, type(c)))
+        end
+        if c:byte(1) == 0xC1 and c:byte(2) == 0x63 then
+            argerror(1, "apply_many", ("commands[%d] starts with the bytes C1 63: they mark craft's own entries (sessions, state digests; docs/protocol.md)"):format(k))
+        end
+    end
+    local opts, cb = options("apply_many", 2, a, b)
+    if cb then
+        return in_coroutine(cb, function() return self:apply_many(commands, opts) end)
+    end
+    local co = current_spawned()
+    if not co then
+        check_can_wait("node:apply_many")
+    end
+    local outcomes, left, waiting = {}, n, false
+    for k = 1, n do
+        -- request() never calls back before it returned, so left counts down afterwards.
+        local sent, msg, code = request(self, "apply_many", OP.PROPOSE, commands[k], 0, nil, false,
+            opts.timeout_ms, function(r, m, x)
+                outcomes[k] = m == nil and { result = r or "", index = x } or { error = m, code = x }
+                left = left - 1
+                if left == 0 and waiting then resume(co) end
+            end, ok_result)
+        if not sent then
+            outcomes[k] = { error = msg, code = code }
+            left = left - 1
+        end
+    end
+    if co then
+        waiting = true
+        while left > 0 do coroutine.yield() end
+    else
+        while left > 0 do core.run("once") end
+    end
+    local results = {}
+    for k = 1, n do
+        local o = outcomes[k]
+        if o.error ~= nil then
+            return nil, ("command %d of %d: %s"):format(k, n, o.error), o.code, outcomes
+        end
+        results[k] = o.result
+    end
+    return results, nil, n > 0 and outcomes[n].index or nil
 end
 
 --- node:barrier([opts], [callback]) -> index: once this node's state machine reflects every

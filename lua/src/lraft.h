@@ -71,6 +71,7 @@ struct lraft_loop {
     uv_cond_t cv;
     struct lraft_call *calls, *calls_tail;
     struct lraft_node *nodes; /* every node not yet freed */
+    unsigned stream_pass;     /* lraft_nodes_run_streams' passes, counted */
 };
 
 /* core.c */

@@ -6,7 +6,7 @@
  * lua_close) stop it through one idempotent path.
  *
  * The state machine: apply runs on the loop thread, inside raft.run / raft.poll, one protected
- * call per command. Snapshot and restore are called by the runtime on a worker thread; a Lua
+ * call per command (or, when the state machine has an apply_batch, one per batch). Snapshot and restore are called by the runtime on a worker thread; a Lua
  * state must not be entered from there, so the worker hands the call to the loop thread
  * (lraft_marshal) and waits: the Lua snapshot function runs on the loop thread and returns a
  * string (or a table of strings) that the worker then writes; for restore the worker reads the
@@ -37,9 +37,10 @@ struct lraft_node {
     bool stop_deferred;
     bool collected; /* the userdata is gone: free when closed */
     bool fsm_woken; /* its state machine stream has work (lraft_nodes_run_streams) */
+    unsigned stream_pass; /* the last pass of lraft_nodes_run_streams that ran it */
     char *snapshot_tb; /* the last failed snapshot's error and traceback (loop thread), printed
                         * with the runtime's snapshot_failed line: one line per attempt */
-    int apply_ref, snapshot_ref, restore_ref, event_ref, log_ref;
+    int apply_ref, apply_batch_ref, snapshot_ref, restore_ref, event_ref, log_ref;
     struct lraft_node *next, *prev;
 };
 
@@ -148,6 +149,112 @@ static void *copy_bytes(const char *s, size_t len)
     return p;
 }
 
+/* The error at the top of the stack is {raft_fatal = "EMALFORMED", message = ..., index = ...}
+ * from lua/raft/fsm.lua (an entry it cannot interpret, a state known to be wrong, an
+ * apply_batch that broke its contract): the node stops, with the message as the result of the
+ * command c. Returns false, the stack as it was, for any other error. */
+static bool take_fatal(lua_State *L, struct apply_ctx *a, struct craft_uv_apply *c)
+{
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        return false;
+    }
+    lua_getfield(L, -1, "raft_fatal");
+    lua_getfield(L, -2, "message");
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+        lua_pop(L, 2);
+        return false;
+    }
+    const char *name = lua_tostring(L, -2);
+    a->rc = CRAFT_EMALFORMED;
+#define LRAFT_CODE_OF(cname, code, msg)                                                        \
+    if (strcmp(name, "E" #cname) == 0)                                                         \
+        a->rc = code;
+    CRAFT_ERRNO_MAP(LRAFT_CODE_OF)
+#undef LRAFT_CODE_OF
+    size_t len = 0;
+    const char *s = lua_tolstring(L, -1, &len);
+    craft_free(NULL, c->result); /* the stop's reason replaces any result */
+    c->result = copy_bytes(s, len);
+    c->result_size = c->result != NULL ? len : 0;
+    c->error = 1;
+    return true;
+}
+
+/* One result of the adapter's apply_batch (lua/raft/fsm.lua) for c: a string, or {message}
+ * for a command that failed in the state machine. */
+static int take_result(lua_State *L, struct craft_uv_apply *c)
+{
+    size_t len = 0;
+    const char *s = NULL;
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_rawgeti(L, -1, 1);
+        s = lua_tolstring(L, -1, &len);
+        c->error = 1;
+    } else {
+        s = lua_tolstring(L, -1, &len);
+    }
+    if (s != NULL && (len > 0 || c->error)) {
+        c->result = copy_bytes(s, len);
+        if (c->result == NULL) {
+            return CRAFT_ENOMEM;
+        }
+        c->result_size = len;
+    }
+    return 0;
+}
+
+/* The state machine has an apply_batch: one call of the adapter for the whole batch, which
+ * hands the user's apply_batch runs of plain commands (lua/raft/fsm.lua). */
+static int apply_batch_body(lua_State *L)
+{
+    struct apply_ctx *a = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->nd->apply_batch_ref);
+    lua_createtable(L, (int)a->n, 0);
+    lua_createtable(L, (int)a->n, 0);
+    for (size_t i = 0; i < a->n; i++) {
+        struct craft_uv_apply *c = &a->cmds[i];
+        lua_pushlstring(L, c->data != NULL ? c->data : "", c->size);
+        lua_rawseti(L, -3, (lua_Integer)i + 1);
+        lraft_pushu64(L, c->index);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+        /* The stop's reason goes to the command it names (else the first). */
+        struct craft_uv_apply *at = &a->cmds[0];
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_getfield(L, -1, "index");
+            if (lraft_isinteger(L, -1)) {
+                lua_Integer index = lua_tointeger(L, -1);
+                for (size_t i = 0; i < a->n; i++) {
+                    if ((lua_Integer)a->cmds[i].index == index) {
+                        at = &a->cmds[i];
+                    }
+                }
+            }
+            lua_pop(L, 1);
+        }
+        if (!take_fatal(L, a, at)) {
+            /* A bug of the adapter's own: stop rather than guess what was applied. */
+            size_t len = 0;
+            const char *s = error_string(L, &len);
+            at->result = copy_bytes(s, len);
+            at->result_size = at->result != NULL ? len : 0;
+            at->error = 1;
+            a->rc = CRAFT_EINVAL;
+        }
+        return 0;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        lua_rawgeti(L, 2, (lua_Integer)i + 1);
+        a->rc = take_result(L, &a->cmds[i]);
+        if (a->rc != 0) {
+            return 0;
+        }
+        lua_settop(L, 2);
+    }
+    return 0;
+}
+
 static int apply_body(lua_State *L)
 {
     struct apply_ctx *a = lua_touserdata(L, 1);
@@ -159,26 +266,8 @@ static int apply_body(lua_State *L)
         size_t len = 0;
         const char *s = NULL;
         if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-            if (lua_type(L, -1) == LUA_TTABLE) {
-                /* {raft_fatal = "EMALFORMED", message = ...} from lua/raft/init.lua: an entry
-                 * it cannot interpret, or a state known to be wrong. The node stops here. */
-                lua_getfield(L, -1, "raft_fatal");
-                lua_getfield(L, -2, "message");
-                if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
-                    const char *name = lua_tostring(L, -2);
-                    a->rc = CRAFT_EMALFORMED;
-#define LRAFT_CODE_OF(cname, code, msg)                                                      \
-    if (strcmp(name, "E" #cname) == 0)                                                         \
-        a->rc = code;
-                    CRAFT_ERRNO_MAP(LRAFT_CODE_OF)
-#undef LRAFT_CODE_OF
-                    s = lua_tolstring(L, -1, &len);
-                    c->result = copy_bytes(s, len);
-                    c->result_size = c->result != NULL ? len : 0;
-                    c->error = 1;
-                    return 0;
-                }
-                lua_pop(L, 2);
+            if (take_fatal(L, a, c)) {
+                return 0;
             }
             /* Deterministic state-machine behaviour (DESIGN.md): the entry counts as applied
              * everywhere and the proposer gets the message. */
@@ -209,11 +298,12 @@ static int fsm_apply(void *data, struct craft_uv_apply *cmds, size_t n)
 {
     struct lraft_node *nd = data;
     struct lraft_loop *m = nd->m;
-    if (m == NULL || m->finalizing || nd->apply_ref == LUA_NOREF) {
+    if (m == NULL || m->finalizing ||
+        (nd->apply_ref == LUA_NOREF && nd->apply_batch_ref == LUA_NOREF)) {
         return CRAFT_ESHUTDOWN; /* the Lua state is going away: stop here */
     }
     struct apply_ctx a = {nd, cmds, n, 0};
-    if (!protect(m, apply_body, &a)) {
+    if (!protect(m, nd->apply_batch_ref != LUA_NOREF ? apply_batch_body : apply_body, &a)) {
         return CRAFT_ENOMEM;
     }
     return a.rc;
@@ -857,6 +947,7 @@ static void on_stopped(void *data)
     if (m != NULL && !m->finalizing && m->L != NULL) {
         lua_State *L = m->L;
         unref(L, &nd->apply_ref);
+        unref(L, &nd->apply_batch_ref);
         unref(L, &nd->snapshot_ref);
         unref(L, &nd->restore_ref);
         unref(L, &nd->event_ref);
@@ -1015,17 +1106,26 @@ static void fsm_wake(void *data)
 
 void lraft_nodes_run_streams(struct lraft_loop *m)
 {
-    struct lraft_node *nd = m->nodes;
-    while (nd != NULL) {
-        struct lraft_node *next = nd->next; /* nd may be freed by its own stop callback */
-        if (nd->fsm_woken && nd->node != NULL) {
-            nd->fsm_woken = false;
-            if (craft_uv_fsm_run(nd->node) == 1) {
-                nd->fsm_woken = true; /* more: after the loop's next turn */
-                uv_async_send(&m->wake);
-            }
+    /* A stream runs Lua code, and with it the garbage collector: a closed node that was
+     * collected is freed there (l_gc), the next one in the list included. So no pointer into
+     * the list is kept across a run: each run starts again from the head, and the pass number
+     * marks the nodes that ran in this pass (a node with more to do runs on the next turn). */
+    unsigned pass = ++m->stream_pass;
+    for (;;) {
+        struct lraft_node *nd = m->nodes;
+        while (nd != NULL && !(nd->fsm_woken && nd->node != NULL && nd->stream_pass != pass)) {
+            nd = nd->next;
         }
-        nd = next;
+        if (nd == NULL) {
+            return;
+        }
+        /* An open node is referenced from the live table: never collected while it runs. */
+        nd->stream_pass = pass;
+        nd->fsm_woken = false;
+        if (craft_uv_fsm_run(nd->node) == 1) {
+            nd->fsm_woken = true; /* more: after the loop's next turn */
+            uv_async_send(&m->wake);
+        }
     }
 }
 
@@ -1067,7 +1167,8 @@ int lraft_node_open(lua_State *L)
     if (nd == NULL) {
         return lraft_fail(L, CRAFT_ENOMEM, NULL);
     }
-    nd->apply_ref = nd->snapshot_ref = nd->restore_ref = nd->event_ref = nd->log_ref = LUA_NOREF;
+    nd->apply_ref = nd->apply_batch_ref = nd->snapshot_ref = nd->restore_ref = nd->event_ref =
+        nd->log_ref = LUA_NOREF;
     *p = nd;
     nd->m = m;
     nd->next = m->nodes;
@@ -1134,6 +1235,7 @@ int lraft_node_open(lua_State *L)
     }
     lua_pop(L, 1);
     nd->apply_ref = ref_opt_fn(L, 1, "apply");
+    nd->apply_batch_ref = ref_opt_fn(L, 1, "apply_batch");
     nd->snapshot_ref = ref_opt_fn(L, 1, "snapshot");
     nd->restore_ref = ref_opt_fn(L, 1, "restore");
     nd->event_ref = ref_opt_fn(L, 1, "event");
