@@ -1,7 +1,7 @@
 """One node of a Python benchmark cluster: craft or PySyncObj, started by bench/python_bench.py.
 
     worker.py --system craft|pysyncobj --id I --ports P1,P2,P3 --dir DIR --out OUT.json
-              --mode closed --caller sync|async|callback --window W --warmup S --duration S
+              --mode closed --caller sync|async|many|callback --window W --warmup S --duration S
               --mode rate --rate R --duration S --drain S
 
 Every node runs a dict state machine written in Python (command = 100 bytes: an 8-byte key and
@@ -193,7 +193,24 @@ def craft_main(a, cmds):
                         if state["measure"]:
                             lat.append(perf() - t0)
                         n += a.window
-                tasks = [asyncio.ensure_future(caller(i)) for i in range(a.window)]
+                async def many(i):
+                    # apply_many_async: lists of W/2 commands, two lists in flight (so the
+                    # pipeline never drains while a list's answers come back); W in flight.
+                    size = max(1, a.window // 2)
+                    n = i * size
+                    while not state["stop"]:
+                        batch = [cmds[(n + k) % KEYS] for k in range(size)]
+                        t0 = perf()
+                        rs = await node.apply_many_async(batch, return_exceptions=True)
+                        dt = perf() - t0
+                        state["errors"] += sum(1 for r in rs if isinstance(r, Exception))
+                        if state["measure"]:
+                            lat.extend([dt] * size)
+                        n += 2 * size
+                if a.caller == "many":
+                    tasks = [asyncio.ensure_future(many(i)) for i in range(2)]
+                else:
+                    tasks = [asyncio.ensure_future(caller(i)) for i in range(a.window)]
                 await asyncio.sleep(a.warmup)
                 stats0 = counters()
                 cpu0 = thread_cpu()
@@ -381,7 +398,7 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["closed", "rate"], default="closed")
-    p.add_argument("--caller", choices=["sync", "async", "callback"], default="async")
+    p.add_argument("--caller", choices=["sync", "async", "many", "callback"], default="async")
     p.add_argument("--window", type=int, default=1)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--duration", type=float, default=5.0)
