@@ -61,6 +61,7 @@
 #include "craft.h"
 #include "craft/uv.h"
 #include "peers/proto.h"
+#include "../c/tests/free_port.h"
 
 /* =============================================================================================
  * The craft node (`bench-cluster node ...`)
@@ -434,21 +435,16 @@ static void on_fatal_signal(int sig)
     raise(sig);
 }
 
-static unsigned free_port(void)
+/* A free port below the ephemeral range, where no outgoing connection can take it between the
+ * probe and the node's listen (c/tests/free_port.h says why). */
+static unsigned bench_free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        perror("bench-cluster: free port");
+    int port = free_port();
+    if (port < 0) {
+        fprintf(stderr, "bench-cluster: no free port on 127.0.0.1 below the ephemeral range\n");
         exit(1);
     }
-    close(fd);
-    return ntohs(a.sin_port);
+    return (unsigned)port;
 }
 
 static void msleep(unsigned ms)
@@ -686,7 +682,7 @@ static int cluster_start(struct cluster *c, int impl, bool sync, unsigned hb, un
     }
     track_dir(c->base);
     for (int i = 0; i < 3; i++) {
-        c->ports[i] = free_port();
+        c->ports[i] = bench_free_port();
         c->p[i].in_fd = c->p[i].out_fd = -1;
         snprintf(c->p[i].dir, sizeof c->p[i].dir, "%s/n%d", c->base, i + 1);
         snprintf(c->p[i].log, sizeof c->p[i].log, "%s/n%d.log", c->base, i + 1);

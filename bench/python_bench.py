@@ -16,7 +16,8 @@ commands, a dict state machine written in Python, the client inside the leader's
 
 Callers (closed loop: each caller issues its next request when the previous one completes):
   craft   window 1: one thread calling the blocking Node.apply; windows 1 and 64 (and more with
-          --windows): asyncio tasks awaiting Node.apply_async
+          --windows): asyncio tasks awaiting Node.apply_async; and, for windows > 1, the batch
+          API: two lists of W/2 commands in flight through Node.apply_many_async
   PySyncObj  window W: W outstanding @replicated calls with callback=, each callback issuing
           the next call (PySyncObj's own way to be asynchronous)
 1 s warm-up, then --duration seconds measured; --reps repetitions, interleaved (repetition r of
@@ -42,7 +43,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +51,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from free_ports import free_ports  # noqa: E402  (below the ephemeral range: see there)
 WORKER = os.path.join(HERE, "python", "worker.py")
 PSO_VENV = os.path.join(HERE, ".venv-pysyncobj")
 PSO_REQUIREMENT = "pysyncobj==0.3.17"
@@ -190,16 +192,7 @@ def proc_cpu(pid):
         return 0.0
 
 
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
+
 
 
 def run_cluster(cfg, mode, args, extra, wait_all, budget):
@@ -324,6 +317,8 @@ def points(args, syss):
                 if w == 1:
                     pts.append((s, "sync", 1))
                 pts.append((s, "async", w))
+                if w > 1:
+                    pts.append((s, "many", w))
             else:
                 pts.append((s, "callback", w))
     return pts
@@ -331,6 +326,7 @@ def points(args, syss):
 
 def caller_name(caller, window):
     return {"sync": "apply (blocking), 1 thread", "async": f"apply_async, {window} in flight",
+            "many": f"apply_many_async, 2 lists of {max(1, window // 2)}",
             "callback": f"@replicated callback=, {window} in flight"}[caller]
 
 
@@ -523,7 +519,7 @@ def report(env, rows, b3, args):
     for w in args.windows:
         pf, pm = best("PySyncObj file", w), best("PySyncObj mem", w)
         pb = max([x for x in (pf, pm) if x], key=lambda r: r["ops_median"], default=None)
-        for caller in (["sync", "async"] if w == 1 else ["async"]):
+        for caller in (["sync", "async"] if w == 1 else ["async", "many"]):
             cd, cn = best("craft durable", w, caller), best("craft nosync", w, caller)
 
             def ratio(c):

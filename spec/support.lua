@@ -26,17 +26,43 @@ function support.cleanup()
     support._dirs = {}
 end
 
---- n free loopback addresses: nodes on port 0 learn a port each from the kernel, then close.
+-- Ports for spec nodes come from below the kernel's ephemeral range (32768-60999 by default):
+-- connect() hands its local ports out of that range, so a port the kernel chose for us there can
+-- be taken by another node's outgoing connection between the probe and the node's listen, or
+-- while the node is down for a restart (EADDRINUSE in CI). tests/free_ports.py is the Python
+-- twin, c/tests/free_port.h the C one. One cursor per process, from a random place, moving on.
+local LOWEST = 10000
+local cursor
+
+local function ephemeral_low()
+    local f = io.open("/proc/sys/net/ipv4/ip_local_port_range")
+    local lo = f and tonumber((f:read("*l") or ""):match("^%s*(%d+)")) or 32768
+    if f then f:close() end
+    return lo > LOWEST + 1000 and lo or 32768
+end
+
+--- n free loopback addresses: a node is opened on each (so each was free), then closed.
 function support.free_addresses(n)
-    local probes, out = {}, {}
-    local dir = support.tmpdir()
-    for i = 1, n do
-        probes[i] = assert(raft.node{ id = i, address = "127.0.0.1:0", data_dir = dir .. "/p" .. i,
-            join = true, fsync = false, apply = function() end, segment_size = support.SEGMENT })
-        out[i] = probes[i]:address()
+    local span = ephemeral_low() - LOWEST
+    if not cursor then
+        local stat = io.open("/proc/self/stat")
+        local pid = stat and tonumber(stat:read("*l"):match("^(%d+)")) or 0
+        if stat then stat:close() end
+        cursor = (pid * 7919 + os.time() + math.random(1, span)) % span
     end
-    for i = 1, n do probes[i]:close() end
-    return out
+    local out, dir = {}, support.tmpdir()
+    for _ = 1, span do
+        if #out == n then return out end
+        local addr = ("127.0.0.1:%d"):format(LOWEST + cursor)
+        cursor = (cursor + 1) % span
+        local probe = raft.node{ id = 1, address = addr, data_dir = dir .. "/p" .. (#out + 1) .. "-" .. cursor,
+            join = true, fsync = false, apply = function() end, segment_size = support.SEGMENT }
+        if probe then
+            probe:close()
+            out[#out + 1] = addr
+        end
+    end
+    error(("fewer than %d free ports on 127.0.0.1 below %d"):format(n, LOWEST + span))
 end
 
 --- A replicated key-value store: commands "set k v", "inc k n", "get k", "fail msg".

@@ -5,13 +5,17 @@ pytest-level watchdog below fails (rather than hangs) a test that runs far too l
 
 import faulthandler
 import os
-import socket
 import sys
 import time
 
 import pytest
 
 import craft
+
+# Test ports come from below the kernel's ephemeral range: tests/free_ports.py says why.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "tests"))
+from free_ports import free_ports, free_range  # noqa: E402,F401
 
 # WAL segments of test nodes: 1 MiB instead of the 64 MiB a node preallocates by default, so a
 # suite of clusters does not take hundreds of MB of disk (issue 18).
@@ -26,18 +30,6 @@ def _watchdog():
     faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def wait_until(pred, timeout=10.0, what="condition"):

@@ -12,13 +12,12 @@ script's process group)."""
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from conftest import free_ports
+from conftest import free_range
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -57,27 +56,6 @@ def ops_blocks():
             lines.append(line)
         prev = line.strip()
     return out
-
-
-def free_range(n):
-    """A base b such that b+1 .. b+n are free ports on 127.0.0.1."""
-    for candidate in free_ports(20):
-        base = candidate - 1
-        if base + n > 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base + 1, base + n + 1):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no range of free ports")
 
 
 def localize(code, raft, client, metrics):

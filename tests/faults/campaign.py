@@ -47,7 +47,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 KV = os.path.join(ROOT, "examples", "python", "kv.py")
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))  # tests/free_ports.py
 import linearizability  # noqa: E402
+from free_ports import free_range  # noqa: E402  (below the ephemeral range: see there)
 
 NIL = "(nil)"
 SUBNET = "10.213.0"
@@ -112,22 +114,8 @@ class HookNetwork(Network):
 
 
 def free_port_base(span: int = 64) -> int:
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 60000 - span, 100)
-        socks = []
-        try:
-            for i in range(1, span):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range on 127.0.0.1")
+    """A base whose next span-1 ports are free, below the ephemeral range (tests/free_ports.py)."""
+    return free_range(span - 1)
 
 
 class NetnsNetwork(Network):

@@ -5,7 +5,6 @@ sequences, a node that started on a corrupted log without a word. An inconclusiv
 verdict ("unknown" within its time budget) fails too: it is never counted as a pass."""
 
 import os
-import socket
 import sys
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import campaign  # noqa: E402
+from free_ports import free_ports  # noqa: E402  (campaign put tests/ on the path)
 
 craft = pytest.importorskip("craft")
 
@@ -85,9 +85,7 @@ def test_node_set_faults_binding(tmp_path):
         def apply(self, command, index):
             return None
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_ports(1)[0]
     addr = f"127.0.0.1:{port}"
     node = craft.Node(1, addr, str(tmp_path / "n1"), Sink(), peers={1: addr}, fsync=False,
                       segment_size=1 << 20)

@@ -27,6 +27,9 @@ import zipfile
 
 import pytest
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from free_ports import free_ports  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD_TIMEOUT = 900  # make wheel: sdist, one compile from it, auditwheel (~1 min here)
 RUN_TIMEOUT = 120
@@ -96,20 +99,18 @@ def wheel_venv(artefacts, tmp_path_factory):
 # A cluster of n nodes in one process, on 127.0.0.1, with a bounded wait for everything; prints
 # one JSON line: where craft came from, its version, and what each node applied.
 CLUSTER = r"""
-import json, os, socket, sys, time
+import json, os, sys, time
 import craft
 from importlib import metadata
 
 n, root = int(sys.argv[1]), sys.argv[2]
+ports = [int(p) for p in sys.argv[3].split(",")]
 
 class Counter(craft.StateMachine):
     def __init__(self): self.n = 0
     def apply(self, command, index): self.n += int(command); return str(self.n).encode()
 
-socks = [socket.socket() for _ in range(n)]
-for s in socks: s.bind(("127.0.0.1", 0))
-peers = {i + 1: "127.0.0.1:%d" % s.getsockname()[1] for i, s in enumerate(socks)}
-for s in socks: s.close()
+peers = {i + 1: "127.0.0.1:%d" % p for i, p in enumerate(ports)}
 nodes = [craft.Node(i, peers[i], os.path.join(root, "n%d" % i), Counter(), peers=peers,
                     fsync=False, heartbeat_ms=20, election_timeout_ms=200, timeout=10,
                     segment_size=1 << 20, log_level="error") for i in peers]
@@ -134,7 +135,9 @@ def run_cluster(py, n, work, cmd_prefix=(), env=None):
     script = work / "cluster.py"
     script.write_text(CLUSTER)
     data = work / f"data{n}"
-    r = run([*cmd_prefix, str(py), str(script), str(n), str(data)], cwd=str(work),
+    # Ports from below the ephemeral range, chosen here (tests/free_ports.py says why).
+    ports = ",".join(str(p) for p in free_ports(n))
+    r = run([*cmd_prefix, str(py), str(script), str(n), str(data), ports], cwd=str(work),
             env=env or clean_env())
     return json.loads(r.stdout.strip().splitlines()[-1]), data, r
 

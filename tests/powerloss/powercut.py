@@ -35,7 +35,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,9 @@ from typing import Dict, List, Optional, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))  # tests/free_ports.py
 import lazyfs  # noqa: E402
+from free_ports import free_ports  # noqa: E402  (below the ephemeral range: see there)
 
 STORES = ("disk", "python", "lua")
 KINDS = ("one", "leader", "two", "all")
@@ -54,18 +55,6 @@ KINDS = ("one", "leader", "two", "all")
 
 def log(msg: str) -> None:
     print(f"[powercut {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_ports(n: int) -> List[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 @dataclasses.dataclass
