@@ -983,6 +983,10 @@ local function change_failure(self, op, id, msg, code, ...)
         local why = (p and p.role == "learner") and "already a learner"
             or "the last voter: a cluster without voters could never elect a leader again"
         return nil, ("invalid: server %d is %s; members: %s"):format(id, why, listing), code
+    elseif code == "EINVAL" and op == OP.TRANSFER then
+        local p = members[id]
+        return nil, ("invalid: server %d is %s: only a voter can lead; members: %s")
+            :format(id, p and ("a " .. p.role) or "not a member", listing), code
     elseif code == "EINVAL" and op == OP.REMOVE then
         return nil, ("invalid: server %d is the last voter; a cluster without voters could never elect a leader again"):format(id), code
     end

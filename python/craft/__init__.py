@@ -787,6 +787,11 @@ class Node(Generic[F]):
         if e.code == -2 and op == _craft.OP_REMOVE:
             return ConfigError(f"server {server} is the last voter: a cluster without voters "
                                f"could never elect a leader again")
+        if e.code == -2 and op == _craft.OP_TRANSFER:
+            p = members.get(server)
+            what = f"a {p['role']}" if p is not None else "not a member"
+            return ConfigError(f"server {server} is {what}: only a voter can lead; members: "
+                               f"{listing}")
         if e.code == -20 and op == _craft.OP_PROMOTE:
             return Busy(f"server {server} has not caught up with the leader yet: promote it once "
                         f"it has (or add it with auto_promote=True)", -20)
@@ -851,7 +856,7 @@ class Node(Generic[F]):
 
     def transfer_leadership(self, id: int = 0, timeout: Optional[float] = None) -> None:
         """Hands leadership to server id (0: the most up-to-date voter); returns once this node
-        no longer leads."""
+        no longer leads, or at once when id is this node, the leader (nothing to hand over)."""
         self._change(_craft.OP_TRANSFER, id, None, False, timeout)
 
     def set_faults(self, to: int, drop: float = 0.0, delay: Tuple[int, int] = (0, 0),

@@ -10,7 +10,8 @@ reference.
     craft remove ID -s SERVERS        remove a server from the configuration
     craft promote ID -s SERVERS       learner -> voter (once caught up)
     craft demote ID -s SERVERS        voter -> learner
-    craft transfer [ID] -s SERVERS    hand leadership to ID (none: the most up-to-date voter)
+    craft transfer [ID] -s SERVERS    hand leadership to ID (none: the most up-to-date voter);
+                                      when ID already leads, it says so and exits 0
     craft snapshot ADDR               that node takes a snapshot now
     craft metrics ADDR                that node's metrics (Prometheus text)
     craft dump DATA_DIR               what a data directory holds (offline; --decode msgpack)
@@ -357,6 +358,16 @@ def cmd_demote(a: argparse.Namespace) -> int:
 
 
 def cmd_transfer(a: argparse.Namespace) -> int:
+    if a.id:
+        with _client(a, _servers(a)) as c:
+            try:
+                leader = c.status()["leader"]
+            except Error:
+                leader = 0  # let the transfer itself say what is wrong
+        if leader == a.id:
+            what = f"server {a.id} already leads; nothing was changed"
+            print(json.dumps({"done": what, "index": None}) if a.json else what)
+            return OK
     target = f"server {a.id}" if a.id else "the most up-to-date voter"
     return _change(a, f"leadership handed to {target}",
                    lambda c: c.transfer_leadership(a.id or 0), retry_busy=True)

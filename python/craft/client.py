@@ -150,7 +150,7 @@ class Client:
 
     def transfer_leadership(self, id: int = 0) -> None:
         """Hands leadership to voter id (0: the most up-to-date voter); returns once the old
-        leader stepped down."""
+        leader stepped down, or at once when id already leads (nothing changes)."""
         self._change(f"transfer leadership to {f'server {id}' if id else 'a voter'}",
                      _craft.CLIENT_TRANSFER, id)
 

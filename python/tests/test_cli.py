@@ -228,6 +228,11 @@ def test_membership_changes_wait_and_refusals_say_why(kv):
     target = 3 if old != 3 else 2
     run("transfer", str(target), "-s", kv.raft[old], *sec, check=0)
     wait_until(lambda: kv.status_json()[1]["leader"]["id"] == target, 10, "the new leader")
+    # Handing leadership to the server that already leads changes nothing and is no error
+    # (a script that makes sure server N leads can run twice).
+    code, out, _ = run("transfer", str(target), *servers, *sec, check=0)
+    assert f"server {target} already leads" in out
+    assert kv.status_json()[1]["leader"]["id"] == target
     # $CRAFT_SERVERS stands for -s.
     env = dict(os.environ, CRAFT_SERVERS=",".join(kv.addresses()), CRAFT_SECRET_FILE=kv.secret)
     p = subprocess.run([CRAFT, "transfer"], capture_output=True, text=True, env=env, timeout=60)

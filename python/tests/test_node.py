@@ -251,6 +251,13 @@ def test_transfer_leadership(cluster):
     cluster.nodes[leader].apply(cmd("set", "x", 1))
     cluster.nodes[leader].transfer_leadership(target)
     wait_until(lambda: cluster.nodes[target].is_leader, 5, "the target to lead")
+    # To itself: nothing to hand over, no error, and it goes on leading (not a refusal that
+    # blames learners or the last voter, as it once was).
+    term = cluster.nodes[target].status()["term"]
+    cluster.nodes[target].transfer_leadership(target)
+    assert cluster.nodes[target].is_leader and cluster.nodes[target].status()["term"] == term
+    with pytest.raises(craft.ConfigError, match="server 9 is not a member: only a voter can lead"):
+        cluster.nodes[target].transfer_leadership(9)
 
 
 def test_config_errors(tmp_path):

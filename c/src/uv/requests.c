@@ -438,6 +438,12 @@ static void process(struct craft_uv_node *n, struct craft__waiter *w)
             complete(n, w, CRAFT_ENOTLEADER, 0, NULL, 0);
             return;
         }
+        if (w->target == craft_node_id(n->core)) {
+            /* It leads already: nothing to hand over, and no error (etcd ignores it too), so
+             * that "make sure server N leads" can be run twice. */
+            complete(n, w, 0, 0, NULL, 0);
+            return;
+        }
         rc = craft_transfer_leadership(n->core, w->target);
         if (rc != 0) {
             complete(n, w, rc, 0, NULL, 0);
