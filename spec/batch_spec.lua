@@ -27,34 +27,11 @@ local function batched(opts)
     return fsm
 end
 
-local function start(c, i, fsm, extra)
-    c.fsms[i] = fsm
-    local o = { id = i, address = c.peers[i], data_dir = c.dirs[i], peers = c.peers, fsm = fsm,
-        heartbeat_ms = 20, election_timeout_ms = 200, fsync = false, timeout_ms = 5000,
-        log_level = "error", segment_size = support.SEGMENT }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    c.nodes[i] = assert(raft.node(o))
-end
-
 -- A cluster of three whose state machines are made by make(i).
 local function cluster(make, extra)
-    local c = { nodes = {}, fsms = {}, peers = support.free_addresses(3), dirs = {} }
-    local root = support.tmpdir()
-    for i = 1, 3 do c.dirs[i] = root .. "/n" .. i end
-    for i = 1, 3 do start(c, i, make(i), extra) end
-    function c.leader()
-        local id
-        assert(raft.wait(function()
-            for i, nd in pairs(c.nodes) do
-                if nd:is_open() and nd:is_leader() then id = i return true end
-            end
-        end, 10000, "a leader"))
-        return id
-    end
-    function c.close()
-        for _, nd in pairs(c.nodes) do nd:close() end
-    end
-    return c
+    local opts = { fsm_for = make }
+    for k, v in pairs(extra or {}) do opts[k] = v end
+    return support.cluster(3, opts)
 end
 
 local function commands(n, prefix)

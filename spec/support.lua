@@ -100,7 +100,9 @@ function support.kv()
     return fsm
 end
 
---- Starts n nodes in this Lua state: returns the cluster {nodes, fsms, peers, dirs}.
+--- Starts n nodes in this Lua state: returns the cluster {nodes, fsms, peers, dirs}. Every
+--- option goes to raft.node, but for `stores` ({[id] = log store}) and `fsm_for` (a function
+--- of the id making each state machine; support.kv() by default).
 function support.cluster(n, opts)
     opts = opts or {}
     local addrs = support.free_addresses(n)
@@ -109,7 +111,7 @@ function support.cluster(n, opts)
     local root = support.tmpdir()
     for i = 1, n do c.dirs[i] = root .. "/n" .. i end
     function c.start(i)
-        c.fsms[i] = support.kv()
+        c.fsms[i] = opts.fsm_for and opts.fsm_for(i) or support.kv()
         local o = {
             id = i, address = c.peers[i], data_dir = c.dirs[i], peers = c.peers, fsm = c.fsms[i],
             heartbeat_ms = 20, election_timeout_ms = 200, fsync = false, timeout_ms = 5000,
@@ -118,7 +120,7 @@ function support.cluster(n, opts)
         for k, v in pairs(opts) do
             if k == "stores" then
                 o.log_store = v[i] -- a log store per node: {[id] = store}
-            else
+            elseif k ~= "fsm_for" then
                 o[k] = v
             end
         end

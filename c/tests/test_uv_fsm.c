@@ -114,7 +114,11 @@ static int counter_restore(void *data, craft_uv_read_fn read, void *ctx)
     return 0;
 }
 
-static int counter_open(struct uf *f, int i)
+/* Node i's configuration: the fixture's template, its own identity, and the counter C[i]. */
+static struct craft_uv_config node_config(
+    struct uf *f, int i, int (*apply)(void *, struct craft_uv_apply *, size_t),
+    int (*snapshot)(void *, craft_uv_write_fn, void *),
+    int (*restore)(void *, craft_uv_read_fn, void *), uint64_t seed)
 {
     struct uf_node *u = &f->node[i];
     struct craft_uv_config c = f->base;
@@ -123,12 +127,20 @@ static int counter_open(struct uf *f, int i)
     c.data_dir = u->dir;
     c.bootstrap = &f->conf;
     c.fsm.data = &C[i];
-    c.fsm.apply = counter_apply;
-    c.fsm.snapshot = counter_snapshot;
-    c.fsm.restore = counter_restore;
+    c.fsm.apply = apply;
+    c.fsm.snapshot = snapshot;
+    c.fsm.restore = restore;
     c.event = uf_event;
     c.event_data = u;
-    c.seed = (uint64_t)i * 7919;
+    c.seed = seed;
+    return c;
+}
+
+static int counter_open(struct uf *f, int i)
+{
+    struct uf_node *u = &f->node[i];
+    struct craft_uv_config c =
+        node_config(f, i, counter_apply, counter_snapshot, counter_restore, (uint64_t)i * 7919);
     int rc = craft_uv_node_new(&f->loop, &c, &u->n);
     if (rc != 0) {
         fprintf(stderr, "counter_open(%d): %s\n", i, craft_uv_last_error());
@@ -636,18 +648,9 @@ static void embedded_stop_cb(void *data)
 static int embedded_open(struct uf *f, int i)
 {
     struct uf_node *u = &f->node[i];
-    struct craft_uv_config c = f->base;
-    c.id = u->id;
-    c.address = u->address;
-    c.data_dir = u->dir;
-    c.bootstrap = &f->conf;
-    c.fsm.data = &C[i];
-    c.fsm.apply = embedded_apply;
-    c.fsm.snapshot = embedded_snapshot;
-    c.fsm.restore = embedded_restore;
+    struct craft_uv_config c =
+        node_config(f, i, embedded_apply, embedded_snapshot, embedded_restore, (uint64_t)i * 13);
     c.event = embedded_event;
-    c.event_data = u;
-    c.seed = (uint64_t)i * 13;
     wakes[i].node = i;
     c.fsm_wake = embed_wake;
     c.fsm_wake_data = &wakes[i];

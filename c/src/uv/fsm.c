@@ -413,6 +413,16 @@ static void run_steps(struct craft_uv_node *n, struct craft__step *run)
     }
 }
 
+/* Called and returning with fsm_lock held: the user's callbacks run without it (the loop takes
+ * it to hand over new runs), and the finished run goes back under it. */
+static void run_unlocked(struct craft_uv_node *n, struct craft__step *run)
+{
+    uv_mutex_unlock(&n->fsm_lock);
+    run_steps(n, run);
+    uv_mutex_lock(&n->fsm_lock);
+    give_back(n, run);
+}
+
 static void thread_main(void *arg)
 {
     struct craft_uv_node *n = arg;
@@ -428,10 +438,7 @@ static void thread_main(void *arg)
         if (run == NULL) {
             break;
         }
-        uv_mutex_unlock(&n->fsm_lock);
-        run_steps(n, run);
-        uv_mutex_lock(&n->fsm_lock);
-        give_back(n, run);
+        run_unlocked(n, run);
     }
     uv_mutex_unlock(&n->fsm_lock);
     if (n->cfg.fsm.thread_stop != NULL) {
@@ -537,10 +544,7 @@ int craft_uv_fsm_run(struct craft_uv_node *n)
         if (run == NULL) {
             break;
         }
-        uv_mutex_unlock(&n->fsm_lock);
-        run_steps(n, run);
-        uv_mutex_lock(&n->fsm_lock);
-        give_back(n, run);
+        run_unlocked(n, run);
         runs++;
     }
     struct craft__step *h = n->fsm_head;
