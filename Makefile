@@ -12,6 +12,10 @@ PACKAGES := build-essential cmake pkg-config clang libuv1-dev libmsgpack-dev lib
 	python3-dev python3-venv iproute2 iptables
 # libFuzzer and the sanitizer runtimes for clang (Debian 12 splits them out of clang-14).
 OPTIONAL_PACKAGES := libclang-rt-14-dev
+# The benchmarks' peers, never needed by the build or the tests: canonical/raft's library and
+# headers for bench-cluster's column (docs/benchmarks.md). `make bench-deps` installs them when
+# the archive has them; scripts/bench-cluster.sh runs it. Without them the column is skipped.
+BENCH_PACKAGES := libraft-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
@@ -28,7 +32,7 @@ keep_going = $(if $(KEEP_GOING),-- $$(grep -qs '^CMAKE_GENERATOR:INTERNAL=Ninja'
 CMAKE_DEFAULT := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRAFT_WERROR=ON
 CMAKE_ASAN := -DCMAKE_BUILD_TYPE=Debug -DCRAFT_SANITIZE=ON
 
-.PHONY: all deps venv python-install wheel-tools wheel lua-install build build-default build-asan test demo demo-c demo-sim soak bench fuzz format clean lab
+.PHONY: all deps bench-deps venv python-install wheel-tools wheel lua-install build build-default build-asan test demo demo-c demo-sim soak bench fuzz format clean lab
 
 all: build
 
@@ -49,6 +53,17 @@ deps:
 		$(call has_candidate,$$p) || continue; \
 		echo "deps: installing optional $$p"; \
 		$(APT_GET) install -y -q $$p || echo "deps: could not install $$p (optional)" >&2; \
+	done
+
+bench-deps:
+	@for p in $(BENCH_PACKAGES); do \
+		$(call installed,$$p) && continue; \
+		if ! $(call has_candidate,$$p); then \
+			echo "bench-deps: $$p is not in the archive; its column is skipped" >&2; continue; \
+		fi; \
+		echo "bench-deps: installing $$p"; \
+		$(APT_GET) install -y -q $$p >/dev/null || \
+			echo "bench-deps: could not install $$p; its column is skipped" >&2; \
 	done
 
 # --- Python: the project's venv, the package, the wheel ---------------------------------------
@@ -174,7 +189,7 @@ soak: deps build-default
 	fi
 	$(BUILD_DIR)/default/craft-soak $(SEEDS)
 
-bench: deps build-default
+bench: deps bench-deps build-default
 	@set -e; shopt -s nullglob; benches=($(BUILD_DIR)/default/bench-*); \
 	if [ $${#benches[@]} -eq 0 ]; then echo "bench: no benchmarks yet (bench/*.c)"; exit 0; fi; \
 	for b in "$${benches[@]}"; do \

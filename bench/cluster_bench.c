@@ -1001,7 +1001,7 @@ static bool build_peer(void)
 {
     char *why = g_skip_why[IMPL_CANON], *bin = g_peer_bin[IMPL_CANON];
     if (access("/usr/include/raft.h", F_OK) != 0) {
-        snprintf(why, sizeof g_skip_why[0], "not installed (apt-get install libraft-dev)");
+        snprintf(why, sizeof g_skip_why[0], "not installed (make bench-deps)");
         return false;
     }
     char src[PATH_MAX];
@@ -1279,7 +1279,7 @@ static int parse_list(const char *s, unsigned *out, int cap)
     return n;
 }
 
-/* --peers canonical,hashicorp | none */
+/* --peers canonical,hashicorp | both | none */
 static int parse_peers(const char *list)
 {
     char tmp[256];
@@ -1290,9 +1290,11 @@ static int parse_peers(const char *list)
             g_want[IMPL_CANON] = true;
         } else if (strcmp(tok, "hashicorp") == 0 || strcmp(tok, "hashicorp/raft") == 0) {
             g_want[IMPL_HASHI] = true;
+        } else if (strcmp(tok, "both") == 0) {
+            g_want[IMPL_CANON] = g_want[IMPL_HASHI] = true;
         } else if (strcmp(tok, "none") != 0) {
             fprintf(stderr, "bench-cluster: --peers: unknown peer '%s' (canonical, hashicorp, "
-                            "none)\n", tok);
+                            "both, none)\n", tok);
             return -1;
         }
     }
@@ -1304,7 +1306,7 @@ static int usage(void)
     fprintf(stderr,
             "usage: bench-cluster [--quick] [-t MEAS_S] [-r REPS] [-w 1,16,64,256] [-s SIZE]\n"
             "                     [-f TRIALS] [-d DIR] [--only b0,b1,b2,b4,b5] [--b4] [--no-peer]\n"
-            "                     [--peers canonical,hashicorp|none] [--keep-logs]\n"
+            "                     [--peers canonical,hashicorp|both|none] [--keep-logs]\n"
             "                     [--security plaintext|tls|secret]\n");
     return 2;
 }

@@ -389,7 +389,7 @@ def aggregate(rs):
     ths = [r["threads"] for r in rs if r.get("threads")]
     if ths:
         row["threads"] = {k: statistics.median(t.get(k, 0.0) for t in ths)
-                          for k in ("main", "loop", "other")}
+                          for k in ("main", "apply", "other")}
     fs = [r.get("counters", {}).get("fsyncs") for r in rs]
     fs = [(f / r["ops"]) for f, r in zip(fs, rs) if f is not None and r["ops"]]
     if fs:
@@ -470,7 +470,7 @@ def report(env, rows, b3, args):
                f"warm-up + {args.duration:g} s measured per point, 100-byte commands)")
     out.append("")
     out.append("| system | durability | caller | ops/s median | min-max | p50 | p99 | "
-               "leader fsyncs/op | CPU leader (main+loop+other) / follower, cores | "
+               "leader fsyncs/op | CPU leader (main+apply+other) / follower, cores | "
                "cluster CPU µs/op | other load, cores |")
     out.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -490,7 +490,7 @@ def report(env, rows, b3, args):
         cpu = ""
         if "cpu_leader" in r:
             t = r.get("threads", {})
-            cpu = (f"{r['cpu_leader']:.2f} ({t.get('main', 0):.2f}+{t.get('loop', 0):.2f}+"
+            cpu = (f"{r['cpu_leader']:.2f} ({t.get('main', 0):.2f}+{t.get('apply', 0):.2f}+"
                    f"{t.get('other', 0):.2f}) / {r['cpu_followers']:.2f}")
         err = f" ({r['errors']} errors)" if r["errors"] else ""
         oc = f"{r['other_cpu']:.2f}" if "other_cpu" in r else ""

@@ -8,8 +8,8 @@
 #   scripts/bench-cluster.sh -w 1,16,64,256,1024 -t 10 -r 3 -f 20   # BENCHMARKS.md's points
 #   scripts/bench-cluster.sh --security tls --only b1 -w 1,256 --no-peer   # what TLS costs
 #
-# The project requires neither peer. The canonical/raft column needs its headers and library:
-# `sudo apt-get install libraft-dev` (Debian 12: 0.15). The hashicorp/raft column needs Go
+# The project requires neither peer. The canonical/raft column needs its headers and library,
+# libraft-dev (Debian 12: 0.15), which `make bench-deps` installs and this script runs first. The hashicorp/raft column needs Go
 # (>= 1.22; `go` on PATH, $GO, or /usr/local/go/bin/go): bench-cluster builds the Go harness
 # bench/peers/hashicorp (its go.mod pins hashicorp/raft v1.7.2 and raft-boltdb/v2 v2.3.1, fetched
 # from the Go module proxy on the first build). A peer that is missing is skipped with a line
@@ -18,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-cbuild/default}
+make -s bench-deps || true   # canonical/raft's library, when the archive has it
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
     cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi

@@ -72,9 +72,10 @@ def thread_cpu():
 
 
 def thread_split(before, after, elapsed, roles):
-    """CPU (in cores) over the window, by role: main (the caller), loop (craft's loop thread,
-    where apply runs), other (libuv's worker threads: disk writes and fsyncs; PySyncObj's tick
-    thread is the "loop" there)."""
+    """CPU (in cores) over the window, by role: main (the caller), apply (the thread where the
+    state machine's apply runs: craft's state machine thread since issue 17.1, PySyncObj's tick
+    thread), other (every other thread: craft's libuv loop, libuv's workers with the disk
+    writes and fsyncs)."""
     split = {}
     for tid, t in after.items():
         role = roles.get(tid, "other")
@@ -113,14 +114,14 @@ def craft_main(a, cmds):
             return None
 
     class Probe(Dict):
-        loop_tid = 0
+        apply_tid = 0
 
         def apply(self, command, index):
-            Probe.loop_tid = threading.get_native_id()
+            Probe.apply_tid = threading.get_native_id()
             Probe.apply = Dict.apply
             if a.pin_tstate:
-                # Experiment (not the default): one extra PyGILState_Ensure on craft's loop
-                # thread, never released, keeps that thread's PyThreadState alive, so the
+                # Experiment (not the default): one extra PyGILState_Ensure on craft's state
+                # machine thread, never released, keeps that thread's PyThreadState alive, so the
                 # runtime's per-call Ensure/Release pairs stop creating and destroying one
                 # (and mmap/munmap-ing its frame stack) every time: what a persistent
                 # thread state in python/src/node.c would buy.
@@ -228,7 +229,7 @@ def craft_main(a, cmds):
             lat, elapsed, errors = asyncio.run(run())
         res = summarize(lat, elapsed, errors)
         res["threads"] = thread_split(cpu0, cpu1, elapsed,
-                                      {os.getpid(): "main", Probe.loop_tid: "loop"})
+                                      {os.getpid(): "main", Probe.apply_tid: "apply"})
         stats1 = counters()
         res["counters"] = {k: stats1[k] - stats0.get(k, 0) for k in stats1} if stats0 else {}
         res["leader"] = a.id
@@ -351,7 +352,7 @@ def pysyncobj_main(a, cmds):
         idle.wait(5)
         res = summarize(list(lat), elapsed, state["errors"])
         res["threads"] = thread_split(cpu0, cpu1, elapsed, {os.getpid(): "main",
-                                                            tick_tid[0]: "loop"})
+                                                            tick_tid[0]: "apply"})
         res["leader"] = a.id
         write_json(a.out, res)
         while True:

@@ -10,7 +10,7 @@
  * One cursor per process, started at a random place and moving on by one, so that two calls in a
  * process never return the same port and two processes rarely start at the same place; every
  * port returned was free a moment ago (bound without SO_REUSEADDR, so one in TIME_WAIT is
- * skipped too). Include after <stdlib.h>, <string.h>, <unistd.h> and the socket headers. */
+ * skipped too). The Python twin is tests/free_ports.py, the Lua one spec/support.lua. */
 #ifndef CRAFT_TEST_FREE_PORT_H
 #define CRAFT_TEST_FREE_PORT_H
 
@@ -28,7 +28,7 @@
 /* The lowest ephemeral port, or 32768 when /proc does not say. */
 static inline int free_port__ephemeral_low(void)
 {
-    int lo = 32768, hi = 60999;
+    int lo = 32768, hi = 60999; /* hi is read only to check the line's shape */
     FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
     if (f != NULL) {
         if (fscanf(f, "%d %d", &lo, &hi) != 2) {
