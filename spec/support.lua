@@ -55,11 +55,14 @@ function support.free_addresses(n)
         if #out == n then return out end
         local addr = ("127.0.0.1:%d"):format(LOWEST + cursor)
         cursor = (cursor + 1) % span
-        local probe = raft.node{ id = 1, address = addr, data_dir = dir .. "/p" .. (#out + 1) .. "-" .. cursor,
+        local probe, err, code = raft.node{ id = 1, address = addr,
+            data_dir = dir .. "/p" .. (#out + 1) .. "-" .. cursor,
             join = true, fsync = false, apply = function() end, segment_size = support.SEGMENT }
         if probe then
             probe:close()
             out[#out + 1] = addr
+        elseif code ~= "EADDRINUSE" then
+            error("support.free_addresses: " .. tostring(err), 2) -- not a port in use: say so
         end
     end
     error(("fewer than %d free ports on 127.0.0.1 below %d"):format(n, LOWEST + span))
