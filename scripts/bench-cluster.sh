@@ -9,7 +9,8 @@
 #   scripts/bench-cluster.sh --security tls --only b1 -w 1,256 --no-peer   # what TLS costs
 #
 # The project requires neither peer. The canonical/raft column needs its headers and library,
-# libraft-dev (Debian 12: 0.15), which `make bench-deps` installs and this script runs first. The hashicorp/raft column needs Go
+# libraft-dev (Debian 12: 0.15), which `make bench-deps` installs (this script runs it first).
+# The hashicorp/raft column needs Go
 # (>= 1.22; `go` on PATH, $GO, or /usr/local/go/bin/go): bench-cluster builds the Go harness
 # bench/peers/hashicorp (its go.mod pins hashicorp/raft v1.7.2 and raft-boltdb/v2 v2.3.1, fetched
 # from the Go module proxy on the first build). A peer that is missing is skipped with a line
